@@ -1,0 +1,393 @@
+"""Typed configuration: the data catalog (`catalog.yaml`) and the site settings (`XRDPIPE_*`).
+
+The catalog is read once at the edge (CLI or flow) and passed down as frozen pydantic
+models. An unknown key or a bad value fails with a :class:`~xrdpipe.errors.ConfigError`
+that names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from xrdpipe.errors import ConfigError
+
+CRYSTAL_SYSTEMS = (
+    "triclinic",
+    "monoclinic",
+    "orthorhombic",
+    "tetragonal",
+    "trigonal",
+    "hexagonal",
+    "cubic",
+)
+"""The seven crystal systems (International Tables), ordered by increasing symmetry."""
+
+LATTICE_SYSTEMS = (
+    "triclinic",
+    "monoclinic",
+    "orthorhombic",
+    "tetragonal",
+    "rhombohedral",
+    "hexagonal",
+    "cubic",
+)
+"""The seven lattice systems: paper 000's seven classes (trigonal split by R or P lattice)."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CodQuery(_Frozen):
+    """A COD search, in the words of COD's REST API (`/cod/result`).
+
+    Attributes:
+        elements: elements that must be present (`el1`..`el8`).
+        exclude_elements: elements that must not be present (`nel1`..`nel4`).
+        min_elements: minimum number of distinct elements (`strictmin`).
+        max_elements: maximum number of distinct elements (`strictmax`).
+        formula: Hill formula with spaces, e.g. ``"Fe2 O3"``.
+        text: keyword in names and bibliography.
+        ids: explicit COD ids (`id`).
+        cell: cell ranges, keys like ``amin``, ``amax``, ``alphamin``, ``vmax``.
+    """
+
+    elements: tuple[str, ...] = Field(default=(), max_length=8)
+    exclude_elements: tuple[str, ...] = Field(default=(), max_length=4)
+    min_elements: int | None = Field(default=None, ge=1)
+    max_elements: int | None = Field(default=None, ge=1)
+    formula: str | None = None
+    text: str | None = None
+    ids: tuple[str, ...] = ()
+    cell: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("ids")
+    @classmethod
+    def _digits(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        for cod_id in ids:
+            if not str(cod_id).isdigit():
+                raise ValueError(f"COD id {cod_id!r} must be digits only")
+        return tuple(str(i) for i in ids)
+
+    @field_validator("cell")
+    @classmethod
+    def _cell_keys(cls, cell: dict[str, float]) -> dict[str, float]:
+        allowed = {
+            f"{p}{b}" for p in ("a", "b", "c", "alpha", "beta", "gamma", "v") for b in ("min", "max")
+        }
+        for key in cell:
+            if key not in allowed:
+                raise ValueError(f"cell key {key!r} is not one of {sorted(allowed)}")
+        return cell
+
+    def to_params(self) -> dict[str, str]:
+        """The query as COD's `/cod/result` parameters (without `format`)."""
+        params: dict[str, str] = {}
+        for i, el in enumerate(self.elements, start=1):
+            params[f"el{i}"] = el
+        for i, el in enumerate(self.exclude_elements, start=1):
+            params[f"nel{i}"] = el
+        if self.min_elements is not None:
+            params["strictmin"] = str(self.min_elements)
+        if self.max_elements is not None:
+            params["strictmax"] = str(self.max_elements)
+        if self.formula:
+            params["formula"] = self.formula
+        if self.text:
+            params["text"] = self.text
+        if self.ids:
+            params["id"] = ",".join(self.ids)
+        for key, value in self.cell.items():
+            params[key] = f"{value:g}"
+        return params
+
+
+class Filters(_Frozen):
+    """Which parsed structures a subset keeps (each rejection is quarantined with its reason).
+
+    Attributes:
+        max_sites: most sites in the unit cell, bounded from the raw CIF before parsing.
+        allow_partial_occupancy: keep disordered structures (partial occupancies).
+        exclude_organic: drop formulas that contain both C and H.
+        exclude_polymers: drop entries whose name contains ``catena`` or ``poly``.
+        allowed_elements: if set, every element must be in it.
+        excluded_elements: no element may be in it.
+        deduplicate: keep one entry (the lowest COD id) per reduced formula and space group.
+    """
+
+    max_sites: int = Field(default=500, ge=1)
+    allow_partial_occupancy: bool = False
+    exclude_organic: bool = True
+    exclude_polymers: bool = True
+    allowed_elements: tuple[str, ...] | None = None
+    excluded_elements: tuple[str, ...] = ()
+    deduplicate: bool = True
+
+
+class SymmetrySettings(_Frozen):
+    """spglib tolerances (as `reference.csv` was made: symprec 0.1, 5 degrees)."""
+
+    symprec: float = Field(default=0.1, gt=0)
+    angle_tolerance: float = Field(default=5.0, gt=0)
+
+
+class SimulationConfig(_Frozen):
+    """How single-phase peak lists are simulated for a subset (paper 002).
+
+    Attributes:
+        n_train_strains: strain conditions per material for training (paper: 500).
+        n_test_strains: other strain conditions per material for test (paper: 200).
+        max_strain: strain amplitude bound (paper: 0.05).
+        strain_mode: ``unconstrained`` (paper 002) or ``symmetry`` (keeps the space group).
+        wavelength: a pymatgen wavelength name (``CuKa``) or a value in angstrom.
+        two_theta_range: degrees.
+        debye_waller: apply pymatgen-style Debye-Waller factors (none are known from COD).
+        materials_per_chunk: materials per Zarr chunk, i.e. per Dask task.
+    """
+
+    n_train_strains: int = Field(default=500, ge=1)
+    n_test_strains: int = Field(default=200, ge=1)
+    max_strain: float = Field(default=0.05, gt=0, lt=0.5)
+    strain_mode: Literal["unconstrained", "symmetry"] = "unconstrained"
+    wavelength: str | float = "CuKa"
+    two_theta_range: tuple[float, float] = (10.0, 80.0)
+    debye_waller: bool = False
+    materials_per_chunk: int = Field(default=1, ge=1)
+
+    @field_validator("two_theta_range")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not 0 <= lo < hi <= 180:
+            raise ValueError(f"two_theta_range {value!r} must satisfy 0 <= min < max <= 180")
+        return value
+
+    @field_validator("wavelength")
+    @classmethod
+    def _wavelength(cls, value: str | float) -> str | float:
+        if isinstance(value, str):
+            from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
+
+            if value not in WAVELENGTHS:
+                raise ValueError(f"wavelength {value!r} is not one of {sorted(WAVELENGTHS)}")
+        elif value <= 0:
+            raise ValueError(f"wavelength {value!r} must be positive (angstrom)")
+        return value
+
+    @property
+    def wavelength_angstrom(self) -> float:
+        """The wavelength in angstrom."""
+        if isinstance(self.wavelength, str):
+            from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
+
+            return float(WAVELENGTHS[self.wavelength])
+        return float(self.wavelength)
+
+
+class SubsetConfig(_Frozen):
+    """A named COD subset: where it comes from, what is kept, how it is sampled.
+
+    Attributes:
+        description: one line for people.
+        source: ``cod`` (REST API at ``cod_url`` or the settings' URL), ``mirror`` (a
+            directory of CIFs at ``mirror_dir``), or ``package`` (the COD CIFs shipped by
+            the ``crystals`` package: offline).
+        cod_url: base URL of COD for this subset (else ``XRDPIPE_COD_URL``).
+        mirror_dir: a directory of COD CIFs, flat or in COD's rsync layout.
+        query: the COD search.
+        filters: what is kept.
+        symmetry: spglib tolerances.
+        sample_size: number of materials kept after filtering (``None``: all).
+        stratify_by: draw the sample evenly over this label.
+        seed: seeds the sample and every random draw downstream.
+        simulation: how peak lists are simulated.
+    """
+
+    description: str = ""
+    source: Literal["cod", "mirror", "package"] = "cod"
+    cod_url: str | None = None
+    mirror_dir: Path | None = None
+    query: CodQuery = CodQuery()
+    filters: Filters = Filters()
+    symmetry: SymmetrySettings = SymmetrySettings()
+    sample_size: int | None = Field(default=None, ge=1)
+    stratify_by: Literal["crystal_system", "lattice_system"] | None = None
+    seed: int = 0
+    simulation: SimulationConfig = SimulationConfig()
+
+    @model_validator(mode="after")
+    def _mirror_needs_dir(self) -> SubsetConfig:
+        if self.source == "mirror" and self.mirror_dir is None:
+            raise ValueError("source 'mirror' needs mirror_dir (a directory of COD CIFs)")
+        return self
+
+    def fingerprint(self) -> str:
+        """A short hash of the whole resolved subset config."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+SubsetName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+
+
+class Catalog(_Frozen):
+    """The whole data catalog: named COD subsets (later: stores and experiments)."""
+
+    version: Literal[1] = 1
+    default_subset: str = "demo"
+    subsets: dict[SubsetName, SubsetConfig]
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> Catalog:
+        if self.default_subset not in self.subsets:
+            raise ValueError(
+                f"default_subset {self.default_subset!r} is not one of {sorted(self.subsets)}"
+            )
+        return self
+
+    def subset(self, name: str) -> SubsetConfig:
+        """The subset called ``name``; the error lists the allowed names."""
+        try:
+            return self.subsets[name]
+        except KeyError:
+            raise ConfigError(
+                f"subset {name!r} is not in the catalog; allowed: {sorted(self.subsets)}"
+            ) from None
+
+
+class Settings(BaseSettings):
+    """Site settings, read from ``XRDPIPE_*`` environment variables.
+
+    Attributes:
+        data_dir: where every manifest and store goes (default ``data/`` under the cwd).
+        catalog: path of ``catalog.yaml`` (default: ``./catalog.yaml`` if present, else the
+            catalog installed with the package).
+        cod_url: base URL of COD's REST API.
+        mirror_dir: if set, every ``cod`` subset reads this local mirror instead of HTTP.
+        dask_address: address of an existing Dask scheduler (else a LocalCluster).
+        dask_workers: worker processes of the LocalCluster (default: one per core).
+        mlflow_tracking_uri: MLflow tracking URI (default: SQLite under ``data_dir``).
+        cod_min_interval_s: polite minimum interval between COD requests.
+        cod_concurrency: concurrent COD downloads.
+        cod_timeout_s: timeout of one COD request.
+        cod_retries: retries of one COD request (timeouts, 5xx, 429).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="XRDPIPE_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    catalog: Path | None = None
+    cod_url: str = "https://www.crystallography.net"
+    mirror_dir: Path | None = None
+    dask_address: str | None = None
+    dask_workers: int | None = Field(default=None, ge=1)
+    mlflow_tracking_uri: str | None = None
+    cod_min_interval_s: float = Field(default=0.2, ge=0)
+    cod_concurrency: int = Field(default=4, ge=1, le=32)
+    cod_timeout_s: float = Field(default=30.0, gt=0)
+    cod_retries: int = Field(default=4, ge=0)
+
+    def subset_dir(self, subset: str) -> Path:
+        """The folder of one subset's manifest, CIFs and stores."""
+        return self.data_dir / subset
+
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI (SQLite file under the data directory by default)."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid catalog {source}:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "literal_error":
+            allowed = err.get("ctx", {}).get("expected", "")
+            msg = f"allowed values: {allowed}"
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        lines.append(f"  {where} = {shown}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_catalog(data: dict[str, Any], source: str = "<dict>") -> Catalog:
+    """Validate a catalog given as plain data (as loaded from YAML)."""
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def default_catalog_path() -> Path:
+    """The catalog installed with the package."""
+    return Path(str(resources.files("xrdpipe") / "catalog.yaml"))
+
+
+def load_catalog(path: Path | str | None = None, settings: Settings | None = None) -> Catalog:
+    """Load and validate ``catalog.yaml``.
+
+    Order: the explicit ``path``, ``XRDPIPE_CATALOG``, ``./catalog.yaml``, the packaged one.
+    Relative ``mirror_dir`` values are resolved against the catalog's folder.
+    """
+    settings = settings or Settings()
+    if path is None:
+        path = settings.catalog
+    if path is None:
+        local = Path("catalog.yaml")
+        path = local if local.is_file() else default_catalog_path()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read catalog {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"catalog {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"catalog {path} must be a mapping, got {type(data).__name__}")
+    # Top-level keys starting with "_" hold YAML anchors (templates), as in kedro catalogs.
+    data = {k: v for k, v in data.items() if not str(k).startswith("_")}
+    catalog = parse_catalog(data, str(path))
+    base = path.resolve().parent
+    fixed = {}
+    for name, sub in catalog.subsets.items():
+        if sub.mirror_dir is not None and not sub.mirror_dir.is_absolute():
+            sub = sub.model_copy(update={"mirror_dir": (base / sub.mirror_dir).resolve()})
+        fixed[name] = sub
+    return catalog.model_copy(update={"subsets": fixed})
+
+
+def resolve_subset(
+    catalog: Catalog,
+    name: str,
+    settings: Settings,
+    *,
+    mirror_dir: Path | str | None = None,
+    cod_url: str | None = None,
+) -> SubsetConfig:
+    """The subset with command-line or settings overrides of its source applied.
+
+    A ``mirror_dir`` (argument, else ``XRDPIPE_MIRROR_DIR``) turns a ``cod`` subset into a
+    mirror read; a ``cod_url`` (argument) points it at another COD.
+    """
+    sub = catalog.subset(name)
+    mirror = mirror_dir or (settings.mirror_dir if sub.source == "cod" else None)
+    if mirror is not None:
+        path = Path(mirror)
+        if not path.is_dir():
+            raise ConfigError(f"mirror_dir {str(path)!r} is not a directory")
+        return sub.model_copy(update={"source": "mirror", "mirror_dir": path.resolve()})
+    if cod_url is not None:
+        return sub.model_copy(update={"source": "cod", "cod_url": cod_url})
+    return sub

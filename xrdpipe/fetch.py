@@ -1,0 +1,269 @@
+"""The fetch stage: a COD subset from its source to a validated structure manifest.
+
+Steps (each a plain function, so the Prefect flow and the CLI call the same code):
+
+1. :func:`find_candidates` asks the subset's source (COD's REST API, a local mirror, or
+   the COD CIFs shipped by the ``crystals`` package) for the entries matching its query,
+   and drops those whose formula already fails the subset's element rules.
+2. :func:`acquire_cifs` downloads (or copies) their CIFs into ``<data>/<subset>/cif/``,
+   atomically and with a sha256 ledger, so an interrupted fetch resumes.
+3. :func:`build_subset_manifest` parses, analyses and filters them with pymatgen and
+   writes ``manifest.parquet`` (the sampled materials) and ``quarantine.parquet``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from xrdpipe.config import Settings, SubsetConfig
+from xrdpipe.cod.client import CodClient, CodRecord, DownloadResult
+from xrdpipe.cod.mirror import CodMirror, package_mirror_dir
+from xrdpipe.structures.manifest import (
+    CifEntry,
+    build_manifest,
+    sample_manifest,
+    write_manifest,
+)
+
+_ELEMENT = re.compile(r"^([A-Z][a-z]?)")
+
+Progress = Callable[[object], None]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Entries a subset's source offers, after the cheap formula-level rules.
+
+    Attributes:
+        source: where they come from (``cod:<url>``, ``mirror:<dir>``, ``package:crystals``).
+        cod_ids: ids to acquire, sorted numerically.
+        rejected: (cod_id, reason) pairs dropped from the formula alone.
+        total: how many entries the query returned.
+    """
+
+    source: str
+    cod_ids: tuple[str, ...]
+    rejected: tuple[tuple[str, str], ...] = ()
+    total: int = 0
+
+
+@dataclass
+class FetchReport:
+    """What a fetch did, for logs and the CLI summary."""
+
+    subset: str
+    source: str
+    folder: Path
+    n_candidates: int = 0
+    n_downloaded: int = 0
+    n_cached: int = 0
+    n_failed: int = 0
+    n_kept: int = 0
+    n_sampled: int = 0
+    quarantine_counts: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def summary(self) -> str:
+        """A few lines for people."""
+        lines = [
+            f"subset {self.subset!r} from {self.source}",
+            f"  candidates {self.n_candidates}: downloaded {self.n_downloaded}, "
+            f"cached {self.n_cached}, failed {self.n_failed}",
+            f"  kept {self.n_kept}, sampled into the manifest {self.n_sampled}",
+        ]
+        if self.quarantine_counts:
+            lines.append("  quarantined:")
+            for reason, count in sorted(self.quarantine_counts.items(), key=lambda kv: -kv[1]):
+                lines.append(f"    {count:5d}  {reason}")
+        lines.append(f"  manifest: {self.folder / 'manifest.parquet'} ({self.wall_s:.1f} s)")
+        return "\n".join(lines)
+
+
+def formula_elements(formula: str) -> set[str]:
+    """Element symbols of a COD formula such as ``"- C5 H17 Al N2 O8 P2 -"``."""
+    out = set()
+    for token in formula.replace("-", " ").split():
+        match = _ELEMENT.match(token)
+        if match:
+            out.add(match.group(1))
+    return out
+
+
+def _formula_rejection(record: CodRecord, subset: SubsetConfig) -> str | None:
+    if not record.formula:
+        return None
+    elements = formula_elements(record.formula)
+    rules = subset.filters
+    if rules.exclude_organic and {"C", "H"} <= elements:
+        return "organic"
+    if rules.allowed_elements is not None and not elements <= set(rules.allowed_elements):
+        return "element_not_allowed"
+    if elements & set(rules.excluded_elements):
+        return "element_excluded"
+    return None
+
+
+def _source_label(subset: SubsetConfig, settings: Settings) -> str:
+    if subset.source == "package":
+        return "package:crystals"
+    if subset.source == "mirror":
+        return f"mirror:{subset.mirror_dir}"
+    return f"cod:{subset.cod_url or settings.cod_url}"
+
+
+def _mirror(subset: SubsetConfig) -> CodMirror:
+    root = package_mirror_dir() if subset.source == "package" else subset.mirror_dir
+    assert root is not None, "a mirror subset always has mirror_dir (validated in config)"
+    return CodMirror(Path(root))
+
+
+def find_candidates(subset: SubsetConfig, settings: Settings) -> Candidates:
+    """Query the subset's source and apply the formula-level filter rules.
+
+    Raises:
+        CodUnavailableError: COD did not answer after its retries.
+    """
+    if subset.source == "cod":
+        client = CodClient.from_settings(settings, base_url=subset.cod_url)
+        records = client.search(subset.query)
+    else:
+        records = _mirror(subset).search(subset.query)
+    keep, rejected = [], []
+    for record in records:
+        reason = _formula_rejection(record, subset)
+        if reason is None:
+            keep.append(record.cod_id)
+        else:
+            rejected.append((record.cod_id, reason))
+    ids = tuple(sorted(set(keep), key=int))
+    return Candidates(_source_label(subset, settings), ids, tuple(rejected), len(records))
+
+
+def acquire_cifs(
+    subset: SubsetConfig,
+    settings: Settings,
+    cod_ids: tuple[str, ...] | list[str],
+    cif_dir: Path,
+    progress: Progress | None = None,
+) -> list[DownloadResult]:
+    """Download (or copy from a mirror) the CIFs of ``cod_ids`` into ``cif_dir``.
+
+    Already cached files with a matching sha256 are not fetched again.
+    """
+    cif_dir.mkdir(parents=True, exist_ok=True)
+    if subset.source == "cod":
+        client = CodClient.from_settings(settings, base_url=subset.cod_url)
+        return client.download(list(cod_ids), cif_dir, progress=progress)
+    return _mirror(subset).copy_into(list(cod_ids), cif_dir, progress=progress)
+
+
+def build_subset_manifest(
+    subset_name: str,
+    subset: SubsetConfig,
+    source: str,
+    downloads: list[DownloadResult],
+    folder: Path,
+    rejected: tuple[tuple[str, str], ...] = (),
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Parse, analyse, filter and sample; write ``manifest.parquet`` and ``quarantine.parquet``.
+
+    Returns:
+        The sampled manifest and the quarantine table (download failures, formula-level
+        rejections and every parse, symmetry and filter rejection).
+    """
+    entries = [
+        CifEntry(d.cod_id, d.path, d.sha256, source, d.fetched_at)
+        for d in downloads
+        if d.status != "failed" and d.path is not None
+    ]
+    result = build_manifest(entries, subset, progress=progress)
+    extra = [
+        {"cod_id": d.cod_id, "stage": "download", "reason": "download_failed",
+         "detail": d.error or "", "source": source}
+        for d in downloads
+        if d.status == "failed"
+    ] + [
+        {"cod_id": cod_id, "stage": "filter", "reason": reason,
+         "detail": "from the COD formula", "source": source}
+        for cod_id, reason in rejected
+    ]
+    quarantine = result.quarantine
+    if extra:
+        quarantine = pd.concat([quarantine, pd.DataFrame(extra)], ignore_index=True)
+        quarantine = quarantine.sort_values(
+            "cod_id", key=lambda s: s.astype("int64"), kind="stable"
+        ).reset_index(drop=True)
+    kept = result.manifest
+    if subset.sample_size is not None:
+        sampled = sample_manifest(kept, subset.sample_size, subset.stratify_by, subset.seed)
+    else:
+        sampled = kept
+    result = type(result)(manifest=sampled, quarantine=quarantine)
+    write_manifest(result, folder)
+    return kept, quarantine
+
+
+def fetch_subset(
+    subset_name: str,
+    subset: SubsetConfig,
+    settings: Settings,
+    progress: Progress | None = None,
+) -> FetchReport:
+    """Run the whole fetch stage for one subset (the CLI's path; the flow splits it in tasks)."""
+    start = time.perf_counter()
+    folder = settings.subset_dir(subset_name)
+    candidates = find_candidates(subset, settings)
+    downloads = acquire_cifs(subset, settings, candidates.cod_ids, folder / "cif", progress)
+    kept, quarantine = build_subset_manifest(
+        subset_name, subset, candidates.source, downloads, folder, candidates.rejected
+    )
+    return make_report(subset_name, candidates, downloads, kept, quarantine, folder, start)
+
+
+def make_report(
+    subset_name: str,
+    candidates: Candidates,
+    downloads: list[DownloadResult],
+    kept: pd.DataFrame,
+    quarantine: pd.DataFrame,
+    folder: Path,
+    start: float,
+) -> FetchReport:
+    """Count what a fetch did."""
+    statuses = pd.Series([d.status for d in downloads], dtype="object")
+    manifest = pd.read_parquet(folder / "manifest.parquet", columns=["cod_id"])
+    counts = quarantine.groupby(["stage", "reason"]).size() if len(quarantine) else []
+    return FetchReport(
+        subset=subset_name,
+        source=candidates.source,
+        folder=folder,
+        n_candidates=candidates.total,
+        n_downloaded=int((statuses == "downloaded").sum()),
+        n_cached=int((statuses == "cached").sum()),
+        n_failed=int((statuses == "failed").sum()),
+        n_kept=len(kept),
+        n_sampled=len(manifest),
+        quarantine_counts={f"{s}/{r}": int(n) for (s, r), n in dict(counts).items()}
+        if len(quarantine)
+        else {},
+        wall_s=time.perf_counter() - start,
+    )
+
+
+__all__ = [
+    "Candidates",
+    "FetchReport",
+    "acquire_cifs",
+    "build_subset_manifest",
+    "fetch_subset",
+    "find_candidates",
+    "formula_elements",
+    "make_report",
+]

@@ -28,6 +28,11 @@ DataDirOpt = Annotated[
 ]
 
 
+@app.callback()
+def _main() -> None:
+    """xrdpipe: COD to trained, tracked powder-XRD models."""
+
+
 def _settings(data_dir: Path | None) -> Settings:
     settings = Settings()
     if data_dir is not None:

@@ -205,6 +205,8 @@ class SubsetConfig(_Frozen):
         query: the COD search.
         filters: what is kept.
         symmetry: spglib tolerances.
+        candidate_pool: if the query returns more entries than this, a seeded random pool
+            of this many is downloaded and analysed (a full COD query returns ~500,000).
         sample_size: number of materials kept after filtering (``None``: all).
         stratify_by: draw the sample evenly over this label.
         seed: seeds the sample and every random draw downstream.
@@ -218,6 +220,7 @@ class SubsetConfig(_Frozen):
     query: CodQuery = CodQuery()
     filters: Filters = Filters()
     symmetry: SymmetrySettings = SymmetrySettings()
+    candidate_pool: int | None = Field(default=None, ge=1)
     sample_size: int | None = Field(default=None, ge=1)
     stratify_by: Literal["crystal_system", "lattice_system"] | None = None
     seed: int = 0

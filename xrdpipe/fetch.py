@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from xrdpipe.config import Settings, SubsetConfig
@@ -141,7 +142,12 @@ def find_candidates(subset: SubsetConfig, settings: Settings) -> Candidates:
             keep.append(record.cod_id)
         else:
             rejected.append((record.cod_id, reason))
-    ids = tuple(sorted(set(keep), key=int))
+    ids = sorted(set(keep), key=int)
+    if subset.candidate_pool is not None and len(ids) > subset.candidate_pool:
+        rng = np.random.default_rng(subset.seed)
+        pool = rng.choice(len(ids), size=subset.candidate_pool, replace=False)
+        ids = [ids[i] for i in sorted(pool)]
+    ids = tuple(ids)
     return Candidates(_source_label(subset, settings), ids, tuple(rejected), len(records))
 
 

@@ -1,0 +1,176 @@
+"""Frozen configuration of the on-the-fly data engine: peak shapes, mixtures, augmentations.
+
+Each model is a frozen pydantic model with ``extra="forbid"``: an unknown key or a bad value
+fails at construction with a :class:`pydantic.ValidationError` that names the field. Ranges are
+``(low, high)`` tuples drawn uniformly; ``low == high`` fixes the value.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CU_KA_MEAN = 1.54184
+"""Cu K-alpha weighted mean wavelength, angstrom (pymatgen's ``CuKa``)."""
+CU_KA1 = 1.54056
+"""Cu K-alpha1 wavelength, angstrom."""
+CU_KA2 = 1.54439
+"""Cu K-alpha2 wavelength, angstrom."""
+KA2_KA1_RATIO = 0.5
+"""Intensity ratio I(K-alpha2) / I(K-alpha1)."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
+    lo, hi = value
+    if not low <= lo <= hi <= high:
+        raise ValueError(f"{name} {value!r} must satisfy {low} <= low <= high <= {high}")
+
+
+class ProfileConfig(_Frozen):
+    """How a peak list becomes a profile on a two-theta grid (paper 002).
+
+    Attributes:
+        two_theta_min: first grid point, degrees.
+        two_theta_max: last grid point, degrees.
+        n_points: grid points (uniform in two-theta, both ends included).
+        eta_range: pseudo-Voigt Lorentzian fraction, drawn per (sample, phase).
+        crystallite_size_nm: Scherrer crystallite size L, drawn per (sample, phase), nm.
+        scherrer_k: Scherrer shape factor K.
+        noise_fraction: Gaussian noise standard deviation as a fraction of the maximum,
+            drawn per sample.
+        background_amplitude: exponential background height at ``two_theta_min``, as a
+            fraction of the (normalised) maximum, drawn per sample.
+        background_decay_deg: decay length of the exponential background, degrees, per sample.
+        ka_doublet: render each peak as K-alpha1 + K-alpha2 at the positions given by its
+            d-spacing (needs ``d_spacing``); off: one peak at the given two-theta.
+        ka1: K-alpha1 wavelength, angstrom.
+        ka2: K-alpha2 wavelength, angstrom.
+        ka2_ratio: I(K-alpha2) / I(K-alpha1); the pair keeps the stick's total area.
+        zero_shift_deg: instrument zero shift added to every peak of a sample, degrees.
+        clean_eta: fixed pseudo-Voigt mixing of :func:`render_clean` (stored profiles).
+        clean_crystallite_size_nm: fixed crystallite size of :func:`render_clean`, nm.
+    """
+
+    two_theta_min: float = Field(default=10.0, ge=0.0, lt=180.0)
+    two_theta_max: float = Field(default=80.0, gt=0.0, lt=180.0)
+    n_points: int = Field(default=4501, ge=16)
+    eta_range: tuple[float, float] = (0.1, 0.9)
+    crystallite_size_nm: tuple[float, float] = (10.0, 100.0)
+    scherrer_k: float = Field(default=0.9, gt=0.0)
+    noise_fraction: tuple[float, float] = (0.03, 0.07)
+    background_amplitude: tuple[float, float] = (0.0, 0.3)
+    background_decay_deg: tuple[float, float] = (5.0, 30.0)
+    ka_doublet: bool = False
+    ka1: float = Field(default=CU_KA1, gt=0.0)
+    ka2: float = Field(default=CU_KA2, gt=0.0)
+    ka2_ratio: float = Field(default=KA2_KA1_RATIO, ge=0.0)
+    zero_shift_deg: tuple[float, float] = (0.0, 0.0)
+    clean_eta: float = Field(default=0.5, ge=0.0, le=1.0)
+    clean_crystallite_size_nm: float = Field(default=50.0, gt=0.0)
+
+    @field_validator("eta_range")
+    @classmethod
+    def _eta(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("eta_range", value, 0.0, 1.0)
+        return value
+
+    @field_validator("crystallite_size_nm", "background_decay_deg")
+    @classmethod
+    def _positive(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("range", value, 1e-6, float("inf"))
+        return value
+
+    @field_validator("noise_fraction", "background_amplitude")
+    @classmethod
+    def _fraction(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("fraction range", value, 0.0, 10.0)
+        return value
+
+    @field_validator("zero_shift_deg")
+    @classmethod
+    def _shift(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("zero_shift_deg", value, -5.0, 5.0)
+        return value
+
+    @model_validator(mode="after")
+    def _grid(self) -> ProfileConfig:
+        if not self.two_theta_min < self.two_theta_max:
+            raise ValueError(
+                f"two_theta_min {self.two_theta_min} must be below two_theta_max "
+                f"{self.two_theta_max}"
+            )
+        return self
+
+    @property
+    def step_deg(self) -> float:
+        """Grid spacing, degrees."""
+        return (self.two_theta_max - self.two_theta_min) / (self.n_points - 1)
+
+
+class MixtureConfig(_Frozen):
+    """How multi-phase training mixtures are drawn (paper 002).
+
+    Attributes:
+        n_materials: N, materials in the pool (the length of the phase-fraction target).
+        max_phases: K, most coexisting phases per mixture; k is uniform in 1..K.
+        batch_size: mixtures per batch.
+        fraction_mode: ``volume`` (paper 002: each phase's max-100 peak list times its
+            fraction; target = those fractions) or ``weight`` (physical weight fractions from
+            ``intensity_raw``, density and cell volume; target = weight fractions).
+    """
+
+    n_materials: int = Field(default=5, ge=1)
+    max_phases: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=512, ge=1)
+    fraction_mode: Literal["volume", "weight"] = "volume"
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> MixtureConfig:
+        if self.max_phases > self.n_materials:
+            raise ValueError(
+                f"max_phases {self.max_phases} must not exceed n_materials {self.n_materials} "
+                "(phases in a mixture are distinct materials)"
+            )
+        return self
+
+
+class AugmentConfig(_Frozen):
+    """Paper 000's augmentations on rendered profiles (peak scaling, elimination, shift).
+
+    Each augmentation is applied to a pattern with its probability; within a pattern, each
+    detected peak is picked with the given fraction.
+
+    Attributes:
+        scale_prob: probability that a pattern gets peak scaling.
+        scale_factor_range: factor c applied to a picked peak (above its local baseline).
+        scale_peak_fraction: fraction of detected peaks picked for scaling.
+        eliminate_prob: probability that a pattern gets peak elimination.
+        eliminate_fraction: fraction of detected peaks removed (down to the local baseline).
+        shift_prob: probability that a pattern is shifted along two-theta.
+        max_shift_deg: shift drawn uniformly in [-max, +max] degrees; vacated points are 0.
+        peak_window_deg: half-width of the window around a peak maximum that is scaled or
+            removed, degrees (a Hann taper, so the edit fades out smoothly).
+        peak_min_height: a local maximum counts as a peak only if it rises this far above
+            the local baseline, as a fraction of the pattern maximum.
+    """
+
+    scale_prob: float = Field(default=0.5, ge=0.0, le=1.0)
+    scale_factor_range: tuple[float, float] = (0.5, 1.5)
+    scale_peak_fraction: float = Field(default=0.3, ge=0.0, le=1.0)
+    eliminate_prob: float = Field(default=0.5, ge=0.0, le=1.0)
+    eliminate_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    shift_prob: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_shift_deg: float = Field(default=0.5, ge=0.0)
+    peak_window_deg: float = Field(default=0.4, gt=0.0)
+    peak_min_height: float = Field(default=0.02, ge=0.0, le=1.0)
+
+    @field_validator("scale_factor_range")
+    @classmethod
+    def _factor(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("scale_factor_range", value, 0.0, 100.0)
+        return value

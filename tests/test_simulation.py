@@ -242,7 +242,6 @@ def test_worker_killed_mid_run_then_rerun_equals_uninterrupted(
         assert "KilledWorker" in str(exc) and "run again to resume" in str(exc)
         lost = int(str(exc).split(" of ")[0])
     assert killed, "no worker was killed"
-    print("LOST", lost, killed)
     assert lost == len(killed[0][1])  # exactly the blocks the dead worker held
     done = st.completed_materials(path)
     incomplete = sum(not done[a:b].all() for a, b in plan_blocks(len(manifest), 2))

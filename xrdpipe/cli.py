@@ -73,7 +73,7 @@ def fetch(
         with tqdm(total=len(ok), desc="structures", unit="cif", file=sys.stderr) as bar:
             kept, quarantine = build_subset_manifest(
                 subset, config, candidates.source, downloads, folder, candidates.rejected,
-                progress=lambda _: bar.update(),
+                progress=lambda *_: bar.update(),
             )
         report = make_report(subset, candidates, downloads, kept, quarantine, folder, start)
     except XrdpipeError as exc:

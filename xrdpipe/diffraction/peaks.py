@@ -42,7 +42,7 @@ from pymatgen.analysis.diffraction.core import AbstractDiffractionPatternCalcula
 from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
 from pymatgen.core import Structure
 
-from xrdpipe.diffraction.scattering import form_factor, has_scattering_factors
+from xrdpipe.diffraction.scattering import SCATTERING_PREFACTOR, has_scattering_factors
 from xrdpipe.diffraction.scattering import scattering_coefficients as _coefficients
 from xrdpipe.diffraction.strain import apply_strain
 from xrdpipe.errors import StructureError
@@ -71,6 +71,9 @@ a single structure would take minutes and gigabytes (cells of thousands of sites
 CHUNK_ELEMENTS = 1 << 19
 """(strain x reflection) elements per batch: about 4 MB per float64 temporary, so the
 dozen temporaries of one batch stay under ~64 MB whatever the structure size."""
+
+FORM_FACTOR_BLOCK = 1 << 20
+"""(coefficient x point) entries per block of exponentials (8 MB)."""
 
 PHASE_CHUNK_ENTRIES = 1 << 21
 """(reflection x site) entries per block of the once-per-structure phase sums (32 MB)."""
@@ -355,6 +358,49 @@ def _reciprocal_norms(recip: np.ndarray, hkl_f: np.ndarray) -> np.ndarray:
     return np.sqrt(out, out=out)
 
 
+def _intensity(
+    s2: np.ndarray,
+    hidx: np.ndarray,
+    phase: tuple[np.ndarray, np.ndarray],
+    species: list[_Species],
+    dw: np.ndarray,
+) -> np.ndarray:
+    """|F|^2 at each (strain, reflection) point, from s^2 and the cached phase sums.
+
+    All ``exp(-b_i s^2)`` of all elements are one (K, block) array and one ``exp`` call;
+    a block-diagonal (E, K) matrix of the ``a_i`` sums them per element (BLAS), so the cost
+    is K exponentials per point plus a few passes, whatever the number of sites.
+    """
+    neg_b = -np.concatenate([sp.coeff[:, 1] for sp in species])
+    n_coeff = len(neg_b)
+    weights = np.zeros((len(species), n_coeff))
+    col = 0
+    for e, sp in enumerate(species):
+        weights[e, col : col + len(sp.coeff)] = sp.coeff[:, 0]
+        col += len(sp.coeff)
+    z = np.array([float(sp.z) for sp in species])[:, None]
+    use_dw = bool(np.any(dw))
+    out = np.empty(len(s2))
+    block = max(1024, FORM_FACTOR_BLOCK // n_coeff)
+    re_phase, im_phase = phase
+    for start in range(0, len(s2), block):
+        sl = slice(start, start + block)
+        s2b = s2[sl]
+        terms = np.multiply.outer(neg_b, s2b)
+        np.exp(terms, out=terms)
+        f = weights @ terms  # (E, B): sum_i a_i exp(-b_i s^2)
+        f *= s2b
+        f *= -SCATTERING_PREFACTOR
+        f += z
+        if use_dw:
+            f *= np.exp(np.multiply.outer(-dw, s2b))
+        idx = hidx[sl]
+        f_re = np.einsum("eb,eb->b", f, re_phase[:, idx])
+        f_im = np.einsum("eb,eb->b", f, im_phase[:, idx])
+        out[sl] = f_re * f_re + f_im * f_im
+    return out
+
+
 @dataclass
 class _Batch:
     row: np.ndarray
@@ -402,16 +448,7 @@ def _simulate_batch(
     theta = np.arcsin(sint)
     half_g = g / 2
     s2 = half_g * half_g
-    re_phase, im_phase = phase
-    f_re = np.zeros(n)
-    f_im = np.zeros(n)
-    for e, sp in enumerate(species):
-        fs = form_factor(sp.z, sp.coeff, s2)
-        if dw[e]:
-            fs *= np.exp(-dw[e] * s2)
-        f_re += fs * re_phase[e, hidx]
-        f_im += fs * im_phase[e, hidx]
-    i_hkl = f_re * f_re + f_im * f_im
+    i_hkl = _intensity(s2, hidx, phase, species, dw)
     # sin(theta) is known, so cos(theta) and cos(2 theta) follow without more
     # transcendental calls (equal to pymatgen's cos/sin of arcsin within a few ulp)
     sin2 = sint * sint

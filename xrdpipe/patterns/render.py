@@ -61,7 +61,7 @@ MAX_TAIL_RATIO = 5.0
 (the far terms exceed the true tail by at most ``(gamma / w0)^4``)."""
 WINDOW_GROWTH = 1.4
 """Ratio between successive window buckets (about 20 % wasted evaluations on average)."""
-CHUNK_ELEMENTS = 1 << 17
+CHUNK_ELEMENTS = 1 << 16
 """Window values evaluated per step: keeps the temporaries inside the CPU cache."""
 TINY = 1e-12
 """Guards divisions by a pattern maximum of zero (an empty pattern stays zero)."""

@@ -14,4 +14,6 @@ def resolve(
     """The site settings and the subset's validated config, with source overrides applied."""
     settings = Settings()
     config = load_catalog(catalog, settings)
-    return settings, resolve_subset(config, subset, settings, mirror_dir=mirror_dir, cod_url=cod_url)
+    return settings, resolve_subset(
+        config, subset, settings, mirror_dir=mirror_dir, cod_url=cod_url
+    )

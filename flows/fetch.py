@@ -21,7 +21,9 @@ def find_candidates(subset: SubsetConfig, settings: Settings) -> fetch_stage.Can
     candidates = fetch_stage.find_candidates(subset, settings)
     get_run_logger().info(
         "%d entries from %s, %d after formula rules",
-        candidates.total, candidates.source, len(candidates.cod_ids),
+        candidates.total,
+        candidates.source,
+        len(candidates.cod_ids),
     )
     return candidates
 
@@ -75,9 +77,7 @@ def fetch(
     candidates = find_candidates(config, settings)
     downloads = download_cifs(config, settings, candidates.cod_ids, folder / "cif")
     kept, quarantine = build_manifest(subset, config, candidates, downloads, folder)
-    report = fetch_stage.make_report(
-        subset, candidates, downloads, kept, quarantine, folder, start
-    )
+    report = fetch_stage.make_report(subset, candidates, downloads, kept, quarantine, folder, start)
     get_run_logger().info(report.summary())
     return {
         "subset": subset,

@@ -9,8 +9,7 @@ from flows.common import resolve
 from flows.fetch import fetch
 from xrdpipe.config import Settings, SubsetConfig
 from xrdpipe.parallel import dask_client
-from xrdpipe.simulation import run_simulation
-from xrdpipe.structures.manifest import read_manifest
+from xrdpipe.simulation import BlockReport, run_simulation
 
 
 @task(name="simulate-patterns", cache_policy=NO_CACHE)
@@ -19,17 +18,25 @@ def simulate_patterns(
 ) -> dict:
     logger = get_run_logger()
     folder = settings.subset_dir(subset_name)
-    manifest = read_manifest(folder)
     store = folder / "patterns.zarr"
-    logger.info("simulating %d materials of %r into %s", len(manifest), subset_name, store)
+    logger.info("simulating %r into %s", subset_name, store)
 
-    def progress(block_report) -> None:
-        logger.info("block done: %s", block_report)
+    def progress(block: BlockReport, done: int, total: int) -> None:
+        logger.info(
+            "block %d/%d: materials %d-%d, %d simulated, %d quarantined, %.1f s",
+            done,
+            total,
+            block.start,
+            block.stop - 1,
+            block.simulated,
+            len(block.quarantined),
+            block.seconds,
+        )
 
     with dask_client(settings) as client:
         logger.info("Dask scheduler: %s", client.scheduler.address)
         report = run_simulation(
-            manifest, store, config, client=client, progress=progress, overwrite=overwrite
+            folder, store, config, client=client, progress=progress, overwrite=overwrite
         )
     logger.info("%s", report)
     return {"store": str(store), "report": str(report)}

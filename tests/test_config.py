@@ -77,10 +77,20 @@ def test_unknown_subset_lists_allowed():
 
 
 def test_query_params_and_id_validation():
-    query = CodQuery(elements=("Fe", "O"), exclude_elements=("C",), max_elements=3,
-                     cell={"amax": 10.0}, ids=("1000000",))
+    query = CodQuery(
+        elements=("Fe", "O"),
+        exclude_elements=("C",),
+        max_elements=3,
+        cell={"amax": 10.0},
+        ids=("1000000",),
+    )
     assert query.to_params() == {
-        "el1": "Fe", "el2": "O", "nel1": "C", "strictmax": "3", "id": "1000000", "amax": "10",
+        "el1": "Fe",
+        "el2": "O",
+        "nel1": "C",
+        "strictmax": "3",
+        "id": "1000000",
+        "amax": "10",
     }
     with pytest.raises(ValueError, match="digits"):
         CodQuery(ids=("../1000000",))

@@ -58,9 +58,18 @@ def test_fetch_demo_without_network(tmp_path):
     env = dict(os.environ, XRDPIPE_DATA_DIR=str(tmp_path / "data"))
     env["PYTHONPATH"] = str(REPO / "tests" / "netguard") + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-c", "import netguard; from xrdpipe.cli import app; app()",
-         "fetch", "demo"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            "import netguard; from xrdpipe.cli import app; app()",
+            "fetch",
+            "demo",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "network guard active" in proc.stderr

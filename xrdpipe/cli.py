@@ -72,13 +72,81 @@ def fetch(
         ok = [d for d in downloads if d.status != "failed"]
         with tqdm(total=len(ok), desc="structures", unit="cif", file=sys.stderr) as bar:
             kept, quarantine = build_subset_manifest(
-                subset, config, candidates.source, downloads, folder, candidates.rejected,
+                subset,
+                config,
+                candidates.source,
+                downloads,
+                folder,
+                candidates.rejected,
                 progress=lambda *_: bar.update(),
             )
         report = make_report(subset, candidates, downloads, kept, quarantine, folder, start)
     except XrdpipeError as exc:
         _fail(exc)
     typer.echo(report.summary())
+
+
+@app.command()
+def simulate(
+    subset: Annotated[str, typer.Argument(help="A subset of catalog.yaml.")] = "demo",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a store made with another configuration.")
+    ] = False,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Simulate a fetched subset's strained peak lists into its Zarr store (on Dask)."""
+    from xrdpipe.parallel import dask_client
+    from xrdpipe.simulation import run_simulation
+
+    settings = _settings(data_dir)
+    try:
+        config = load_catalog(catalog, settings).subset(subset)
+        folder = settings.subset_dir(subset)
+        if not (folder / "manifest.parquet").is_file():
+            raise XrdpipeError(
+                f"no manifest at {folder / 'manifest.parquet'}: run `xrdpipe fetch {subset}` first"
+            )
+        bar = tqdm(desc="blocks", unit="block", file=sys.stderr)
+
+        def progress(block, done: int, total: int) -> None:
+            bar.total = total
+            bar.update()
+
+        with dask_client(settings) as client:
+            report = run_simulation(
+                folder,
+                folder / "patterns.zarr",
+                config,
+                client=client,
+                progress=progress,
+                overwrite=overwrite,
+            )
+        bar.close()
+    except XrdpipeError as exc:
+        _fail(exc)
+    typer.echo(
+        f"store {report.store_path}: {report.n_materials} materials, peak axis {report.n_peaks}\n"
+        f"  blocks computed {report.blocks_submitted}, already complete {report.blocks_skipped}\n"
+        f"  simulated {report.simulated}, quarantined {len(report.quarantined)}"
+        + "".join(f"\n    {cod_id}: {why}" for cod_id, why in report.quarantined.items())
+        + f"\n  wall time {report.wall_s:.1f} s"
+    )
+
+
+@app.command()
+def run(
+    subset: Annotated[str, typer.Argument(help="A subset of catalog.yaml.")] = "demo",
+    mirror: MirrorOpt = None,
+    cod_url: CodUrlOpt = None,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run the pipeline on a subset: fetch, then simulate."""
+    fetch(subset, mirror=mirror, cod_url=cod_url, catalog=catalog, data_dir=data_dir)
+    simulate(subset, overwrite=False, catalog=catalog, data_dir=data_dir)
+    settings = _settings(data_dir)
+    typer.echo(f"done: results under {settings.subset_dir(subset).resolve()}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

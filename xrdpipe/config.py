@@ -81,7 +81,9 @@ class CodQuery(_Frozen):
     @classmethod
     def _cell_keys(cls, cell: dict[str, float]) -> dict[str, float]:
         allowed = {
-            f"{p}{b}" for p in ("a", "b", "c", "alpha", "beta", "gamma", "v") for b in ("min", "max")
+            f"{p}{b}"
+            for p in ("a", "b", "c", "alpha", "beta", "gamma", "v")
+            for b in ("min", "max")
         }
         for key in cell:
             if key not in allowed:

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xrdpipe.config import Settings, SubsetConfig
 from xrdpipe.cod.client import CodClient, CodRecord, DownloadResult
 from xrdpipe.cod.mirror import CodMirror, package_mirror_dir
+from xrdpipe.config import Settings, SubsetConfig
 from xrdpipe.structures.manifest import (
     CifEntry,
     build_manifest,
@@ -191,13 +191,23 @@ def build_subset_manifest(
     ]
     result = build_manifest(entries, subset, progress=progress)
     extra = [
-        {"cod_id": d.cod_id, "stage": "download", "reason": "download_failed",
-         "detail": d.error or "", "source": source}
+        {
+            "cod_id": d.cod_id,
+            "stage": "download",
+            "reason": "download_failed",
+            "detail": d.error or "",
+            "source": source,
+        }
         for d in downloads
         if d.status == "failed"
     ] + [
-        {"cod_id": cod_id, "stage": "filter", "reason": reason,
-         "detail": "from the COD formula", "source": source}
+        {
+            "cod_id": cod_id,
+            "stage": "filter",
+            "reason": reason,
+            "detail": "from the COD formula",
+            "source": source,
+        }
         for cod_id, reason in rejected
     ]
     quarantine = result.quarantine

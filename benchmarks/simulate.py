@@ -1,0 +1,220 @@
+"""Benchmark the batched peak simulator against pymatgen's XRDCalculator.
+
+Usage: ``python benchmarks/simulate.py [--quick]``
+
+1. Speed, one process, one BLAS thread: per structure, our patterns/s over many strains
+   against pymatgen ``get_pattern`` looped over the first few of the same strains; the
+   structures are the lowest-id kept COD sample entry of each crystal system plus three
+   more entries of over 100 sites (kept: not C-and-H, ordered, <= 500 sites, parses).
+2. Peak memory: hoefer2024-sized work (N materials x 701 conditions, one material at a
+   time, results dropped) for N = 10 and 50, each in a fresh subprocess (ru_maxrss).
+3. Dask: the same per-material work mapped over a LocalCluster of 1 and of 2 single-thread
+   worker processes; the speed-up of 2 over 1.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SHARED = Path(os.environ.get("XRDPIPE_SHARED_DIR", REPO.parent / "shared"))
+SAMPLE = SHARED / "cod-sample"
+N_CONDITIONS = 701  # hoefer2024: 500 train + 200 test + the unstrained reference
+MAX_STRAIN = 0.05
+
+
+def _organic(formula: str | None) -> bool:
+    elements = {"".join(c for c in tok if c.isalpha()) for tok in (formula or "").strip("- ").split()}
+    return "C" in elements and "H" in elements
+
+
+def kept_ids() -> list[tuple[str, int, str]]:
+    """(cod_id, n_sites, crystal_system) of the kept sample entries, by id."""
+    import csv
+
+    index = {row["file"]: row for row in json.loads((SAMPLE / "index.json").read_text())}
+    out = []
+    with open(SAMPLE / "reference.csv") as fh:
+        for row in csv.DictReader(fh):
+            if (
+                row["has_partial_occupancy"] == "False"
+                and row["parses_default_Structure_from_file"] == "True"
+                and int(row["n_sites"]) <= 500
+                and not _organic(index[row["cod_id"]]["formula"])
+            ):
+                out.append((row["cod_id"], int(row["n_sites"]), row["crystal_system"]))
+    return sorted(out, key=lambda r: int(r[0]))
+
+
+def load(cod_id: str):
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parser = CifParser(SAMPLE / "cif" / f"{cod_id}.cif", occupancy_tolerance=1.05)
+        return parser.parse_structures(primitive=False)[0]
+
+
+def benchmark_set() -> list[tuple[str, int, str]]:
+    kept = kept_ids()
+    chosen: dict[str, tuple[str, int, str]] = {}
+    for entry in kept:
+        chosen.setdefault(entry[2], entry)
+    picked = sorted(chosen.values(), key=lambda r: int(r[0]))
+    ids = {r[0] for r in picked}
+    large = [r for r in kept if r[1] > 100 and r[0] not in ids][:3]
+    return picked + large
+
+
+def speed(quick: bool) -> None:
+    from pymatgen.analysis.diffraction.xrd import XRDCalculator
+    from pymatgen.core import Lattice, Structure
+
+    from xrdpipe.diffraction import apply_strain, sample_strains, simulate_peaks
+
+    n_ours, n_pmg = (101, 5) if quick else (N_CONDITIONS, 15)
+    calc = XRDCalculator("CuKa")
+    print(f"## speed: one process, one BLAS thread; ours {n_ours} strains, pymatgen {n_pmg}")
+    print(f"{'cod_id':>8} {'sites':>5} {'system':>12} {'peaks':>5} "
+          f"{'ours/s':>9} {'pmg/s':>7} {'ratio':>6}")  # fmt: skip
+    t_ours = t_pmg = 0.0
+    for cod_id, n_sites, system in benchmark_set():
+        structure = load(cod_id)
+        strains = sample_strains(n_ours, MAX_STRAIN, np.random.default_rng(int(cod_id)))
+        simulate_peaks(structure, strains[:2])  # warm caches
+        best = np.inf
+        for _ in range(1 if quick else 3):
+            t0 = time.process_time()
+            table = simulate_peaks(structure, strains)
+            best = min(best, time.process_time() - t0)
+        per_ours = best / n_ours
+        t0 = time.process_time()
+        for eps in strains[:n_pmg]:
+            lattice = Lattice(apply_strain(structure.lattice.matrix, eps))
+            crystal = Structure(lattice, structure.species_and_occu, structure.frac_coords)
+            calc.get_pattern(crystal, two_theta_range=(10, 80))
+        per_pmg = (time.process_time() - t0) / n_pmg
+        t_ours += per_ours
+        t_pmg += per_pmg
+        print(
+            f"{cod_id:>8} {n_sites:>5} {system:>12} {int(table.n_peaks.mean()):>5} "
+            f"{1 / per_ours:>9.0f} {1 / per_pmg:>7.1f} {per_pmg / per_ours:>6.0f}"
+        )
+    print(
+        f"{'all':>8} {'':>5} {'':>12} {'':>5} {len(benchmark_set()) / t_ours:>9.0f} "
+        f"{len(benchmark_set()) / t_pmg:>7.1f} {t_pmg / t_ours:>6.0f}"
+    )
+    print("(rates per core from CPU time; 'all' = one pattern of each structure)")
+
+
+def work(cod_ids: list[str], n_materials: int, n_conditions: int) -> tuple[int, float]:
+    """Simulate n_materials (cycling cod_ids) x n_conditions, one at a time; drop results."""
+    from xrdpipe.diffraction import simulate_peaks, strain_conditions
+
+    structures = {cod_id: load(cod_id) for cod_id in dict.fromkeys(cod_ids)}
+    total = 0
+    t0 = time.perf_counter()
+    for i in range(n_materials):
+        structure = structures[cod_ids[i % len(cod_ids)]]
+        eps = strain_conditions(structure, n_conditions - 1, 0, MAX_STRAIN, material_index=i)
+        table = simulate_peaks(structure, eps)
+        total += int(table.n_peaks.sum())
+        del table
+    return total, time.perf_counter() - t0
+
+
+def memory_worker(n_materials: int, n_conditions: int) -> None:
+    ids = [r[0] for r in benchmark_set()]
+    total, seconds = work(ids, n_materials, n_conditions)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rss_mb": rss_mb, "peaks": total, "seconds": seconds}))
+
+
+def memory(quick: bool) -> None:
+    n_conditions = 101 if quick else N_CONDITIONS
+    print(f"\n## peak memory: N materials x {n_conditions} conditions, fresh process each")
+    results = {}
+    for n in (10, 50):
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-worker", str(n), str(n_conditions)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        results[n] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = results[n]
+        print(f"N={n:>3}: peak RSS {r['rss_mb']:.0f} MB, {r['seconds']:.1f} s, {r['peaks']} peaks")
+    change = results[50]["rss_mb"] / results[10]["rss_mb"] - 1
+    print(f"peak RSS 50 vs 10: {100 * change:+.1f} % (must be < 10 %)")
+
+
+def _dask_task(cod_id: str, index: int, n_conditions: int) -> int:
+    from xrdpipe.diffraction import simulate_peaks, strain_conditions
+
+    structure = load(cod_id)
+    eps = strain_conditions(structure, n_conditions - 1, 0, MAX_STRAIN, material_index=index)
+    return int(simulate_peaks(structure, eps).n_peaks.sum())
+
+
+def dask_speedup(quick: bool) -> None:
+    from dask.distributed import Client, LocalCluster
+
+    ids = [r[0] for r in benchmark_set()]
+    n_tasks = 20 if quick else 40
+    tasks = [(ids[i % len(ids)], i, N_CONDITIONS) for i in range(n_tasks)]
+    print(f"\n## Dask LocalCluster: {n_tasks} materials x {N_CONDITIONS} conditions")
+    times = {}
+    for n_workers in (1, 2):
+        with (
+            LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True,
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+        ):  # fmt: skip
+            client.run(lambda: os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
+            # warm-up: imports and CIF parsing in every worker
+            client.gather(client.map(_dask_task, ids, range(len(ids)), [11] * len(ids),
+                                     pure=False))  # fmt: skip
+            t0 = time.perf_counter()
+            futures = client.map(_dask_task, *zip(*tasks, strict=True), pure=False)
+            client.gather(futures)
+            times[n_workers] = time.perf_counter() - t0
+        print(f"{n_workers} worker(s): {times[n_workers]:.1f} s")
+    print(f"speed-up 2 vs 1 workers: {times[1] / times[2]:.2f} (on {os.cpu_count()} cores)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer strains and tasks")
+    parser.add_argument("--memory-worker", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["speed", "memory", "dask"])
+    args = parser.parse_args()
+    if args.memory_worker:
+        memory_worker(*args.memory_worker)
+        return
+    warnings.filterwarnings("ignore")
+    if "speed" not in args.skip:
+        speed(args.quick)
+    if "memory" not in args.skip:
+        memory(args.quick)
+    if "dask" not in args.skip:
+        dask_speedup(args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -40,7 +40,9 @@ MAX_STRAIN = 0.05
 
 
 def _organic(formula: str | None) -> bool:
-    elements = {"".join(c for c in tok if c.isalpha()) for tok in (formula or "").strip("- ").split()}
+    elements = {
+        "".join(c for c in tok if c.isalpha()) for tok in (formula or "").strip("- ").split()
+    }
     return "C" in elements and "H" in elements
 
 

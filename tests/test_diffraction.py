@@ -150,7 +150,10 @@ def test_symmetry_mode_keeps_the_space_group() -> None:
         # an unconstrained strain breaks it (except for triclinic, not tested here)
         e = sample_strains(1, 0.05, np.random.default_rng(2))[0]
         e *= 0.05 / np.abs(e).max()
-        assert SpacegroupAnalyzer(strained(structure, e), symprec=1e-3).get_space_group_number() < before
+        assert (
+            SpacegroupAnalyzer(strained(structure, e), symprec=1e-3).get_space_group_number()
+            < before
+        )
 
 
 def test_strain_sampling_is_deterministic_and_bounded() -> None:

@@ -335,7 +335,7 @@ def load_manifest(folder: str | os.PathLike[str]) -> tuple[pd.DataFrame, str]:
         ``(manifest, sha256)``.
     """
     folder = Path(folder)
-    frame = manifest_io.read_manifest(folder).manifest
+    frame = manifest_io.read_manifest(folder)
     return frame, manifest_io.manifest_sha256(folder / manifest_io.MANIFEST_FILE)
 
 

@@ -42,8 +42,12 @@ from pymatgen.analysis.diffraction.core import AbstractDiffractionPatternCalcula
 from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
 from pymatgen.core import Structure
 
-from xrdpipe.diffraction.scattering import SCATTERING_PREFACTOR, has_scattering_factors
-from xrdpipe.diffraction.scattering import scattering_coefficients as _coefficients
+from xrdpipe.diffraction.scattering import (
+    SpeciesGroup,
+    phase_sums,
+    species_groups,
+    squared_structure_factor,
+)
 from xrdpipe.diffraction.strain import apply_strain
 from xrdpipe.errors import StructureError
 
@@ -71,12 +75,6 @@ a single structure would take minutes and gigabytes (cells of thousands of sites
 CHUNK_ELEMENTS = 1 << 19
 """(strain x reflection) elements per batch: about 4 MB per float64 temporary, so the
 dozen temporaries of one batch stay under ~64 MB whatever the structure size."""
-
-FORM_FACTOR_BLOCK = 1 << 20
-"""(coefficient x point) entries per block of exponentials (8 MB)."""
-
-PHASE_CHUNK_ENTRIES = 1 << 21
-"""(reflection x site) entries per block of the once-per-structure phase sums (32 MB)."""
 
 _RADIUS_MARGIN = 1e-9
 """Relative margin on the candidate shell, so rounding never loses a boundary point."""
@@ -136,15 +134,6 @@ class PeakTable:
         return int(self.two_theta.shape[1])
 
 
-@dataclass(frozen=True)
-class _Species:
-    symbol: str
-    z: int
-    coeff: np.ndarray
-    frac_coords: np.ndarray
-    occupancies: np.ndarray
-
-
 def wavelength_angstrom(wavelength: str | float) -> float:
     """A pymatgen wavelength name (``CuKa``) or a value, in angstrom."""
     if isinstance(wavelength, str):
@@ -156,34 +145,11 @@ def wavelength_angstrom(wavelength: str | float) -> float:
     raise ValueError(f"wavelength={wavelength!r} must be a name or a positive float (angstrom)")
 
 
-def _radii(
-    wavelength: float, two_theta_range: tuple[float, float] | None
-) -> tuple[float, float]:
+def _radii(wavelength: float, two_theta_range: tuple[float, float] | None) -> tuple[float, float]:
     if two_theta_range is None:
         return 0.0, 2.0 / wavelength
     lo, hi = two_theta_range
     return tuple(2 * math.sin(math.radians(t / 2)) / wavelength for t in (lo, hi))  # type: ignore[return-value]
-
-
-def _species_groups(structure: Structure) -> list[_Species]:
-    groups: dict[str, tuple[list[np.ndarray], list[float]]] = {}
-    for site in structure:
-        for sp, occu in site.species.items():
-            symbol = getattr(sp, "symbol", str(sp))
-            if not has_scattering_factors(symbol):
-                raise StructureError(
-                    "simulate",
-                    "no_scattering_factors",
-                    f"species {symbol!r} has no atomic scattering factors",
-                )
-            coords, occus = groups.setdefault(symbol, ([], []))
-            coords.append(site.frac_coords)
-            occus.append(float(occu))
-    out = []
-    for symbol, (coords, occus) in groups.items():
-        z, coeff = _coefficients(symbol)
-        out.append(_Species(symbol, z, coeff, np.array(coords), np.array(occus)))
-    return out
 
 
 def _half_space_box(bounds: np.ndarray) -> np.ndarray:
@@ -216,12 +182,13 @@ def _candidate_reflections(
     lengths = np.linalg.norm(lattice_matrix, axis=1)
     bounds = np.floor(hi * lengths)  # |h_i| = |g . a_i| <= |g| |a_i|
     box = (bounds[0] + 1) * (2 * bounds[1] + 1) * (2 * bounds[2] + 1) / 2
-    # the sphere fills at least ~pi/6 of its bounding box for reasonable cells
-    if box * 0.5 > max_reflections or np.any(bounds >= _CODE_OFFSET):
+    # the shell fills a good part of its bounding box for ordinary cells and ranges; this
+    # guard only keeps the box itself (24 bytes a point) from exhausting memory
+    if box > 4 * max_reflections or np.any(bounds >= 1 << (_SIG_BITS - 1)):
         raise StructureError(
             "simulate",
             "too_many_reflections",
-            f"~{int(box * 0.5)} candidate reflections exceed max_reflections={max_reflections}",
+            f"a box of {int(box)} hkl exceeds 4 x max_reflections={max_reflections}",
         )
     hkl = _half_space_box(bounds)
     recip = np.linalg.inv(lattice_matrix).T
@@ -271,22 +238,6 @@ def reflection_upper_bound(
     return max(1, len(hkl))
 
 
-def _phase_sums(hkl: np.ndarray, species: list[_Species]) -> tuple[np.ndarray, np.ndarray]:
-    """Occupancy-weighted phase sums, (E, M) real and imaginary parts."""
-    n_refl = len(hkl)
-    re = np.empty((len(species), n_refl))
-    im = np.empty((len(species), n_refl))
-    hkl_f = hkl.astype(np.float64)
-    for e, sp in enumerate(species):
-        rows = max(1, PHASE_CHUNK_ENTRIES // len(sp.occupancies))
-        for start in range(0, n_refl, rows):
-            sl = slice(start, start + rows)
-            arg = (2 * math.pi) * (hkl_f[sl] @ sp.frac_coords.T)
-            re[e, sl] = np.cos(arg) @ sp.occupancies
-            im[e, sl] = np.sin(arg) @ sp.occupancies
-    return re, im
-
-
 def _encode(cols: list[np.ndarray], bits: int, offset: int) -> np.ndarray:
     code = np.zeros(len(cols[0]), dtype=np.int64)
     for c in cols:
@@ -314,7 +265,7 @@ def _decode(code: np.ndarray) -> np.ndarray:
 
 
 def _is_hexagonal(matrices: np.ndarray) -> np.ndarray:
-    """pymatgen's ``Lattice.is_hexagonal`` for a batch of lattice matrices (S, 3, 3)."""
+    """Batched pymatgen ``Lattice.is_hexagonal`` over lattice matrices (S, 3, 3)."""
     lengths = np.linalg.norm(matrices, axis=2)
     angles = np.empty_like(lengths)
     for dim in range(3):
@@ -358,49 +309,6 @@ def _reciprocal_norms(recip: np.ndarray, hkl_f: np.ndarray) -> np.ndarray:
     return np.sqrt(out, out=out)
 
 
-def _intensity(
-    s2: np.ndarray,
-    hidx: np.ndarray,
-    phase: tuple[np.ndarray, np.ndarray],
-    species: list[_Species],
-    dw: np.ndarray,
-) -> np.ndarray:
-    """|F|^2 at each (strain, reflection) point, from s^2 and the cached phase sums.
-
-    All ``exp(-b_i s^2)`` of all elements are one (K, block) array and one ``exp`` call;
-    a block-diagonal (E, K) matrix of the ``a_i`` sums them per element (BLAS), so the cost
-    is K exponentials per point plus a few passes, whatever the number of sites.
-    """
-    neg_b = -np.concatenate([sp.coeff[:, 1] for sp in species])
-    n_coeff = len(neg_b)
-    weights = np.zeros((len(species), n_coeff))
-    col = 0
-    for e, sp in enumerate(species):
-        weights[e, col : col + len(sp.coeff)] = sp.coeff[:, 0]
-        col += len(sp.coeff)
-    z = np.array([float(sp.z) for sp in species])[:, None]
-    use_dw = bool(np.any(dw))
-    out = np.empty(len(s2))
-    block = max(1024, FORM_FACTOR_BLOCK // n_coeff)
-    re_phase, im_phase = phase
-    for start in range(0, len(s2), block):
-        sl = slice(start, start + block)
-        s2b = s2[sl]
-        terms = np.multiply.outer(neg_b, s2b)
-        np.exp(terms, out=terms)
-        f = weights @ terms  # (E, B): sum_i a_i exp(-b_i s^2)
-        f *= s2b
-        f *= -SCATTERING_PREFACTOR
-        f += z
-        if use_dw:
-            f *= np.exp(np.multiply.outer(-dw, s2b))
-        idx = hidx[sl]
-        f_re = np.einsum("eb,eb->b", f, re_phase[:, idx])
-        f_im = np.einsum("eb,eb->b", f, im_phase[:, idx])
-        out[sl] = f_re * f_re + f_im * f_im
-    return out
-
-
 @dataclass
 class _Batch:
     row: np.ndarray
@@ -418,7 +326,7 @@ def _simulate_batch(
     hkl_f: np.ndarray,
     codes: tuple[np.ndarray, np.ndarray, np.ndarray],
     phase: tuple[np.ndarray, np.ndarray],
-    species: list[_Species],
+    species: list[SpeciesGroup],
     dw: np.ndarray,
     wavelength: float,
     min_r: float,
@@ -448,7 +356,7 @@ def _simulate_batch(
     theta = np.arcsin(sint)
     half_g = g / 2
     s2 = half_g * half_g
-    i_hkl = _intensity(s2, hidx, phase, species, dw)
+    i_hkl = squared_structure_factor(s2, hidx, phase, species, dw)
     # sin(theta) is known, so cos(theta) and cos(2 theta) follow without more
     # transcendental calls (equal to pymatgen's cos/sin of arcsin within a few ulp)
     sin2 = sint * sint
@@ -466,29 +374,36 @@ def _simulate_batch(
     new[1:] |= row[1:] != row[:-1]
     starts = np.flatnonzero(new)
     counts = np.diff(np.append(starts, n))
-    merged = np.add.reduceat(intensities, starts)
+    # a reflection belongs to a peak of several iff it does not both open and close its run;
+    # reduceat pays per segment, so only those go through it (most peaks are single
+    # reflections under a general strain)
+    closes = np.empty(n, dtype=bool)
+    closes[-1] = True
+    closes[:-1] = new[1:]
+    in_multi = ~(new & closes)
+    merged = intensities[starts]
     peak_row = row[starts]
+    code, sig3, sig4 = codes
+    rep = code[hidx[starts]]
+    if in_multi.any():
+        multi = np.flatnonzero(counts > 1)
+        m_new = new[in_multi]
+        m_starts = np.flatnonzero(m_new)
+        merged[multi] = np.add.reduceat(intensities[in_multi], m_starts)
+        # family representative: the largest member of the first reflection's family
+        m_hidx, m_row = hidx[in_multi], row[in_multi]
+        member_sig = np.where(is_hex[m_row], sig4[m_hidx], sig3[m_hidx])
+        group = np.cumsum(m_new) - 1
+        first_sig = member_sig[m_starts][group]
+        cand = np.where(member_sig == first_sig, code[m_hidx], np.iinfo(np.int64).min)
+        rep[multi] = np.maximum.reduceat(cand, m_starts)
 
     # step 7: per-row maximum, threshold and scale
     row_first = np.flatnonzero(np.r_[True, peak_row[1:] != peak_row[:-1]])
-    row_max = np.maximum.reduceat(merged, row_first)
-    peak_max = np.repeat(row_max, np.diff(np.append(row_first, len(merged))))
+    row_max = np.zeros(n_s)
+    row_max[peak_row[row_first]] = np.maximum.reduceat(merged, row_first)
+    peak_max = row_max[peak_row]
     keep = merged / peak_max * 100 > SCALED_INTENSITY_TOL
-
-    # family representative of the first reflection of each kept peak
-    # (reduceat pays per segment, so only peaks of several reflections go through it)
-    code, sig3, sig4 = codes
-    rep = code[hidx[starts]]
-    multi = np.flatnonzero(counts > 1)
-    if len(multi):
-        members = np.repeat(counts > 1, counts)
-        m_hidx, m_row = hidx[members], row[members]
-        m_counts = counts[multi]
-        m_starts = np.concatenate([[0], np.cumsum(m_counts)[:-1]])
-        member_sig = np.where(is_hex[m_row], sig4[m_hidx], sig3[m_hidx])
-        first_sig = np.repeat(member_sig[m_starts], m_counts)
-        cand = np.where(member_sig == first_sig, code[m_hidx], np.iinfo(np.int64).min)
-        rep[multi] = np.maximum.reduceat(cand, m_starts)
 
     return _Batch(
         row=peak_row[keep],
@@ -499,6 +414,42 @@ def _simulate_batch(
         multiplicity=(2 * counts[keep]).astype(np.int32),
         hkl=_decode(rep[keep]),
     )
+
+
+def _check_width(width: int, max_peaks: int) -> None:
+    if width > max_peaks:
+        raise StructureError(
+            "simulate", "too_many_reflections", f"{width} peaks exceed max_peaks={max_peaks}"
+        )
+
+
+_FIELDS = {
+    "two_theta": (np.float64, ()),
+    "intensity": (np.float64, ()),
+    "intensity_raw": (np.float64, ()),
+    "d_spacing": (np.float64, ()),
+    "multiplicity": (np.int32, ()),
+    "hkl": (np.int32, (3,)),
+    "mask": (np.bool_, ()),
+}
+
+
+def _allocate(n_s: int, width: int) -> dict[str, np.ndarray]:
+    return {name: np.zeros((n_s, width, *extra), dtype) for name, (dtype, extra) in _FIELDS.items()}
+
+
+def _scatter(out: dict[str, np.ndarray], batch: _Batch, n_peaks: np.ndarray) -> None:
+    """Copy a batch's peaks into the padded arrays (rows sorted, peaks in order)."""
+    row = batch.row
+    if len(row) == 0:
+        return
+    first = np.cumsum(n_peaks) - n_peaks  # flat index of each row's first peak
+    col = np.arange(len(row)) - (first[row] - first[row[0]])
+    for name in _FIELDS:
+        if name == "mask":
+            out[name][row, col] = True
+        else:
+            out[name][row, col] = getattr(batch, name)
 
 
 def simulate_peaks(
@@ -536,7 +487,7 @@ def simulate_peaks(
         raise ValueError(f"strains of shape {strains.shape} must be (S, 3, 3)")
     lam = wavelength_angstrom(wavelength)
     min_r, max_r = _radii(lam, two_theta_range)
-    species = _species_groups(structure)
+    species = species_groups(structure)
     dw_map = dict(debye_waller_factors or {})
     dw = np.array([float(dw_map.get(sp.symbol, 0.0)) for sp in species])
 
@@ -552,7 +503,7 @@ def simulate_peaks(
     hkl, _ = _candidate_reflections(lattice, min_r, max_r, stretch, max_reflections)
 
     # cached per structure: phase sums, family codes, |g|^2 monomials
-    phase = _phase_sums(hkl, species)
+    phase = phase_sums(hkl, species)
     codes = _family_codes(hkl)
     hf = hkl.astype(np.float64)
     # pymatgen's reciprocal_lattice_crystallographic, operation for operation
@@ -560,57 +511,32 @@ def simulate_peaks(
     is_hex = _is_hexagonal(matrices)
 
     rows_per_batch = max(1, CHUNK_ELEMENTS // max(1, len(hkl)))
-    batches = []
+    n_peaks = np.zeros(n_s, dtype=np.int32)
+    out: dict[str, np.ndarray] = {}
+    pending: list[_Batch] = []
     for start in range(0, n_s, rows_per_batch):
         sl = slice(start, start + rows_per_batch)
         batch = _simulate_batch(
             recip[sl], is_hex[sl], hf, codes, phase, species, dw, lam, min_r, max_r
         )
         batch.row += start
-        batches.append(batch)
+        n_peaks[sl] = np.bincount(batch.row - start, minlength=len(recip[sl]))
+        if max_peaks is not None:
+            _check_width(int(n_peaks[sl].max(initial=0)), max_peaks)
+            out = out or _allocate(n_s, max_peaks)
+            _scatter(out, batch, n_peaks)  # the padded table is the only big allocation
+        else:
+            pending.append(batch)
+    if max_peaks is None:
+        out = _allocate(n_s, int(n_peaks.max(initial=0)))
+        while pending:  # free each batch as soon as it is copied
+            _scatter(out, pending.pop(), n_peaks)
+    elif not out:
+        out = _allocate(n_s, max_peaks)
 
-    def cat(name: str) -> np.ndarray:
-        return np.concatenate([getattr(b, name) for b in batches]) if batches else np.empty(0)
-
-    row = cat("row").astype(np.int64)
-    n_peaks = np.bincount(row, minlength=n_s).astype(np.int32)
-    width = int(n_peaks.max()) if n_s else 0
-    if max_peaks is not None:
-        if width > max_peaks:
-            raise StructureError(
-                "simulate",
-                "too_many_reflections",
-                f"{width} peaks exceed max_peaks={max_peaks}",
-            )
-        width = max_peaks
-    first = np.concatenate([[0], np.cumsum(n_peaks)[:-1]]) if n_s else np.empty(0, np.int64)
-    col = np.arange(len(row)) - first[row]
-
-    def padded(values: np.ndarray, dtype: type, extra: tuple[int, ...] = ()) -> np.ndarray:
-        out = np.zeros((n_s, width, *extra), dtype=dtype)
-        out[row, col] = values
-        return out
-
-    mask = np.zeros((n_s, width), dtype=bool)
-    mask[row, col] = True
     volume = np.abs(np.linalg.det(matrices))
     density = float(structure.density) * float(structure.volume) / volume
-    table = PeakTable(
-        two_theta=padded(cat("two_theta"), np.float64),
-        intensity=padded(cat("intensity"), np.float64),
-        intensity_raw=padded(cat("intensity_raw"), np.float64),
-        d_spacing=padded(cat("d_spacing"), np.float64),
-        multiplicity=padded(cat("multiplicity"), np.int32),
-        hkl=padded(
-            np.concatenate([b.hkl for b in batches]) if batches else np.empty((0, 3)),
-            np.int32,
-            (3,),
-        ),
-        mask=mask,
-        n_peaks=n_peaks,
-        volume=volume,
-        density=density,
-    )
+    table = PeakTable(**out, n_peaks=n_peaks, volume=volume, density=density)
     for name in ("two_theta", "intensity", "intensity_raw", "d_spacing", "volume", "density"):
         if not np.all(np.isfinite(getattr(table, name))):
             raise StructureError("simulate", "non_finite", f"{name} has non-finite values")

@@ -39,7 +39,29 @@ def simulate_patterns(
             folder, store, config, client=client, progress=progress, overwrite=overwrite
         )
     logger.info("%s", report)
-    return {"store": str(store), "report": str(report)}
+    return {
+        "store": str(store),
+        "simulated": report.simulated,
+        "blocks_computed": report.blocks_submitted,
+        "blocks_skipped": report.blocks_skipped,
+        "quarantined": report.quarantined,
+    }
+
+
+@task(name="render-profiles", cache_policy=NO_CACHE)
+def render_profiles(subset_name: str, config: SubsetConfig, settings: Settings) -> str:
+    from xrdpipe.patterns.datasets import render_store_profiles
+
+    logger = get_run_logger()
+    store = settings.subset_dir(subset_name) / "patterns.zarr"
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 10 == 0:
+            logger.info("profiles: block %d/%d", done, total)
+
+    key = render_store_profiles(store, config.profile, progress=progress)
+    logger.info("single-phase profiles in %s/%s", store, key)
+    return key
 
 
 @flow(name="simulate", log_prints=True)
@@ -67,7 +89,9 @@ def simulate(
     if not (settings.subset_dir(subset) / "manifest.parquet").is_file():
         get_run_logger().info("no manifest for %r yet: fetching it first", subset)
         fetch(subset=subset, mirror_dir=mirror_dir, cod_url=cod_url, catalog=catalog)
-    return simulate_patterns(subset, config, settings, overwrite)
+    result = simulate_patterns(subset, config, settings, overwrite)
+    result["profiles"] = render_profiles(subset, config, settings)
+    return result
 
 
 if __name__ == "__main__":

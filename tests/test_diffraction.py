@@ -207,3 +207,29 @@ def test_no_scattering_factors_is_a_structure_error() -> None:
     with pytest.raises(StructureError) as err:
         simulate_peaks(crystal, np.zeros((1, 3, 3)))
     assert (err.value.stage, err.value.reason) == ("simulate", "no_scattering_factors")
+
+
+@pytest.mark.parametrize("max_peaks", [None, 400])
+def test_batching_does_not_change_results(monkeypatch: pytest.MonkeyPatch, max_peaks) -> None:
+    from xrdpipe.diffraction import peaks
+
+    structure = load(ENTRIES["triclinic"])
+    strains = strain_conditions(structure, 20, 5, 0.05, seed=1)
+    whole = simulate_peaks(structure, strains, max_peaks=max_peaks)
+    monkeypatch.setattr(peaks, "CHUNK_ELEMENTS", 1000)  # a few strains per batch
+    batched = simulate_peaks(structure, strains, max_peaks=max_peaks)
+    for name in ("multiplicity", "hkl", "mask", "n_peaks", "two_theta"):
+        np.testing.assert_array_equal(getattr(batched, name), getattr(whole, name))
+    # BLAS may sum the 4 form-factor terms in another order for another block length
+    np.testing.assert_allclose(batched.intensity, whole.intensity, rtol=1e-13)
+    # the unstrained reference condition (last) is pymatgen's pattern of the structure
+    assert_matches_pymatgen(structure, strains[-1:], _row(whole, -1))
+
+
+def _row(table: PeakTable, i: int) -> PeakTable:
+    import dataclasses
+
+    return dataclasses.replace(
+        table,
+        **{f.name: getattr(table, f.name)[i : i + 1 or None] for f in dataclasses.fields(table)},
+    )

@@ -123,8 +123,19 @@ def simulate(
                 overwrite=overwrite,
             )
         bar.close()
+        from xrdpipe.patterns.datasets import render_store_profiles
+
+        bar = tqdm(desc="profiles", unit="block", file=sys.stderr)
+
+        def profile_progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update()
+
+        key = render_store_profiles(folder / "patterns.zarr", config.profile, profile_progress)
+        bar.close()
     except XrdpipeError as exc:
         _fail(exc)
+    typer.echo(f"single-phase profiles: {folder / 'patterns.zarr'}/{key}")
     typer.echo(
         f"store {report.store_path}: {report.n_materials} materials, peak axis {report.n_peaks}\n"
         f"  blocks computed {report.blocks_submitted}, already complete {report.blocks_skipped}\n"

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from xrdpipe.errors import ConfigError
+from xrdpipe.patterns.config import ProfileConfig
 
 CRYSTAL_SYSTEMS = (
     "triclinic",
@@ -213,6 +214,8 @@ class SubsetConfig(_Frozen):
         stratify_by: draw the sample evenly over this label.
         seed: seeds the sample and every random draw downstream.
         simulation: how peak lists are simulated.
+        profile: the default peak shape (stored single-phase profiles) and the ranges of
+            the on-the-fly peak shapes, noise and background.
     """
 
     description: str = ""
@@ -227,6 +230,7 @@ class SubsetConfig(_Frozen):
     stratify_by: Literal["crystal_system", "lattice_system"] | None = None
     seed: int = 0
     simulation: SimulationConfig = SimulationConfig()
+    profile: ProfileConfig = ProfileConfig()
 
     @model_validator(mode="after")
     def _mirror_needs_dir(self) -> SubsetConfig:

@@ -80,8 +80,8 @@ def scattering_coefficients(element_symbol: str) -> tuple[int, np.ndarray]:
     return int(Element(element_symbol).Z), params[element_symbol]
 
 
-FORM_FACTOR_BLOCK = 1 << 20
-"""(coefficient x point) entries per block of exponentials (8 MB)."""
+FORM_FACTOR_BLOCK = 1 << 17
+"""(coefficient x point) entries per block of exponentials (1 MB: stays in cache)."""
 
 PHASE_CHUNK_ENTRIES = 1 << 21
 """(reflection x site) entries per block of the once-per-structure phase sums (32 MB)."""

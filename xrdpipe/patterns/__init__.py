@@ -1,51 +1,37 @@
 """The on-the-fly data engine: peak profiles, multi-phase mixtures and augmentations (torch)."""
 
-from xrdpipe.patterns.augment import (
-    augment_peak_list,
-    augment_profiles,
-    eliminate_peaks,
-    find_peaks,
-    scale_peaks,
-    shift_patterns,
-)
-from xrdpipe.patterns.config import AugmentConfig, MixtureConfig, ProfileConfig
-from xrdpipe.patterns.mixtures import (
-    MixtureDataset,
-    MixtureSampler,
-    PeakArrays,
-    make_fixed_mixture_set,
-    mixture_intensities,
-    split_train_validation,
-)
-from xrdpipe.patterns.render import (
-    render_clean,
-    render_naive,
-    render_peaks,
-    render_profiles,
-    scherrer_fwhm_deg,
-    two_theta_grid,
-)
+# Exports load lazily (PEP 562) so that reading the catalog does not import torch.
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "AugmentConfig",
-    "MixtureConfig",
-    "MixtureDataset",
-    "MixtureSampler",
-    "PeakArrays",
-    "ProfileConfig",
-    "augment_peak_list",
-    "augment_profiles",
-    "eliminate_peaks",
-    "find_peaks",
-    "make_fixed_mixture_set",
-    "mixture_intensities",
-    "render_clean",
-    "render_naive",
-    "render_peaks",
-    "render_profiles",
-    "scale_peaks",
-    "scherrer_fwhm_deg",
-    "shift_patterns",
-    "split_train_validation",
-    "two_theta_grid",
-]
+_EXPORTS = {
+    "AugmentConfig": "config",
+    "MixtureConfig": "config",
+    "MixtureDataset": "mixtures",
+    "MixtureSampler": "mixtures",
+    "PeakArrays": "mixtures",
+    "ProfileConfig": "config",
+    "augment_peak_list": "augment",
+    "augment_profiles": "augment",
+    "eliminate_peaks": "augment",
+    "find_peaks": "augment",
+    "make_fixed_mixture_set": "mixtures",
+    "mixture_intensities": "mixtures",
+    "render_clean": "render",
+    "render_naive": "render",
+    "render_peaks": "render",
+    "render_profiles": "render",
+    "scale_peaks": "augment",
+    "scherrer_fwhm_deg": "render",
+    "shift_patterns": "augment",
+    "split_train_validation": "mixtures",
+    "two_theta_grid": "render",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"xrdpipe.patterns.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'xrdpipe.patterns' has no attribute {name!r}")

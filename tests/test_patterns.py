@@ -281,7 +281,8 @@ def test_config_rejects_bad_values() -> None:
     with pytest.raises(ValidationError):
         ProfileConfig(unknown=1)
     with pytest.raises(ValidationError):
-        MixtureConfig(n_materials=2, max_phases=3)
+        MixtureConfig(n_materials=2, max_phases=3, phase_draw="distinct")
+    assert MixtureConfig(n_materials=5, max_phases=7).phase_draw == "pool"  # grid cell N=5, K=7
     with pytest.raises(ValidationError):
         ProfileConfig(two_theta_min=50.0, two_theta_max=20.0)
 
@@ -299,8 +300,16 @@ def test_mixture_fractions_and_draw_rules() -> None:
     assert bool((fractions >= 0).all())
     k = extras["n_phases"]
     assert set(k.tolist()) == {1, 2, 3}
-    assert torch.equal((fractions > 0).sum(1), k)  # k distinct materials, positive fractions
+    # pool draw: k (material, strain) phases; a material drawn twice sums into one output
+    distinct = torch.tensor(
+        [len(set(m[:n].tolist())) for m, n in zip(extras["materials"], k, strict=True)]
+    )
+    assert torch.equal((fractions > 0).sum(1), distinct)
+    assert bool((distinct < k).any())  # repeats happen in the pool draw
     assert bool((extras["strains"] < 7).all())
+    cfg_d = MixtureConfig(n_materials=5, max_phases=3, batch_size=256, phase_draw="distinct")
+    _, fractions_d, extras_d = MixtureSampler(peaks, cfg_d, seed=1, device="cpu").sample()
+    assert torch.equal((fractions_d > 0).sum(1), extras_d["n_phases"])
     eta, size = extras["eta"], extras["crystallite_size_nm"]
     assert bool(((eta >= 0.1) & (eta <= 0.9)).all() and ((size >= 10) & (size <= 100)).all())
 

@@ -118,6 +118,10 @@ class MixtureConfig(_Frozen):
     Attributes:
         n_materials: N, materials in the pool (the length of the phase-fraction target).
         max_phases: K, most coexisting phases per mixture; k is uniform in 1..K.
+        phase_draw: ``pool`` (paper 002: each of the k phases is a random (material,
+            strain) pattern of the N x S pool, so one material may appear under several
+            strain conditions; they count as distinct phases and share one output) or
+            ``distinct`` (k distinct materials; needs K <= N).
         batch_size: mixtures per batch.
         fraction_mode: ``volume`` (paper 002: each phase's max-100 peak list times its
             fraction; target = those fractions) or ``weight`` (physical weight fractions from
@@ -128,13 +132,14 @@ class MixtureConfig(_Frozen):
     max_phases: int = Field(default=3, ge=1)
     batch_size: int = Field(default=512, ge=1)
     fraction_mode: Literal["volume", "weight"] = "volume"
+    phase_draw: Literal["pool", "distinct"] = "pool"
 
     @model_validator(mode="after")
     def _k_le_n(self) -> MixtureConfig:
-        if self.max_phases > self.n_materials:
+        if self.phase_draw == "distinct" and self.max_phases > self.n_materials:
             raise ValueError(
                 f"max_phases {self.max_phases} must not exceed n_materials {self.n_materials} "
-                "(phases in a mixture are distinct materials)"
+                "with phase_draw 'distinct' (use phase_draw 'pool')"
             )
         return self
 

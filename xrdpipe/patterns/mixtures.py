@@ -265,8 +265,11 @@ class MixtureSampler:
         n_max, k_max = self.cfg.n_materials, self.cfg.max_phases
         g, dev, pk = self.generator, self.device, self.peaks
         n_phases = torch.randint(1, k_max + 1, (n_samples,), generator=g, device=dev)
-        materials = torch.rand(n_samples, n_max, generator=g, device=dev).argsort(dim=1)
-        materials = materials[:, :k_max]
+        if self.cfg.phase_draw == "distinct":
+            materials = torch.rand(n_samples, n_max, generator=g, device=dev).argsort(dim=1)
+            materials = materials[:, :k_max]
+        else:
+            materials = torch.randint(0, n_max, (n_samples, k_max), generator=g, device=dev)
         phase_mask = torch.arange(k_max, device=dev) < n_phases.unsqueeze(1)
         exp_draws = -torch.log1p(-torch.rand(n_samples, k_max, generator=g, device=dev))
         exp_draws = exp_draws * phase_mask

@@ -67,6 +67,16 @@ def test_simulate_flow_fetches_simulates_and_resumes(prefect_harness, tiny_catal
     again = simulate(subset="tiny", catalog=str(tiny_catalog))
     assert again["blocks_computed"] == 0 and again["blocks_skipped"] == 4
 
+    # the CLI's mixture plot on this store
+    png = tmp_path / "mix.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "xrdpipe.cli", "plot-mixtures", "tiny", "-n", "4", "-k", "3",
+         "--catalog", str(tiny_catalog), "--out", str(png)],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert png.stat().st_size > 20_000
+
 
 def test_deployment_simulate_cod_runs_on_a_worker(prefect_harness, tiny_catalog, tmp_path):
     """deploy/prefect.yaml, deployed to the harness's API and run by a real process worker."""

@@ -38,8 +38,9 @@ def tiny_catalog(tmp_path) -> Path:
     return path
 
 
-def test_simulate_flow_fetches_simulates_and_resumes(prefect_harness, tiny_catalog, tmp_path,
-                                                     monkeypatch):
+def test_simulate_flow_fetches_simulates_and_resumes(
+    prefect_harness, tiny_catalog, tmp_path, monkeypatch
+):
     from flows.simulate import simulate
     from xrdpipe.store import load_completed, open_store
 
@@ -53,7 +54,12 @@ def test_simulate_flow_fetches_simulates_and_resumes(prefect_harness, tiny_catal
     assert ds.sizes["strain"] == 6 + 3 + 1
     assert (ds["n_peaks"].values > 0).all()
     assert set(ds["crystal_system"].values.tolist()) == {
-        "trigonal", "tetragonal", "cubic", "triclinic", "monoclinic", "hexagonal"
+        "trigonal",
+        "tetragonal",
+        "cubic",
+        "triclinic",
+        "monoclinic",
+        "hexagonal",
     }
     profiles = open_store(store_path)  # the peak store is untouched by profile rendering
     assert profiles.attrs["strain_mode"] == "symmetry"
@@ -70,9 +76,25 @@ def test_simulate_flow_fetches_simulates_and_resumes(prefect_harness, tiny_catal
     # the CLI's mixture plot on this store
     png = tmp_path / "mix.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "xrdpipe.cli", "plot-mixtures", "tiny", "-n", "4", "-k", "3",
-         "--catalog", str(tiny_catalog), "--out", str(png)],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ),
+        [
+            sys.executable,
+            "-m",
+            "xrdpipe.cli",
+            "plot-mixtures",
+            "tiny",
+            "-n",
+            "4",
+            "-k",
+            "3",
+            "--catalog",
+            str(tiny_catalog),
+            "--out",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert png.stat().st_size > 20_000
@@ -93,8 +115,9 @@ def test_deployment_simulate_cod_runs_on_a_worker(prefect_harness, tiny_catalog,
     prefect = [sys.executable, "-m", "prefect"]
 
     def run(*args, timeout=300):
-        proc = subprocess.run([*prefect, *args], env=env, cwd=REPO, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            [*prefect, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+        )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         return proc.stdout
 

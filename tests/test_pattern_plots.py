@@ -19,10 +19,12 @@ def _store_peaks() -> StorePeaks:
 
     calc = XRDCalculator()
     structures = [
-        Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
-                                  [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        Structure.from_spacegroup("Pm-3m", Lattice.cubic(4.12), ["Cs", "Cl"],
-                                  [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+        ),
+        Structure.from_spacegroup(
+            "Pm-3m", Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+        ),
         Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.05), ["Al"], [[0, 0, 0]]),
     ]
     patterns = [calc.get_pattern(s, two_theta_range=(10, 80)) for s in structures]
@@ -35,14 +37,16 @@ def _store_peaks() -> StorePeaks:
         inten[m, :, : len(p.x)] = p.y
         mask[m, :, : len(p.x)] = True
     materials = pd.DataFrame({"cod_id": ["1", "2", "3"], "formula": ["NaCl", "CsCl", "Al"]})
-    return StorePeaks(PeakArrays.from_arrays(tt, inten, mask), materials, np.arange(2), 1.54184,
-                      "x")
+    return StorePeaks(
+        PeakArrays.from_arrays(tt, inten, mask), materials, np.arange(2), 1.54184, "x"
+    )
 
 
 def test_plotted_peaks_match_the_sticks():
     profile = ProfileConfig(n_points=7001)
-    examples = draw_examples(_store_peaks(), MixtureConfig(n_materials=3, max_phases=3),
-                             profile, n=4, seed=5)
+    examples = draw_examples(
+        _store_peaks(), MixtureConfig(n_materials=3, max_phases=3), profile, n=4, seed=5
+    )
     assert any(len(e.labels) > 1 for e in examples)
     fig = plot_mixtures(examples, profile)
     grid = two_theta_grid(profile).numpy()
@@ -68,8 +72,10 @@ def test_plotted_peaks_match_the_sticks():
 def test_plot_command_names_the_missing_store(tmp_path):
     """The CLI on a real store is run in tests/test_flow_simulate.py; here: no store."""
     proc = subprocess.run(
-        [sys.executable, "-m", "xrdpipe.cli", "plot-mixtures", "demo", "--data-dir",
-         str(tmp_path)], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "xrdpipe.cli", "plot-mixtures", "demo", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "patterns.zarr" in proc.stderr + proc.stdout

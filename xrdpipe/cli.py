@@ -171,11 +171,14 @@ def plot_mixtures_command(
                 f"-n {n_materials} exceeds the {peaks.peaks.n_materials} materials of {subset}"
             )
         cfg = MixtureConfig(n_materials=n_materials, max_phases=max_phases)
-        figure = plot_mixtures(draw_examples(peaks, cfg, config.profile, examples, seed),
-                               config.profile)
+        figure = plot_mixtures(
+            draw_examples(peaks, cfg, config.profile, examples, seed), config.profile
+        )
     except XrdpipeError as exc:
         _fail(exc)
-    out = out or settings.subset_dir(subset) / "plots" / f"mixtures_N{n_materials}_K{max_phases}.png"
+    out = (
+        out or settings.subset_dir(subset) / "plots" / f"mixtures_N{n_materials}_K{max_phases}.png"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=120)
     typer.echo(f"wrote {out}")

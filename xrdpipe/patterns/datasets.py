@@ -8,8 +8,12 @@ vectors).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,8 +22,8 @@ import xarray as xr
 
 from xrdpipe import store
 from xrdpipe.errors import StoreError
-from xrdpipe.patterns.config import ProfileConfig
-from xrdpipe.patterns.mixtures import PeakArrays
+from xrdpipe.patterns.config import MixtureConfig, ProfileConfig
+from xrdpipe.patterns.mixtures import PeakArrays, make_fixed_mixture_set
 from xrdpipe.patterns.render import render_clean, two_theta_grid
 
 SPLITS = ("train", "test", "reference")
@@ -114,8 +118,18 @@ def load_peaks(
 
 def profile_settings(cfg: ProfileConfig) -> dict:
     """What determines a stored profile: the grid and the fixed peak shape."""
-    keys = ("two_theta_min", "two_theta_max", "n_points", "scherrer_k", "ka_doublet",
-            "ka1", "ka2", "ka2_ratio", "clean_eta", "clean_crystallite_size_nm")
+    keys = (
+        "two_theta_min",
+        "two_theta_max",
+        "n_points",
+        "scherrer_k",
+        "ka_doublet",
+        "ka1",
+        "ka2",
+        "ka2_ratio",
+        "clean_eta",
+        "clean_crystallite_size_nm",
+    )
     return {k: getattr(cfg, k) for k in keys}
 
 
@@ -165,8 +179,12 @@ def render_store_profiles(
             if not flat["peak_mask"][sl].any():
                 continue
             out[sl] = render_clean(
-                flat["two_theta"][sl], flat["intensity"][sl], flat["peak_mask"][sl], cfg,
-                wavelength=wavelength, d_spacing=flat["d_spacing"][sl],
+                flat["two_theta"][sl],
+                flat["intensity"][sl],
+                flat["peak_mask"][sl],
+                cfg,
+                wavelength=wavelength,
+                d_spacing=flat["d_spacing"][sl],
             ).numpy()
         store.write_profiles(store_path, key, a, b, out.reshape(m, s, len(grid)))
         if progress is not None:
@@ -195,3 +213,90 @@ def load_profiles(
     strains = np.flatnonzero(group["split"].values.astype(object) == split)
     profiles = group["profile"].isel(material=idx, strain=strains).values
     return profiles, material_table(peaks_ds.isel(material=idx)), group["two_theta"].values
+
+
+@dataclass(frozen=True)
+class FixedMixtureSet:
+    """A fixed, seeded set of mixtures (validation or test) and its identity.
+
+    Attributes:
+        patterns: ``(n, n_points)`` rendered mixtures.
+        phase_fractions: ``(n, N)`` targets.
+        sha256: hash of both tensors (reproducible on the same device type).
+        key: hash of the spec (store fingerprint, split, materials, settings, n, seed).
+        spec: what the set was drawn from.
+    """
+
+    patterns: torch.Tensor
+    phase_fractions: torch.Tensor
+    sha256: str
+    key: str
+    spec: dict
+
+
+def fixed_mixture_set(
+    store_path: store.StorePath,
+    split: str,
+    materials: list[str],
+    cfg: MixtureConfig,
+    profile: ProfileConfig,
+    n: int = 10_000,
+    seed: int = 0,
+    record_dir: Path | None = None,
+    device: torch.device | str = "cpu",
+    strain_index: np.ndarray | None = None,
+) -> FixedMixtureSet:
+    """Draw (or redraw) a fixed mixture set, recorded by its spec and hash.
+
+    The set is small to describe and large to keep (10,000 x 4501 floats), so what is
+    stored under ``record_dir`` is its spec and SHA-256: a later call with the same spec
+    redraws it and refuses (:class:`StoreError`) if the hash differs, so every model and
+    baseline is scored on exactly the same samples.
+
+    Args:
+        store_path: the pattern store.
+        split: ``test`` (held-out strain conditions) or ``train``.
+        materials: COD ids of the N materials, in target order.
+        cfg: mixture settings (``n_materials`` must equal ``len(materials)``).
+        profile: peak shape, noise and background.
+        n: number of mixtures.
+        seed: seed of the set.
+        record_dir: where the ``<key>.json`` records live (``None``: not recorded).
+        device: rendering device.
+        strain_index: positions within the split to draw from (e.g. the 40 % validation
+            part of the training strains); default all.
+    """
+    peaks = load_peaks(store_path, split, materials, device)
+    arrays = peaks.peaks
+    if strain_index is not None:
+        arrays = arrays.select_strains(torch.as_tensor(np.asarray(strain_index)))
+    spec = {
+        "store_fingerprint": peaks.fingerprint,
+        "split": split,
+        "strain_index": None if strain_index is None else [int(i) for i in strain_index],
+        "materials": [str(m) for m in materials],
+        "mixture": cfg.model_dump(mode="json"),
+        "profile": profile.model_dump(mode="json"),
+        "n": n,
+        "seed": seed,
+        "device_type": torch.device(device).type,
+    }
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    patterns, fractions, sha = make_fixed_mixture_set(
+        arrays, cfg, profile, n=n, seed=seed, device=device, wavelength=peaks.wavelength
+    )
+    if record_dir is not None:
+        record = Path(record_dir) / f"{key}.json"
+        if record.is_file():
+            stored = json.loads(record.read_text())
+            if stored["sha256"] != sha:
+                raise StoreError(
+                    f"fixed mixture set {key} no longer reproduces: recorded sha256 "
+                    f"{stored['sha256'][:12]}..., redrawn {sha[:12]}... (code or device changed)"
+                )
+        else:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = record.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"key": key, "sha256": sha, "spec": spec}, indent=1))
+            os.replace(tmp, record)
+    return FixedMixtureSet(patterns, fractions, sha, key, spec)

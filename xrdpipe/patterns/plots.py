@@ -47,9 +47,17 @@ def draw_examples(
     draw = sampler.draw(n)
     generator = torch.Generator().manual_seed(seed + 1)
     patterns = render_profiles(
-        draw.two_theta, draw.intensity, draw.mask, profile, generator, "cpu",
-        store_peaks.wavelength, d_spacing=draw.d_spacing, phase_index=draw.phase_index,
-        eta=draw.extras["eta"], crystallite_size_nm=draw.extras["crystallite_size_nm"],
+        draw.two_theta,
+        draw.intensity,
+        draw.mask,
+        profile,
+        generator,
+        "cpu",
+        store_peaks.wavelength,
+        d_spacing=draw.d_spacing,
+        phase_index=draw.phase_index,
+        eta=draw.extras["eta"],
+        crystallite_size_nm=draw.extras["crystallite_size_nm"],
     )
     examples = []
     n_slot = draw.two_theta.shape[1] // cfg.max_phases
@@ -62,13 +70,19 @@ def draw_examples(
             tt = draw.two_theta[i, sl][mask]
             inten = draw.intensity[i, sl][mask]
             clean = render_profiles(
-                tt[None], inten[None], torch.ones_like(tt[None], dtype=torch.bool),
-                profile.model_copy(update={"noise_fraction": (0.0, 0.0),
-                                           "background_amplitude": (0.0, 0.0)}),
-                generator, "cpu", store_peaks.wavelength,
+                tt[None],
+                inten[None],
+                torch.ones_like(tt[None], dtype=torch.bool),
+                profile.model_copy(
+                    update={"noise_fraction": (0.0, 0.0), "background_amplitude": (0.0, 0.0)}
+                ),
+                generator,
+                "cpu",
+                store_peaks.wavelength,
                 eta=draw.extras["eta"][i, slot].reshape(1, 1),
                 crystallite_size_nm=draw.extras["crystallite_size_nm"][i, slot].reshape(1, 1),
-                noise=False, background=False,
+                noise=False,
+                background=False,
             )[0]
             scale = float(draw.extras["fractions"][i, slot])
             phases.append(clean.numpy() * scale)
@@ -76,9 +90,7 @@ def draw_examples(
             m = int(draw.extras["materials"][i, slot])
             row = store_peaks.materials.iloc[m]
             labels.append(f"{row['cod_id']} {row['formula']} ({scale:.2f})")
-        examples.append(
-            MixtureExample(patterns[i].numpy(), np.stack(phases), sticks, labels)
-        )
+        examples.append(MixtureExample(patterns[i].numpy(), np.stack(phases), sticks, labels))
     return examples
 
 
@@ -99,8 +111,9 @@ def plot_mixtures(examples: list[MixtureExample], profile: ProfileConfig) -> Fig
             base = j * 1.5
             right.plot(grid, profile_j / peak + base, color=color, lw=0.8, label=label)
             # sticks hang below their profile's baseline so both stay visible
-            right.vlines(tt, base - 0.3 * inten / inten.max(), base, color=color, lw=0.8,
-                         gid=f"sticks-{j}")
+            right.vlines(
+                tt, base - 0.3 * inten / inten.max(), base, color=color, lw=0.8, gid=f"sticks-{j}"
+            )
         right.legend(fontsize=7, loc="upper right")
         right.set_title("phases (profile, scaled by fraction) and sticks", fontsize=9)
         right.set_yticks([])

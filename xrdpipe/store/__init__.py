@@ -9,17 +9,17 @@ from xrdpipe.store.patterns import (
     completed_materials,
     config_fingerprint,
     create_profiles,
-    open_profiles,
-    profiles_key,
-    write_profiles,
     create_store,
     load_completed,
     mark_completed,
     materials_per_chunk,
+    open_profiles,
     open_store,
+    profiles_key,
     store_exists,
     store_fingerprint,
     write_block,
+    write_profiles,
 )
 
 __all__ = [

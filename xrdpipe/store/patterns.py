@@ -573,7 +573,9 @@ def create_profiles(
         {
             "profile": (
                 ("material", "strain", "two_theta"),
-                da.zeros((n_mat, n_strain, n_points), dtype="f4", chunks=(chunk, n_strain, n_points)),
+                da.zeros(
+                    (n_mat, n_strain, n_points), dtype="f4", chunks=(chunk, n_strain, n_points)
+                ),
                 {"long_name": "single-phase profile, maximum 1 (0 if quarantined)"},
             ),
             "completed": (
@@ -604,8 +606,13 @@ def create_profiles(
     }
     try:
         ds.to_zarr(
-            url, group=key, mode="w-", compute=False, zarr_format=3,
-            consolidated=False, encoding=encoding,
+            url,
+            group=key,
+            mode="w-",
+            compute=False,
+            zarr_format=3,
+            consolidated=False,
+            encoding=encoding,
         )
     except (OSError, ValueError) as exc:
         raise StoreError(f"cannot create profile group {key} in {url}: {exc}") from exc

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from xrdpipe.errors import ConfigError
-from xrdpipe.patterns.config import ProfileConfig
+from xrdpipe.patterns.config import AugmentConfig, ProfileConfig
 
 CRYSTAL_SYSTEMS = (
     "triclinic",
@@ -244,15 +244,120 @@ class SubsetConfig(_Frozen):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+class PhaseFractionPreset(_Frozen):
+    """How the phase-fraction CNN (paper 002) is trained: a named preset of ``catalog.yaml``.
+
+    Attributes:
+        width: filter and hidden-size multiplier of the network (paper: 1.0, ~30 M params).
+        fc_sizes: hidden fully connected sizes at width 1.
+        batch_size: mixtures per step (paper: 512).
+        lr: Adam learning rate (paper: 2e-4).
+        weight_decay: decoupled weight decay (paper: 0, plain Adam).
+        lr_schedule: ``constant`` (paper) or ``cosine``.
+        epochs: epochs (paper: 3000).
+        epoch_size: mixtures per epoch; ``None`` = paper 002's definition, the training
+            part of the training strains times N (0.6 x 500 x N).
+        max_minutes: wall-clock budget of the training loop (``None``: none).
+        early_stopping_patience: epochs without validation improvement (``None``: never).
+        n_validation: fixed validation mixtures from the 40 % validation strains.
+        n_test: fixed test mixtures from the held-out test strains (paper: 10,000).
+        fraction_mode: ``volume`` (paper) or ``weight`` (see ``MixtureConfig``).
+        phase_draw: ``pool`` (paper) or ``distinct``.
+        train_fraction: share of the training strains that trains (paper: 0.6).
+        grad_clip: gradient-norm clip (``None``: none, as in the paper).
+        device: ``auto``, ``cpu``, ``cuda``...
+        num_threads: torch CPU threads during training (``None``: as is).
+    """
+
+    width: float = Field(default=1.0, gt=0)
+    fc_sizes: tuple[int, ...] = (1536, 1024)
+    batch_size: int = Field(default=512, ge=2)
+    lr: float = Field(default=2e-4, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    epochs: int = Field(default=3000, ge=1)
+    epoch_size: int | None = Field(default=None, ge=1)
+    max_minutes: float | None = Field(default=None, gt=0)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    n_validation: int = Field(default=2048, ge=1)
+    n_test: int = Field(default=10000, ge=1)
+    fraction_mode: Literal["volume", "weight"] = "volume"
+    phase_draw: Literal["pool", "distinct"] = "pool"
+    train_fraction: float = Field(default=0.6, gt=0, lt=1)
+    grad_clip: float | None = Field(default=None, gt=0)
+    device: str = "auto"
+    num_threads: int | None = Field(default=None, ge=1)
+
+
+ACNN_VARIANTS = ("position_channel", "paper")
+"""a-CNN variants: ``paper`` = paper 000's bare network (global average pooling), and
+``position_channel`` = the same plus a two-theta coordinate input channel (CoordConv)."""
+
+
+class ClassifierPreset(_Frozen):
+    """How the a-CNN classifier (paper 000) is trained: a named preset of ``catalog.yaml``.
+
+    Attributes:
+        variants: a-CNN variants trained on the same split, in order; the first is the one
+            logged and registered, the others are reported beside it (see ``ACNN_VARIANTS``).
+        batch_size: patterns per step (paper: 128).
+        lr: Adam learning rate.
+        epochs: most epochs (one epoch = one pass over the training patterns).
+        early_stopping_patience: epochs without validation improvement (paper: early stopping).
+        max_minutes: wall-clock budget of each variant's training loop (``None``: none).
+        loss: ``cross_entropy`` or ``bce_softmax`` (paper 000's wording).
+        augment: apply paper 000's augmentations (scale, eliminate, shift) to training batches.
+        augmentation: their probabilities and ranges.
+        max_train_strains: use at most this many training strain conditions per material
+            (``None``: all; the validation strains are taken from them).
+        validation_fraction: share of the training strains (protocol ``strain``) or of the
+            training materials (protocol ``material``) held out for early stopping.
+        test_material_fraction: share of each class's materials held out (protocol ``material``).
+        min_materials_per_class: a space group is a class only with at least this many materials.
+        rf_bins: points the random-forest baseline sees (patterns binned by averaging).
+        rf_trees: trees of the random-forest baseline (0: no baseline).
+        device: ``auto``, ``cpu``, ``cuda``...
+        num_threads: torch CPU threads during training (``None``: as is).
+    """
+
+    variants: tuple[Literal["position_channel", "paper"], ...] = Field(
+        default=("position_channel", "paper"), min_length=1
+    )
+    batch_size: int = Field(default=128, ge=2)
+    lr: float = Field(default=1e-3, gt=0)
+    epochs: int = Field(default=200, ge=1)
+    early_stopping_patience: int | None = Field(default=10, ge=1)
+    max_minutes: float | None = Field(default=None, gt=0)
+    loss: Literal["cross_entropy", "bce_softmax"] = "cross_entropy"
+    augment: bool = True
+    augmentation: AugmentConfig = AugmentConfig()
+    max_train_strains: int | None = Field(default=None, ge=2)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    test_material_fraction: float = Field(default=0.2, gt=0, lt=1)
+    min_materials_per_class: int = Field(default=5, ge=1)
+    rf_bins: int = Field(default=450, ge=8)
+    rf_trees: int = Field(default=200, ge=0)
+    device: str = "auto"
+    num_threads: int | None = Field(default=None, ge=1)
+
+
+class Presets(_Frozen):
+    """Named training presets (``cpu``, ``paper``, ...) of each model."""
+
+    phase_fractions: dict[str, PhaseFractionPreset] = Field(default_factory=dict)
+    classifier: dict[str, ClassifierPreset] = Field(default_factory=dict)
+
+
 SubsetName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
 
 
 class Catalog(_Frozen):
-    """The whole data catalog: named COD subsets (later: stores and experiments)."""
+    """The whole data catalog: named COD subsets and the training presets."""
 
     version: Literal[1] = 1
     default_subset: str = "demo"
     subsets: dict[SubsetName, SubsetConfig]
+    presets: Presets = Presets()
 
     @model_validator(mode="after")
     def _default_exists(self) -> Catalog:
@@ -269,6 +374,21 @@ class Catalog(_Frozen):
         except KeyError:
             raise ConfigError(
                 f"subset {name!r} is not in the catalog; allowed: {sorted(self.subsets)}"
+            ) from None
+
+    def preset(self, model: str, name: str) -> PhaseFractionPreset | ClassifierPreset:
+        """The training preset ``name`` of ``model`` (``phase_fractions`` or ``classifier``)."""
+        if model not in Presets.model_fields:
+            raise ConfigError(
+                f"model {model!r} has no presets; allowed: {list(Presets.model_fields)}"
+            )
+        table = getattr(self.presets, model)
+        try:
+            return table[name]
+        except KeyError:
+            raise ConfigError(
+                f"preset {name!r} is not in presets.{model} of the catalog; "
+                f"allowed: {sorted(table)}"
             ) from None
 
 

@@ -84,6 +84,9 @@ _RADIUS_MARGIN = 1e-9
 _ORDER_QUANTUM = 1e-9
 """1/angstrom; unstrained |g| closer than this count as equal when pre-ordering reflections."""
 
+_QUANT_MAX = (1 << 32) - 1
+"""Invalid points' bin in the radix sort; valid |g| fill bins 0 .. 2^32 - 2."""
+
 _CODE_BITS = 21
 _CODE_OFFSET = 1 << (_CODE_BITS - 1)
 _SIG_BITS = 15
@@ -311,6 +314,33 @@ def _reciprocal_norms(recip: np.ndarray, hkl_f: np.ndarray) -> np.ndarray:
     return np.sqrt(out, out=out)
 
 
+def _sort_rows(
+    g: np.ndarray, valid: np.ndarray, min_r: float, max_r: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stable argsort of each row by |g| (invalid points last, as +inf), and the sorted |g|.
+
+    Equal to ``np.argsort(g, axis=1, kind="stable")`` but about twice as fast: two stable
+    16-bit radix passes on |g| quantised to 32 bits (monotone, so the order is right
+    between different bins and stable inside one), then rows with an inversion inside a
+    bin, which are rare, are re-sorted exactly; a stable re-sort keeps the index order of
+    equal values, so ties are broken as by the plain stable sort.
+    """
+    scale = (_QUANT_MAX - 1) / (max_r - min_r)
+    quant = np.where(valid, np.clip((g - min_r) * scale, 0, _QUANT_MAX - 1), _QUANT_MAX)
+    quant = quant.astype(np.uint32)
+    order = np.argsort((quant & 0xFFFF).astype(np.uint16), axis=1, kind="stable")
+    high = np.take_along_axis((quant >> 16).astype(np.uint16), order, axis=1)
+    order = np.take_along_axis(order, np.argsort(high, axis=1, kind="stable"), axis=1)
+    g = np.where(valid, g, np.inf)
+    g = np.take_along_axis(g, order, axis=1)
+    bad = np.flatnonzero((g[:, 1:] < g[:, :-1]).any(axis=1))
+    if len(bad):
+        fix = np.argsort(g[bad], axis=1, kind="stable")
+        order[bad] = np.take_along_axis(order[bad], fix, axis=1)
+        g[bad] = np.take_along_axis(g[bad], fix, axis=1)
+    return order, g
+
+
 @dataclass
 class _Batch:
     row: np.ndarray
@@ -338,9 +368,7 @@ def _simulate_batch(
     n_s = len(recip)
     g = _reciprocal_norms(recip, hkl_f)
     valid = (g >= min_r) & (g <= max_r)
-    g[~valid] = np.inf
-    order = np.argsort(g, axis=1, kind="stable")
-    g = np.take_along_axis(g, order, axis=1)
+    order, g = _sort_rows(g, valid, min_r, max_r)
     valid = np.isfinite(g)
     row = np.broadcast_to(np.arange(n_s)[:, None], g.shape)[valid]
     hidx = order[valid]
@@ -440,18 +468,19 @@ def _allocate(n_s: int, width: int) -> dict[str, np.ndarray]:
     return {name: np.zeros((n_s, width, *extra), dtype) for name, (dtype, extra) in _FIELDS.items()}
 
 
-def _scatter(out: dict[str, np.ndarray], batch: _Batch, n_peaks: np.ndarray) -> None:
-    """Copy a batch's peaks into the padded arrays (rows sorted, peaks in order)."""
-    row = batch.row
-    if len(row) == 0:
-        return
-    first = np.cumsum(n_peaks) - n_peaks  # flat index of each row's first peak
-    col = np.arange(len(row)) - (first[row] - first[row[0]])
+def _scatter(out: dict[str, np.ndarray], batch: _Batch, rows: slice, n_peaks: np.ndarray) -> None:
+    """Copy a batch's peaks into the padded arrays of its rows.
+
+    The batch lists its peaks row by row in two_theta order, which is exactly the
+    row-major order of the True entries of the rows' padding mask, so one boolean
+    assignment per field places them (far cheaper than (row, column) fancy indexing).
+    """
+    width = out["mask"].shape[1]
+    real = np.arange(width) < n_peaks[rows][:, None]
+    out["mask"][rows] = real
     for name in _FIELDS:
-        if name == "mask":
-            out[name][row, col] = True
-        else:
-            out[name][row, col] = getattr(batch, name)
+        if name != "mask":
+            out[name][rows][real] = getattr(batch, name)
 
 
 def simulate_peaks(
@@ -515,7 +544,7 @@ def simulate_peaks(
     rows_per_batch = max(1, CHUNK_ELEMENTS // max(1, len(hkl)))
     n_peaks = np.zeros(n_s, dtype=np.int32)
     out: dict[str, np.ndarray] = {}
-    pending: list[_Batch] = []
+    pending: list[tuple[slice, _Batch]] = []
     for start in range(0, n_s, rows_per_batch):
         sl = slice(start, start + rows_per_batch)
         batch = _simulate_batch(
@@ -526,13 +555,14 @@ def simulate_peaks(
         if max_peaks is not None:
             _check_width(int(n_peaks[sl].max(initial=0)), max_peaks)
             out = out or _allocate(n_s, max_peaks)
-            _scatter(out, batch, n_peaks)  # the padded table is the only big allocation
+            _scatter(out, batch, sl, n_peaks)  # the padded table is the only big allocation
         else:
-            pending.append(batch)
+            pending.append((sl, batch))
     if max_peaks is None:
         out = _allocate(n_s, int(n_peaks.max(initial=0)))
         while pending:  # free each batch as soon as it is copied
-            _scatter(out, pending.pop(), n_peaks)
+            sl, batch = pending.pop()
+            _scatter(out, batch, sl, n_peaks)
     elif not out:
         out = _allocate(n_s, max_peaks)
 

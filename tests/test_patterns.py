@@ -519,3 +519,16 @@ def test_cuda_matches_cpu() -> None:
     ).sample()
     assert patterns.device.type == "cuda" and fractions.device.type == "cuda"
     assert torch.allclose(fractions.sum(1), torch.ones(64, device="cuda"))
+
+
+def test_mixture_loader_on_cpu_yields_batches() -> None:
+    from xrdpipe.patterns import mixture_loader
+
+    peaks = _synthetic_arrays(4, 5, 30)
+    cfg = MixtureConfig(n_materials=4, max_phases=2, batch_size=8)
+    dataset = MixtureDataset(peaks, cfg, ProfileConfig(n_points=501), seed=4, n_batches=2)
+    loader = mixture_loader(dataset, "cpu", num_workers=0)
+    assert loader.pin_memory is False
+    batches = list(loader)
+    assert len(batches) == 2 and batches[0][0].shape == (8, 501)
+    assert torch.allclose(batches[1][1].sum(1), torch.ones(8))

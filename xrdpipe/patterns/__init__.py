@@ -9,6 +9,7 @@ _EXPORTS = {
     "MixtureConfig": "config",
     "MixtureDataset": "mixtures",
     "MixtureSampler": "mixtures",
+    "mixture_loader": "mixtures",
     "PeakArrays": "mixtures",
     "ProfileConfig": "config",
     "augment_peak_list": "augment",

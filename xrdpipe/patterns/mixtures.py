@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from xrdpipe.errors import ConfigError
 from xrdpipe.patterns.config import CU_KA_MEAN, MixtureConfig, ProfileConfig
@@ -399,6 +399,25 @@ class MixtureDataset(IterableDataset):
             patterns, fractions, _ = sampler.sample()
             produced += 1
             yield patterns, fractions
+
+
+def mixture_loader(
+    dataset: MixtureDataset, target_device: torch.device | str, num_workers: int = 0
+) -> DataLoader:
+    """A DataLoader over a :class:`MixtureDataset` for training on ``target_device``.
+
+    CPU-rendered batches bound for CUDA come through pinned memory (faster, asynchronous
+    host-to-device copies); batches rendered on CUDA need no workers.
+    """
+    cuda_target = torch.device(target_device).type == "cuda"
+    rendered_on_cuda = torch.device(dataset.device).type == "cuda"
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=0 if rendered_on_cuda else num_workers,
+        pin_memory=cuda_target and not rendered_on_cuda,
+        persistent_workers=num_workers > 0 and not rendered_on_cuda,
+    )
 
 
 def tensors_sha256(*tensors: Tensor) -> str:

@@ -420,6 +420,7 @@ def log_phase_fractions(result: Any, registered_name: str | None) -> TrackedMode
         folder = Path(tmp)
         _log_common(result, folder)
         mlflow.set_tag("xrdpipe.test_set_sha256", result.test_set_sha256)
+        mlflow.set_tag("xrdpipe.test_set_key", result.test_set_key)
         mlflow.set_tag("xrdpipe.validation_set_sha256", result.validation_set_sha256)
         plot_learning_curves(
             {"phase CNN": result.train.history}, "tvd", folder / "learning_curves.png"

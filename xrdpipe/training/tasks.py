@@ -9,7 +9,8 @@ wire the two together.
    :func:`grid_material_order`, mixtures of up to ``K`` phases drawn on the fly from the 60 %
    training part of the training strains, a fixed validation set from the other 40 %, and a
    fixed test set from the held-out test strains (:func:`~xrdpipe.patterns.mixtures.
-   make_fixed_mixture_set`, its SHA-256 reported). Loss and metric: total variation distance.
+   make_fixed_mixture_set` via :func:`~xrdpipe.patterns.datasets.fixed_mixture_set`, its spec
+   and SHA-256 recorded and reported). Loss and metric: total variation distance.
 2. :func:`train_classifier` (paper 000): the a-CNN on the store's pre-rendered single-phase
    profiles, augmented at tensor level (peak scaling, elimination, shift), with the protocol
    ``strain`` (same materials, held-out strain conditions: paper 000's setting) or
@@ -43,10 +44,14 @@ from xrdpipe.errors import ConfigError, XrdpipeError
 from xrdpipe.models import ACNN, ACNNConfig, PhaseCNN, PhaseCNNConfig, config_to_dict
 from xrdpipe.patterns.augment import augment_profiles
 from xrdpipe.patterns.config import MixtureConfig
-from xrdpipe.patterns.datasets import load_peaks, load_profiles, material_table
+from xrdpipe.patterns.datasets import (
+    fixed_mixture_set,
+    load_peaks,
+    load_profiles,
+    material_table,
+)
 from xrdpipe.patterns.mixtures import (
     MixtureSampler,
-    make_fixed_mixture_set,
     split_train_validation,
 )
 from xrdpipe.training.loop import Callback, TrainConfig, TrainResult, pick_device, train
@@ -77,6 +82,9 @@ VALIDATION_SEED_OFFSET = 7_919
 TEST_SEED_OFFSET = 104_729
 """The fixed test mixtures are drawn with ``subset.seed + 104729``: one test set per subset,
 N, K and size, whatever the training seed (the hash is reproducible per device type)."""
+FIXED_SET_BATCH = 512
+"""Fixed validation and test sets are drawn in batches of 512 whatever the training batch, so
+presets with other batch sizes share them (the draw depends on the batch size)."""
 MAX_PLOT_PREDICTIONS = 2000
 """Test predictions kept in a result for plots."""
 
@@ -153,6 +161,7 @@ class PhaseFractionResult:
         test_tvd_std: its standard deviation over test mixtures.
         test_mae: mean absolute error of the fractions.
         test_set_sha256: SHA-256 of the test patterns and fractions.
+        test_set_key: hash of the test set's spec (its record under ``record_dir``).
         validation_set_sha256: same for the validation set.
         n_test: test mixtures.
         predictions: ``(<= 2000, N)`` predicted fractions of the first test mixtures.
@@ -171,6 +180,7 @@ class PhaseFractionResult:
     test_tvd_std: float
     test_mae: float
     test_set_sha256: str
+    test_set_key: str
     validation_set_sha256: str
     n_test: int
     predictions: np.ndarray
@@ -212,6 +222,7 @@ def train_phase_fractions(
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     checkpoint_dir: str | Path | None = None,
+    record_dir: str | Path | None = None,
 ) -> PhaseFractionResult:
     """Train paper 002's phase-fraction CNN on mixtures of ``N`` materials, up to ``K`` phases.
 
@@ -236,6 +247,10 @@ def train_phase_fractions(
         callbacks: receive every epoch's record (e.g. the MLflow logger).
         progress: tqdm progress bar on stderr.
         checkpoint_dir: where the loop writes ``last``/``best`` checkpoints (``None``: none).
+        record_dir: where the fixed sets' spec and hash records go
+            (:func:`~xrdpipe.patterns.datasets.fixed_mixture_set`; default
+            ``<subset dir>/fixed_sets`` beside a local store): a later draw of the same spec
+            that no longer reproduces the hash is refused.
 
     Returns:
         The :class:`PhaseFractionResult`.
@@ -269,15 +284,22 @@ def train_phase_fractions(
         train_peaks.peaks.n_strains, preset.train_fraction, seed=subset_config.seed
     )
     train_pool = train_peaks.peaks.select_strains(train_idx)
-    val_x, val_y, val_sha = make_fixed_mixture_set(
-        train_peaks.peaks.select_strains(val_idx),
-        mix_cfg,
+    set_cfg = mix_cfg.model_copy(update={"batch_size": FIXED_SET_BATCH})
+    if record_dir is None and "://" not in str(store_path):
+        record_dir = Path(store_path).parent / "fixed_sets"
+    val_set = fixed_mixture_set(
+        store_path,
+        "train",
+        ids,
+        set_cfg,
         profile,
         n=preset.n_validation,
         seed=subset_config.seed + VALIDATION_SEED_OFFSET,
+        record_dir=record_dir,
         device=dev,
-        wavelength=train_peaks.wavelength,
+        strain_index=val_idx,
     )
+    val_x, val_y, val_sha = val_set.patterns, val_set.phase_fractions, val_set.sha256
     model_cfg = PhaseCNNConfig(
         n_points=profile.n_points,
         n_materials=n_materials,
@@ -351,15 +373,18 @@ def train_phase_fractions(
         checkpoint_metadata={"task": "phase-fractions", "materials": ids},
     )
     del val_x, val_y
-    test_x, test_y, test_sha = make_fixed_mixture_set(
-        test_peaks.peaks,
-        mix_cfg,
+    test_set = fixed_mixture_set(
+        store_path,
+        "test",
+        ids,
+        set_cfg,
         profile,
         n=preset.n_test,
         seed=subset_config.seed + TEST_SEED_OFFSET,
+        record_dir=record_dir,
         device=dev,
-        wavelength=test_peaks.wavelength,
     )
+    test_x, test_y, test_sha = test_set.patterns, test_set.phase_fractions, test_set.sha256
     pred = _predict_fractions(model, test_x)
     tvd = total_variation_distance(pred, test_y.to(pred.device), reduction="none").cpu()
     mae = (pred - test_y.to(pred.device)).abs().mean().item()
@@ -375,6 +400,7 @@ def train_phase_fractions(
         test_tvd_std=float(tvd.std()) if tvd.numel() > 1 else 0.0,
         test_mae=float(mae),
         test_set_sha256=test_sha,
+        test_set_key=test_set.key,
         validation_set_sha256=val_sha,
         n_test=int(test_x.shape[0]),
         predictions=pred[:keep].cpu().numpy(),

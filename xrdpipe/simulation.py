@@ -47,6 +47,15 @@ if TYPE_CHECKING:
 ROW_COLUMNS = ("cod_id", "structure_json")
 """The manifest columns a block task receives (nothing else travels to the workers)."""
 
+_PEAK_FIELDS = (
+    "two_theta",
+    "intensity",
+    "intensity_raw",
+    "d_spacing",
+    "multiplicity",
+    "hkl",
+    "peak_mask",
+)
 _FLOAT_FIELDS = ("two_theta", "intensity", "intensity_raw", "d_spacing", "volume", "density")
 
 
@@ -157,11 +166,11 @@ def simulate_material(
         material_index: its row in the manifest (seeds its strain draws).
         sim: the subset's simulation settings.
         seed: the subset seed.
-        n_peaks: the store's peak axis length.
+        n_peaks: the store's peak axis length (a structure with more peaks is rejected).
 
     Returns:
         Every numeric :data:`xrdpipe.store.patterns.BLOCK_VARIABLES` entry, leading axis
-        ``strain``.
+        ``strain``; the peak axis is as long as this material's longest list.
 
     Raises:
         StructureError: the simulator rejected the structure, or produced non-finite values.
@@ -180,8 +189,13 @@ def simulate_material(
         strains,
         wavelength=sim.wavelength,
         two_theta_range=sim.two_theta_range,
-        max_peaks=n_peaks,
     )
+    if table.max_peaks > n_peaks:
+        raise StructureError(
+            "simulate",
+            "too_many_reflections",
+            f"{table.max_peaks} peaks exceed max_peaks={n_peaks}",
+        )
     out = {
         "two_theta": np.asarray(table.two_theta, dtype="f8"),
         "intensity": np.asarray(table.intensity, dtype="f8"),
@@ -196,7 +210,8 @@ def simulate_material(
         "strain_tensor": np.asarray(strains, dtype="f8"),
     }
     n_strain = n_strain_conditions(sim)
-    if out["two_theta"].shape != (n_strain, n_peaks) or out["strain_tensor"].shape != (
+    width = out["two_theta"].shape[-1] if out["two_theta"].ndim == 2 else -1
+    if out["two_theta"].shape != (n_strain, width) or out["strain_tensor"].shape != (
         n_strain,
         3,
         3,
@@ -204,7 +219,7 @@ def simulate_material(
         raise StoreError(
             f"simulator returned two_theta {out['two_theta'].shape} and strains "
             f"{out['strain_tensor'].shape} for material {material_index}, expected "
-            f"({n_strain}, {n_peaks}) and ({n_strain}, 3, 3)"
+            f"({n_strain}, <= {n_peaks}) and ({n_strain}, 3, 3)"
         )
     for name in (*_FLOAT_FIELDS, "strain_tensor"):
         if not np.isfinite(out[name]).all():
@@ -269,19 +284,32 @@ def simulate_block(
     rows = _records(manifest_rows)
     if len(rows) != stop - start:
         raise ValueError(f"block [{start}, {stop}) got {len(rows)} manifest rows")
-    arrays = _empty_block(stop - start, n_strain_conditions(sim_config), n_peaks)
-    quarantined: dict[str, str] = {}
+    simulated: dict[int, dict[str, np.ndarray]] = {}
+    failed: dict[int, str] = {}
     for offset, row in enumerate(rows):
         try:
             structure = rebuild_structure(row["structure_json"])
-            values = simulate_material(structure, start + offset, sim_config, seed, n_peaks)
+            simulated[offset] = simulate_material(
+                structure, start + offset, sim_config, seed, n_peaks
+            )
         except StructureError as exc:
-            arrays["status"][offset] = store.STATUS_QUARANTINED
-            arrays["quarantine_reason"][offset] = str(exc)
-            quarantined[str(row["cod_id"])] = str(exc)
-            continue
+            failed[offset] = str(exc)
+    # Only the peak chunks the block's longest list reaches are written (store layout).
+    longest = max((v["two_theta"].shape[-1] for v in simulated.values()), default=1)
+    per_chunk = store.PEAKS_PER_CHUNK
+    width = min(n_peaks, -(-max(longest, 1) // per_chunk) * per_chunk)
+    arrays = _empty_block(stop - start, n_strain_conditions(sim_config), width)
+    quarantined: dict[str, str] = {}
+    for offset, reason in failed.items():
+        arrays["status"][offset] = store.STATUS_QUARANTINED
+        arrays["quarantine_reason"][offset] = reason
+        quarantined[str(rows[offset]["cod_id"])] = reason
+    for offset, values in simulated.items():
         for name, value in values.items():
-            arrays[name][offset] = value
+            if value.ndim >= 2 and name in _PEAK_FIELDS:
+                arrays[name][offset, :, : value.shape[1]] = value
+            else:
+                arrays[name][offset] = value
     store.write_block(store_path, start, stop, arrays)
     store.mark_completed(store_path, start, stop)
     return BlockReport(
@@ -318,6 +346,23 @@ def peak_axis_length(manifest: pd.DataFrame, sim: SimulationConfig) -> int:
             continue
         bound = max(bound, int(n))
     return bound
+
+
+def block_costs(manifest: pd.DataFrame, blocks: Sequence[tuple[int, int]]) -> list[float]:
+    """Relative cost of each block: the sum of ``n_sites x volume`` of its materials.
+
+    The reflections in a two-theta range grow with the cell volume and each costs one
+    structure-factor term per site, so ``n_sites x volume`` ranks blocks by work. Without
+    those manifest columns every material counts 1.
+    """
+    if {"n_sites", "volume"} <= set(manifest.columns):
+        weight = (
+            pd.to_numeric(manifest["n_sites"], errors="coerce").fillna(1.0)
+            * pd.to_numeric(manifest["volume"], errors="coerce").fillna(1.0)
+        ).to_numpy(dtype=float)
+    else:
+        weight = np.ones(len(manifest))
+    return [float(weight[a:b].sum()) for a, b in blocks]
 
 
 def _store_url(store_path: store.StorePath) -> str:
@@ -429,9 +474,17 @@ def run_simulation(
         from distributed import as_completed
 
         token = uuid.uuid4().hex[:8]
+        # Largest blocks first (Dask runs higher priorities first): the long ones do not
+        # end up alone at the tail while the other workers idle.
+        costs = block_costs(manifest, todo)
+        by_cost = sorted(range(len(todo)), key=lambda i: -costs[i])
+        rank = {todo[i]: len(todo) - r for r, i in enumerate(by_cost)}
         futures = {
             client.submit(
-                simulate_block, *task_args(a, b), key=f"simulate-block-{a}-{b}-{token}"
+                simulate_block,
+                *task_args(a, b),
+                key=f"simulate-block-{a}-{b}-{token}",
+                priority=rank[(a, b)],
             ): (a, b)
             for a, b in todo
         }

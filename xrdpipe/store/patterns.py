@@ -42,7 +42,7 @@ from xrdpipe.errors import StoreError
 StorePath = str | os.PathLike[str]
 """A local path or an fsspec URL (``s3://...``, ``memory://...``) of a Zarr store."""
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 """Bumped whenever the layout below changes incompatibly."""
 
 STATUS_PENDING = "pending"
@@ -120,6 +120,11 @@ IDENTITY_ATTRS = (
     "layout_version",
 )
 """Attributes compared when a store is reopened; any difference refuses the store."""
+
+PEAKS_PER_CHUNK = 128
+"""Chunk length along ``peak``. A block writes only the peak chunks its longest list
+reaches; the rest stay absent and read as the fill value (0, mask false), so a loose
+``n_peaks`` bound costs neither memory nor time."""
 
 _NUMERIC_COMPRESSORS = (BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),)
 _STRING_COMPRESSORS = (ZstdCodec(level=3),)
@@ -203,6 +208,7 @@ def store_attrs(
         "n_materials": int(n_materials),
         "n_peaks": int(n_peaks),
         "layout_version": LAYOUT_VERSION,
+        "peaks_per_chunk": PEAKS_PER_CHUNK,
         "catalog_entry": subset_config.model_dump_json(),
         "xrdpipe_version": _xrdpipe_version(),
     }
@@ -321,7 +327,10 @@ def create_store(
     encoding: dict[str, dict[str, Any]] = {}
     for name, (dims, dtype, var_attrs) in VARIABLES.items():
         shape = tuple(sizes[d] for d in dims)
-        chunks = (chunk, *shape[1:])
+        chunks = tuple(
+            chunk if d == "material" else min(PEAKS_PER_CHUNK, n) if d == "peak" else n
+            for d, n in zip(dims, shape, strict=True)
+        )
         if name in _STRING_VARIABLES:
             fill = STATUS_PENDING if name == "status" else ""
             values: Any = np.full(shape, fill, dtype=object)
@@ -333,6 +342,8 @@ def create_store(
                 "compressors": _NUMERIC_COMPRESSORS,
                 "_FillValue": None,
             }
+            if "peak" in dims:  # unwritten peak chunks read as empty slots, not NaN
+                encoding[name]["fill_value"] = False if dtype == "bool" else 0
         variable = (dims, values, var_attrs)
         if name in COORD_VARIABLES:
             coords[name] = variable
@@ -421,7 +432,8 @@ def write_block(path: StorePath, start: int, stop: int, arrays: Mapping[str, Any
         start: first material (a multiple of ``materials_per_chunk``).
         stop: one past the last material (a multiple of it, or the number of materials).
         arrays: every name of :data:`BLOCK_VARIABLES`, each with leading axis
-            ``stop - start`` and the store's other axes.
+            ``stop - start`` and the store's other axes; the ``peak`` axis may be cut to
+            a multiple of the store's ``peaks_per_chunk`` (the slots beyond read as empty).
 
     Raises:
         StoreError: a misaligned region, a missing, unknown or misshapen variable, a
@@ -438,10 +450,19 @@ def write_block(path: StorePath, start: int, stop: int, arrays: Mapping[str, Any
             f"block [{start}, {stop}) variables: missing {missing}, unknown {unknown}; "
             f"required exactly {list(BLOCK_VARIABLES)}"
         )
+    n_peaks = store.sizes["peak"]
+    width = np.shape(arrays["two_theta"])[-1] if np.ndim(arrays["two_theta"]) == 3 else n_peaks
+    per_chunk = int(store.attrs.get("peaks_per_chunk", n_peaks))
+    if width != n_peaks and (width % per_chunk or width > n_peaks):
+        raise StoreError(
+            f"block [{start}, {stop}) has {width} peak slots: must be the store's {n_peaks} "
+            f"or a multiple of its {per_chunk} peaks per chunk below it"
+        )
+    sizes = {**store.sizes, "peak": width}
     data_vars: dict[str, Any] = {}
     coords: dict[str, Any] = {}
     for name, (dims, dtype, _) in VARIABLES.items():
-        expected = (stop - start, *(store.sizes[d] for d in dims[1:]))
+        expected = (stop - start, *(sizes[d] for d in dims[1:]))
         if name in _STRING_VARIABLES:
             values = np.array([str(v) for v in np.asarray(arrays[name]).ravel()], dtype=object)
         else:
@@ -471,7 +492,7 @@ def write_block(path: StorePath, start: int, stop: int, arrays: Mapping[str, Any
     try:
         block.to_zarr(
             _url(path),
-            region={"material": slice(start, stop)},
+            region={"material": slice(start, stop), "peak": slice(0, width)},
             mode="r+",
             consolidated=False,
             zarr_format=3,

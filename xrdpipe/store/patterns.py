@@ -126,7 +126,9 @@ PEAKS_PER_CHUNK = 128
 reaches; the rest stay absent and read as the fill value (0, mask false), so a loose
 ``n_peaks`` bound costs neither memory nor time."""
 
-_NUMERIC_COMPRESSORS = (BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),)
+_NUMERIC_COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+"""lz4 over byte-shuffled values: ~50x faster than zstd-5 on peak tables (1.9 GB/s vs
+35 MB/s measured), for ~15 % more bytes; zstd made writing most of a simulate task."""
 _STRING_COMPRESSORS = (ZstdCodec(level=3),)
 
 

@@ -121,11 +121,11 @@ def test_deployment_simulate_cod_runs_on_a_worker(prefect_harness, tiny_catalog,
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         return proc.stdout
 
-    run("work-pool", "create", "local-process", "--type", "process", "--overwrite")
+    run("work-pool", "create", "xrdpipe", "--type", "process", "--overwrite")
     run("--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml")
     out = run("deployment", "run", "simulate/cod", "--param", "subset=tiny")
     assert "Created flow run" in out
-    run("worker", "start", "--pool", "local-process", "--run-once", timeout=600)
+    run("worker", "start", "--pool", "xrdpipe", "--run-once", timeout=600)
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName

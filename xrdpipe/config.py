@@ -408,6 +408,8 @@ class Settings(BaseSettings):
         cod_concurrency: concurrent COD downloads.
         cod_timeout_s: timeout of one COD request.
         cod_retries: retries of one COD request (timeouts, 5xx, 429).
+        prefect_port: port of the local stack's Prefect server (``xrdpipe up``).
+        mlflow_port: port of the local stack's MLflow server (``xrdpipe up``).
     """
 
     model_config = SettingsConfigDict(env_prefix="XRDPIPE_", extra="ignore")
@@ -423,6 +425,8 @@ class Settings(BaseSettings):
     cod_concurrency: int = Field(default=4, ge=1, le=32)
     cod_timeout_s: float = Field(default=30.0, gt=0)
     cod_retries: int = Field(default=4, ge=0)
+    prefect_port: int = Field(default=4200, ge=1, le=65535)
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
 
     def subset_dir(self, subset: str) -> Path:
         """The folder of one subset's manifest, CIFs and stores."""

@@ -1,0 +1,187 @@
+"""Prefect flow ``pipeline``: fetch -> simulate -> train (both models), as subflows, in order.
+
+A refresh that finds nothing new does no work: fetch reuses its cached CIFs (the manifest
+comes out byte-identical), simulate resumes and skips every completed block (a store made
+from another manifest or other simulation settings is simulated again), and a model is
+trained again only when the store (its fingerprint covers the manifest's sha256 and the
+subset's simulation settings) or the training configuration changed since the model this
+pipeline last registered in the same MLflow tracking store (``retrain`` forces it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+
+from flows.common import resolve
+from flows.fetch import fetch
+from flows.simulate import simulate
+from flows.train import train
+from xrdpipe.config import Settings, SubsetConfig, load_catalog
+from xrdpipe.diffraction.peaks import SIMULATOR_VERSION
+from xrdpipe.store import config_fingerprint, store_exists, store_fingerprint
+from xrdpipe.structures.manifest import manifest_sha256
+from xrdpipe.training.tasks import preset_kind
+
+TRAINED_RECORD = "trained.json"
+"""Per subset: what the pipeline last trained and registered, keyed by training identity."""
+
+PipelineTask = Literal["phase-fractions", "lattice-system"]
+
+
+def training_identity(
+    settings: Settings,
+    subset: str,
+    config: SubsetConfig,
+    task: str,
+    preset: dict[str, Any],
+    arguments: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything a trained model depends on.
+
+    The store's fingerprint (manifest sha256, simulation settings, simulator version), the
+    whole subset config (profiles), the preset, the task's arguments and the tracking store.
+    """
+    store = settings.subset_dir(subset) / "patterns.zarr"
+    return {
+        "task": task,
+        "subset": subset,
+        "store_fingerprint": store_fingerprint(store),
+        "subset_config": config.fingerprint(),
+        "preset": preset,
+        "arguments": arguments,
+        "tracking_uri": settings.tracking_uri(),
+    }
+
+
+def store_is_stale(settings: Settings, subset: str, config: SubsetConfig) -> bool:
+    """The store exists but was made from another manifest or other simulation settings."""
+    folder = settings.subset_dir(subset)
+    store = folder / "patterns.zarr"
+    manifest = folder / "manifest.parquet"
+    if not (store_exists(store) and manifest.is_file()):
+        return False
+    wanted = config_fingerprint(config, SIMULATOR_VERSION, manifest_sha256(manifest))
+    return store_fingerprint(store) != wanted
+
+
+def identity_key(identity: dict[str, Any]) -> str:
+    """SHA-256 of the identity as sorted JSON."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(
+    subset: str = "demo",
+    preset: str = "cpu",
+    tasks: list[PipelineTask] | None = None,
+    n_materials: int = 5,
+    max_phases: int = 3,
+    seed: int = 0,
+    overwrite: bool = False,
+    retrain: bool = False,
+    mirror_dir: str | None = None,
+    cod_url: str | None = None,
+    catalog: str | None = None,
+) -> dict:
+    """Fetch, simulate and train on one subset; skip what is already up to date.
+
+    Args:
+        subset: a subset of ``catalog.yaml``.
+        preset: training preset of both models (``cpu``, ``paper`` or one of the catalog).
+        tasks: models to train (default both: ``phase-fractions`` and, on a store with
+            symmetry-preserving strain, ``lattice-system``).
+        n_materials: N of the phase-fraction model.
+        max_phases: K of the phase-fraction model.
+        seed: training seed.
+        overwrite: simulate the whole store again even if it is up to date (a store made
+            from another manifest or other simulation settings is always replaced: what a
+            refresh that found new COD entries needs).
+        retrain: train even when nothing changed since the last registered model.
+        mirror_dir: read this local COD mirror instead of the subset's source.
+        cod_url: query this COD base URL instead of the settings' one.
+        catalog: path of another catalog file.
+    """
+    logger = get_run_logger()
+    settings, config = resolve(subset, mirror_dir, cod_url, catalog)
+    presets = load_catalog(catalog, settings)
+    chosen = list(tasks) if tasks is not None else ["phase-fractions", "lattice-system"]
+    for task in chosen:  # fail on a bad preset before any work
+        presets.preset(preset_kind(task), preset)
+
+    fetched = fetch(subset=subset, mirror_dir=mirror_dir, cod_url=cod_url, catalog=catalog)
+    if not overwrite and store_is_stale(settings, subset, config):
+        logger.info("the manifest or the simulation settings changed: simulating %r again", subset)
+        overwrite = True
+    simulated = simulate(
+        subset=subset, overwrite=overwrite, mirror_dir=mirror_dir, cod_url=cod_url, catalog=catalog
+    )
+
+    record_path = settings.subset_dir(subset) / TRAINED_RECORD
+    record = _read_record(record_path)
+    trained: dict[str, Any] = {}
+    for task in chosen:
+        if task == "lattice-system" and config.simulation.strain_mode != "symmetry":
+            trained[task] = {"skipped": f"{subset} uses {config.simulation.strain_mode} strain"}
+            logger.info("no lattice-system classifier: %s", trained[task]["skipped"])
+            continue
+        arguments: dict[str, Any] = {"seed": seed}
+        if task == "phase-fractions":
+            arguments |= {"n_materials": n_materials, "max_phases": max_phases}
+        else:
+            arguments["protocol"] = "strain"
+        identity = training_identity(
+            settings,
+            subset,
+            config,
+            task,
+            presets.preset(preset_kind(task), preset).model_dump(mode="json"),
+            {"preset_name": preset, **arguments},
+        )
+        key = identity_key(identity)
+        previous = record.get(task)
+        if not retrain and previous and previous.get("identity_key") == key:
+            logger.info(
+                "%s: store and configuration unchanged since %s version %s: not retraining",
+                task,
+                previous.get("registered_model"),
+                previous.get("version"),
+            )
+            trained[task] = {**previous, "skipped": "unchanged"}
+            continue
+        out = train(task=task, subset=subset, preset=preset, catalog=catalog, **arguments)
+        trained[task] = {
+            "identity_key": key,
+            "registered_model": out["registered_model"],
+            "version": out["version"],
+            "run_id": out["run_id"],
+            "metrics": out["metrics"],
+        }
+        record[task] = {k: v for k, v in trained[task].items() if k != "metrics"}
+        record_path.write_text(json.dumps(record, indent=2))
+
+    # Evaluation goes here: the `evaluate` flow (deployment evaluate/nk-grid) runs after
+    # training, on the models registered above, and its report path joins the result.
+
+    logger.info(
+        "done: store %s; MLflow %s; models %s",
+        simulated["store"],
+        settings.tracking_uri(),
+        {t: (v.get("registered_model"), v.get("version")) for t, v in trained.items()},
+    )
+    return {"fetch": fetched, "simulate": simulated, "train": trained}
+
+
+if __name__ == "__main__":
+    pipeline()

@@ -1,0 +1,405 @@
+"""Run it as users do: the local stack, deployments run by a worker, an existing Dask cluster.
+
+One stack for the module (``xrdpipe.stack.up`` on free ports of 127.0.0.1, a temporary
+data directory): a Prefect server, a process worker of pool ``xrdpipe`` and an MLflow
+server. ``deploy/prefect.yaml`` is deployed to it and runs go through the ``prefect`` CLI,
+as a user types them. The worker's flow runs read a catalog whose ``demo`` subset is the
+offline demo cut down to 8 materials and a few strains, with ``tiny`` training presets.
+The last test stops the stack and checks that no process of it is left.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from xrdpipe import stack as xstack
+from xrdpipe.config import Settings, default_catalog_path
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+REPO = Path(__file__).resolve().parents[1]
+N_MATERIALS = 8
+EXPERIMENTS = ("xrdpipe/phase-fractions", "xrdpipe/lattice-system")
+MODELS = ("xrdpipe-phase-fractions-demo-N5", "xrdpipe-lattice-system-demo")
+RUN_TIMEOUT_S = 480
+
+
+def small_demo_catalog(path: Path) -> Path:
+    """The packaged catalog with ``demo`` cut to 8 materials and ``tiny`` presets."""
+    data = yaml.safe_load(default_catalog_path().read_text())
+    data = {k: v for k, v in data.items() if not str(k).startswith("_")}
+    demo = data["subsets"]["demo"]
+    demo["sample_size"] = N_MATERIALS
+    demo["simulation"] = {
+        "n_train_strains": 8,
+        "n_test_strains": 3,
+        "max_strain": 0.05,
+        "strain_mode": "symmetry",
+        "materials_per_chunk": 4,
+    }
+    demo["profile"] = {"n_points": 1501}
+    data["presets"]["phase_fractions"]["tiny"] = {
+        "width": 0.1,
+        "batch_size": 32,
+        "lr": 2e-3,
+        "epochs": 2,
+        "epoch_size": 128,
+        "n_validation": 64,
+        "n_test": 96,
+        "device": "cpu",
+    }
+    data["presets"]["classifier"]["tiny"] = {
+        "variants": ["paper"],
+        "batch_size": 16,
+        "lr": 3e-3,
+        "epochs": 2,
+        "early_stopping_patience": None,
+        "augment": False,
+        "rf_trees": 10,
+        "device": "cpu",
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@dataclass
+class RunningStack:
+    settings: Settings
+    info: xstack.StackInfo
+    worker_env: dict[str, str]
+    root: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.data_dir)
+
+    def cli_env(self) -> dict[str, str]:
+        """The shell of a user who exported what ``xrdpipe up`` printed."""
+        return {
+            **os.environ,
+            **xstack.QUIET_ENV,
+            "PREFECT_HOME": str(self.info.paths.prefect_home),
+            **self.info.client_env,
+        }
+
+    def prefect(self, *args: str, timeout: float = RUN_TIMEOUT_S) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "prefect", *args],
+            env=self.cli_env(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert proc.returncode == 0, (
+            f"prefect {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
+            f"{proc.stderr[-3000:]}\nworker log:\n" + worker_log_tail(self)
+        )
+        return proc.stdout
+
+    def run_deployment(self, name: str, **params: str) -> str:
+        """``prefect deployment run NAME --watch -p k=v``; the flow run's id."""
+        args = ["deployment", "run", name, "--watch", "--watch-interval", "1"]
+        args += ["--watch-timeout", str(RUN_TIMEOUT_S)]
+        for key, value in params.items():
+            args += ["-p", f"{key}={value}"]
+        out = self.prefect(*args, timeout=RUN_TIMEOUT_S + 60)
+        assert "Completed" in out, out[-3000:] + "\nworker log:\n" + worker_log_tail(self)
+        match = re.search(r"UUID: ([0-9a-f-]{36})", out)
+        assert match, out[-2000:]
+        return match.group(1)
+
+    def api(self, method: str, path: str, json: dict | None = None):
+        import httpx
+
+        response = httpx.request(
+            method,
+            f"{self.info.endpoints.prefect_api}{path}",
+            json=json,
+            timeout=30,
+            trust_env=False,
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def flow_run_logs(self, flow_run_ids: list[str]) -> list[str]:
+        logs = self.api(
+            "POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": flow_run_ids}}, "limit": 200}
+        )
+        return [entry["message"] for entry in logs]
+
+    def child_flow_runs(self, flow_run_id: str) -> list[dict]:
+        """Subflow runs of a flow run (through their parent task runs)."""
+        tasks = self.api(
+            "POST", "/task_runs/filter", {"task_runs": {"flow_run_id": {"any_": [flow_run_id]}}}
+        )
+        ids = [t["id"] for t in tasks]
+        if not ids:
+            return []
+        return self.api(
+            "POST",
+            "/flow_runs/filter",
+            {"flow_runs": {"parent_task_run_id": {"any_": ids}}},
+        )
+
+
+def worker_log_tail(running: RunningStack, lines: int = 60) -> str:
+    log = running.info.paths.log_file("prefect-worker")
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no worker log)"
+
+
+@pytest.fixture(scope="module")
+def running_stack(tmp_path_factory) -> RunningStack:
+    root = tmp_path_factory.mktemp("e2e")
+    catalog = small_demo_catalog(root / "catalog.yaml")
+    (root / "tmp").mkdir()
+    settings = Settings(
+        data_dir=root / "data",
+        prefect_port=xstack.free_port(),
+        mlflow_port=xstack.free_port(),
+    )
+    worker_env = {
+        "XRDPIPE_CATALOG": str(catalog),
+        "XRDPIPE_DASK_WORKERS": "1",
+        "TMPDIR": str(root / "tmp"),
+        "MPLCONFIGDIR": str(root / "mplconfig"),
+    }
+    started = time.perf_counter()
+    info = xstack.up(settings, project_dir=REPO, worker_env=worker_env, deploy=True)
+    print(f"stack up and deployed in {time.perf_counter() - started:.1f} s")
+    try:
+        yield RunningStack(settings, info, worker_env, root)
+    finally:
+        xstack.down(settings)
+
+
+def test_up_starts_every_service_on_loopback_and_deploys(running_stack):
+    states = {s.name: s for s in xstack.status(running_stack.settings)}
+    assert set(states) == {"prefect-server", "mlflow", "prefect-worker"}
+    assert all(s.running and s.healthy for s in states.values()), states
+    paths = running_stack.info.paths
+    assert paths.prefect_db.is_file() and paths.mlflow_db.is_file()
+    for name in states:
+        assert paths.pid_file(name).is_file() and paths.log_file(name).is_file()
+    ports = {running_stack.settings.prefect_port, running_stack.settings.mlflow_port}
+    for record in running_stack.info.services.values():
+        for proc in xstack.service_processes(record):
+            for conn in proc.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    assert conn.laddr.ip == "127.0.0.1", (record.name, conn)
+                    ports.discard(conn.laddr.port)
+    assert not ports, f"nothing listens on {ports}"
+    listing = running_stack.prefect("deployment", "ls")
+    for name in (
+        "fetch/cod",
+        "simulate/cod",
+        "train/phase-fractions",
+        "train/lattice-system",
+        "pipeline/demo",
+    ):
+        assert name in listing, listing
+    pools = running_stack.prefect("work-pool", "ls")
+    assert "xrdpipe" in pools and "process" in pools
+
+
+def test_deployment_simulate_cod_writes_the_store(running_stack):
+    from xrdpipe.store import completed_materials, load_completed
+
+    flow_run_id = running_stack.run_deployment("simulate/cod", subset='"demo"')
+    store = running_stack.data_dir / "demo" / "patterns.zarr"
+    assert (running_stack.data_dir / "demo" / "manifest.parquet").is_file()
+    done = completed_materials(store)
+    assert done.shape == (N_MATERIALS,) and done.all()
+    ds = load_completed(store)
+    assert ds.sizes["strain"] == 8 + 3 + 1
+    assert (ds["n_peaks"].values > 0).all()
+    logs = "\n".join(running_stack.flow_run_logs([flow_run_id]))
+    assert "Dask scheduler: tcp://127.0.0.1:" in logs, logs[-2000:]
+
+
+def test_pipeline_tracks_registers_and_a_refresh_does_no_work(running_stack):
+    from mlflow.tracking import MlflowClient
+
+    first = running_stack.run_deployment("pipeline/demo", preset='"tiny"')
+    subflows = {r["flow_id"]: r["state_type"] for r in running_stack.child_flow_runs(first)}
+    assert len(subflows) == 3 and set(subflows.values()) == {"COMPLETED"}  # fetch, simulate, train
+
+    url = running_stack.info.endpoints.mlflow_ui
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
+    runs = {}
+    for name in EXPERIMENTS:
+        experiment = client.get_experiment_by_name(name)
+        assert experiment is not None, name
+        found = client.search_runs([experiment.experiment_id])
+        assert len(found) == 1 and found[0].info.status == "FINISHED", (name, found)
+        assert found[0].data.tags["xrdpipe.subset"] == "demo"
+        assert found[0].data.params["args.preset_name"] == "tiny"
+        runs[name] = found[0]
+    pf_metrics = runs["xrdpipe/phase-fractions"].data.metrics
+    assert 0.0 <= pf_metrics["test_tvd_mean"] <= 1.0, pf_metrics
+    for model in MODELS:
+        version = client.get_model_version_by_alias(model, "candidate")
+        assert version.version == "1"
+        assert version.run_id in {r.info.run_id for r in runs.values()}
+    # artifacts went through the server into the stack's artifact folder
+    artifacts = {a.path for a in client.list_artifacts(runs["xrdpipe/lattice-system"].info.run_id)}
+    assert {"results.json", "config.yaml"} <= artifacts, artifacts
+    stored = list(running_stack.info.paths.mlflow_artifacts.rglob("results.json"))
+    assert len(stored) == 2, stored
+
+    # a refresh that finds nothing new: nothing is simulated or trained again
+    second = running_stack.run_deployment("pipeline/demo", preset='"tiny"')
+    for name in EXPERIMENTS:
+        experiment = client.get_experiment_by_name(name)
+        assert len(client.search_runs([experiment.experiment_id])) == 1, name
+    for model in MODELS:
+        assert [v.version for v in client.search_model_versions(f"name='{model}'")] == ["1"]
+    logs = "\n".join(running_stack.flow_run_logs([second]))
+    assert logs.count("not retraining") == 2, logs[-3000:]
+    assert "simulating 'demo' again" not in logs
+
+
+def test_mlflow_ui_shows_the_pipeline_experiments_and_models(running_stack, tmp_path):
+    from tests.test_mlflow_ui import CHROMIUM, mlflow_ui_texts
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is absent (Debian package `chromium`; .ci/run installs it)")
+    texts = mlflow_ui_texts(
+        running_stack.info.endpoints.mlflow_ui,
+        {"#/experiments": list(EXPERIMENTS), "#/models": list(MODELS)},
+        tmp_path / "chromium-profile",
+    )
+    for name in EXPERIMENTS:
+        assert name in texts["#/experiments"]
+    for name in MODELS:
+        assert name in texts["#/models"]
+
+
+@pytest.fixture
+def dask_cluster(running_stack, tmp_path):
+    """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, stopped after."""
+    from distributed import Client
+
+    dask = str(Path(sys.executable).parent / "dask")
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "DASK_TEMPORARY_DIRECTORY": str(tmp_path / "dask"),
+    }
+    port = xstack.free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    commands = [
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        *(
+            [
+                dask,
+                "worker",
+                address,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--name",
+                f"w{i}",
+                "--local-directory",
+                str(tmp_path / f"w{i}"),
+            ]
+            for i in range(2)
+        ),
+    ]
+    procs = []
+    for i, cmd in enumerate(commands):
+        log = (tmp_path / f"dask-{i}.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        if i == 0:
+            time.sleep(2)
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address, procs
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def test_simulate_cod_runs_on_an_existing_dask_cluster(running_stack, dask_cluster):
+    from distributed import Client
+
+    from xrdpipe.store import completed_materials
+
+    address, procs = dask_cluster
+    settings = running_stack.settings
+    assert xstack.stop_service(settings, "prefect-worker") == []
+    xstack.start_worker(
+        settings, {**running_stack.worker_env, "XRDPIPE_DASK_ADDRESS": address}, project_dir=REPO
+    )
+    flow_run_id = running_stack.run_deployment("simulate/cod", subset='"demo"', overwrite="true")
+    logs = "\n".join(running_stack.flow_run_logs([flow_run_id]))
+    assert f"Dask scheduler: {address}" in logs, logs[-2000:]
+    with Client(address, timeout=30) as client:
+        seen = client.run_on_scheduler(
+            lambda dask_scheduler: {
+                name: prefix.max_exec_time for name, prefix in dask_scheduler.task_prefixes.items()
+            }
+        )
+        workers = client.scheduler_info()["workers"]
+    assert seen.get("simulate-block", -1) > 0, seen  # blocks were computed on this cluster
+    assert len(workers) == 2
+    assert completed_materials(running_stack.data_dir / "demo" / "patterns.zarr").all()
+    assert all(p.poll() is None for p in procs)  # the cluster outlives the flow run
+
+
+def test_down_stops_every_process(running_stack):
+    settings = running_stack.settings
+    records = xstack.read_records(xstack.StackPaths.for_settings(settings))
+    assert set(records) == {"prefect-server", "mlflow", "prefect-worker"}
+    pids = {p.pid for r in records.values() for p in xstack.service_processes(r)}
+    assert len(pids) >= 3
+    stopped = xstack.down(settings)
+    assert set(stopped) == set(records) and not any(stopped.values())
+    left = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                left.append((pid, proc.cmdline()))
+        except psutil.NoSuchProcess:
+            continue
+    assert not left, left
+    assert not any(s.running for s in xstack.status(settings))
+    for name in records:
+        assert not xstack.StackPaths.for_settings(settings).pid_file(name).exists()
+    assert xstack._port_free(settings.prefect_port) and xstack._port_free(settings.mlflow_port)

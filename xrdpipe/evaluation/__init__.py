@@ -1,0 +1,1 @@
+"""Evaluation of trained models: metrics, baselines, cross-validation, CAMs, tables and plots."""

@@ -92,7 +92,7 @@ def test_phase_fraction_run_is_logged_registered_and_loads_back(store, mlflow_ur
     png = client.download_artifacts(tracked.run_id, "fractions_scatter.png", str(tmp_path))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
-    assert tracked.registered_name == "xrdpipe-phase-fractions-tiny-N3"
+    assert tracked.registered_name == "xrdpipe-phase-fractions-tiny-N3-K2"
     version = client.get_model_version_by_alias(tracked.registered_name, "candidate")
     assert str(version.version) == tracked.version == "1" and version.run_id == tracked.run_id
     assert version.tags["max_phases"] == "2"

@@ -307,6 +307,19 @@ def run(
     typer.echo(f"done: results under {settings.subset_dir(subset).resolve()}")
 
 
+from xrdpipe.stack import register_cli as _register_stack_cli  # noqa: E402
+
+_register_stack_cli(app)  # xrdpipe up / down / status
+
+from xrdpipe.cli_evaluate import register_cli as _register_evaluate_cli  # noqa: E402
+
+_register_evaluate_cli(app)  # xrdpipe evaluate / report
+
+from xrdpipe.predict import predict_command  # noqa: E402
+
+app.command("predict")(predict_command)  # xrdpipe predict FILE...
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point."""
     app()

@@ -37,3 +37,7 @@ class StructureError(XrdpipeError):
 
 class StoreError(XrdpipeError):
     """A pattern store is missing, incomplete or was made with another configuration."""
+
+
+class MeasuredPatternError(XrdpipeError):
+    """A measured pattern file cannot be read or does not fit a model (names file and fix)."""

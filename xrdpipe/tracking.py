@@ -37,6 +37,8 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from torch import nn
 
+from xrdpipe.errors import XrdpipeError
+
 CANDIDATE_ALIAS = "candidate"
 """Alias set on every newly registered model version (promotion moves other aliases)."""
 EXPERIMENT_PREFIX = "xrdpipe/"
@@ -73,16 +75,22 @@ def experiment_name(task: str) -> str:
 
 
 def registered_model_name(
-    task: str, subset: str, n_materials: int | None = None, protocol: str | None = None
+    task: str,
+    subset: str,
+    n_materials: int | None = None,
+    protocol: str | None = None,
+    max_phases: int | None = None,
 ) -> str:
     """One registered model per task and material set.
 
-    ``xrdpipe-phase-fractions-<subset>-N<n>`` (versions differ in K, seed, preset) and
-    ``xrdpipe-<task>-<subset>`` for classifiers (``-material`` appended for the
-    material-disjoint protocol).
+    ``xrdpipe-phase-fractions-<subset>-N<n>[-K<k>]`` (versions differ in seed and preset;
+    with K in the name, every version of a model is scored on the same test mixtures, so
+    its ``champion`` is decided on one test set) and ``xrdpipe-<task>-<subset>`` for
+    classifiers (``-material`` appended for the material-disjoint protocol).
     """
     if task == "phase-fractions":
-        return f"xrdpipe-phase-fractions-{subset}-N{n_materials}"
+        k = "" if max_phases is None else f"-K{max_phases}"
+        return f"xrdpipe-phase-fractions-{subset}-N{n_materials}{k}"
     suffix = "" if protocol in (None, "strain") else f"-{protocol}"
     return f"xrdpipe-{task}-{subset}{suffix}"
 
@@ -463,7 +471,8 @@ def log_phase_fractions(result: Any, registered_name: str | None) -> TrackedMode
                 "max_phases": data["max_phases"],
                 "seed": data["seed"],
                 "preset": result.config.get("preset_name", ""),
-                "test_tvd_mean": f"{result.test_tvd_mean:.4f}",
+                "test_tvd_mean": f"{result.test_tvd_mean:.6f}",
+                "test_tvd_sem": f"{result.test_tvd_std / math.sqrt(max(result.n_test, 1)):.6f}",
                 "test_set_sha256": result.test_set_sha256,
                 "materials": ",".join(result.materials),
             },
@@ -571,6 +580,231 @@ def track_training(
     return result, tracked
 
 
+# --- promotion -----------------------------------------------------------------------------
+
+CHAMPION_ALIAS = "champion"
+"""Alias of the best version of a registered model on its test set (``xrdpipe predict``)."""
+PROMOTION_STANDARD_ERRORS = 2.0
+"""A candidate must beat the champion by more than this many standard errors."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The outcome of comparing a new version with its registered model's champion."""
+
+    name: str
+    version: str
+    promoted: bool
+    reason: str
+    candidate_value: float
+    champion_version: str | None = None
+    champion_value: float | None = None
+    margin: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able."""
+        return dict(self.__dict__)
+
+
+def promote_if_better(
+    name: str,
+    version: str,
+    *,
+    metric: str = "test_tvd_mean",
+    sem_tag: str = "test_tvd_sem",
+    lower_is_better: bool = True,
+) -> Promotion:
+    """Move the alias ``champion`` to ``version`` if it beats the champion on the same test set.
+
+    The rule: no champion yet, or the same ``test_set_sha256`` version tag and a better
+    ``metric`` (a version tag) by more than :data:`PROMOTION_STANDARD_ERRORS` standard errors
+    of the difference, ``sqrt(sem_candidate^2 + sem_champion^2)`` (``sem_tag`` version tags).
+    A champion scored on other test mixtures is never replaced silently: the outcome says so.
+    The outcome is logged to the active run (tags and ``promotion.json``) when there is one.
+    """
+    client = MlflowClient()
+    candidate = client.get_model_version(name, version)
+    tags = dict(candidate.tags or {})
+    value = float(tags[metric])
+    sem = float(tags.get(sem_tag, 0.0))
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except mlflow.exceptions.MlflowException:
+        champion = None
+    if champion is None:
+        outcome = Promotion(name, version, True, "no champion yet", value)
+    elif str(champion.version) == str(version):
+        outcome = Promotion(name, version, True, "already champion", value, str(version), value)
+    else:
+        ctags = dict(champion.tags or {})
+        cvalue = float(ctags.get(metric, "nan"))
+        csem = float(ctags.get(sem_tag, 0.0))
+        margin = PROMOTION_STANDARD_ERRORS * math.sqrt(sem**2 + csem**2)
+        gain = (cvalue - value) if lower_is_better else (value - cvalue)
+        if ctags.get("test_set_sha256") != tags.get("test_set_sha256"):
+            outcome = Promotion(
+                name, version, False, "champion was scored on other test mixtures",
+                value, str(champion.version), cvalue, margin,
+            )  # fmt: skip
+        elif gain > margin:
+            outcome = Promotion(
+                name, version, True, f"better by {gain:.4g} > {margin:.4g} (2 SE)",
+                value, str(champion.version), cvalue, margin,
+            )  # fmt: skip
+        else:
+            outcome = Promotion(
+                name, version, False, f"not better by more than 2 SE ({gain:.4g} <= {margin:.4g})",
+                value, str(champion.version), cvalue, margin,
+            )  # fmt: skip
+    if outcome.promoted:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    if mlflow.active_run() is not None:
+        mlflow.set_tags(
+            {"xrdpipe.promoted": str(outcome.promoted), "xrdpipe.promotion": outcome.reason}
+        )
+        mlflow.log_dict(outcome.as_dict(), "promotion.json")
+    return outcome
+
+
+# --- the N/K grid (evaluation) -------------------------------------------------------------
+
+GRID_EXPERIMENT = "nk-grid"
+
+
+def start_grid_run(
+    subset: str, preset_name: str, spec: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+) -> str:
+    """Open (and leave open for :func:`log_grid_cell`) the parent run of a grid; its id."""
+    experiment_id = _experiment_id(experiment_name(GRID_EXPERIMENT))
+    tags = {
+        "xrdpipe.task": GRID_EXPERIMENT,
+        "xrdpipe.subset": subset,
+        "xrdpipe.preset": preset_name,
+    }
+    commit = git_commit()
+    if commit:
+        tags["xrdpipe.git_commit"] = commit
+    client = MlflowClient()
+    run = client.create_run(experiment_id, run_name=f"{subset}-{preset_name}-grid", tags=tags)
+    params = flatten(
+        {"subset": subset, "preset_name": preset_name, "grid": dict(spec), **(extra or {})}
+    )
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    return run.info.run_id
+
+
+def log_grid_cell(
+    parent_run_id: str,
+    cell: Any,
+    subset: str,
+    preset_name: str,
+    *,
+    register: bool = True,
+    promote: bool = True,
+) -> dict[str, Any]:
+    """Log one finished grid cell as a child run of the grid (from the parent process).
+
+    The child run holds the cell's full config, its per-epoch history (replayed with the
+    epoch as step), the CNN's and every baseline's test metrics, the learning curve and
+    fraction scatter plots, the model (registered as ``...-N<n>-K<k>``, alias ``candidate``)
+    and the promotion outcome. The parent gets ``<method>_tvd_N<n>_K<k>_s<seed>`` metrics.
+
+    Returns:
+        ``{"run_id", "registered_name", "version", "promotion"}``.
+    """
+    result = cell.phase
+    experiment_id = MlflowClient().get_run(parent_run_id).info.experiment_id
+    label = f"N{cell.n_materials}-K{cell.max_phases}-s{cell.seed}"
+    name = (
+        registered_model_name("phase-fractions", subset, cell.n_materials, None, cell.max_phases)
+        if register
+        else None
+    )
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=label,
+        nested=False,
+        tags={
+            "mlflow.parentRunId": parent_run_id,
+            "xrdpipe.task": "phase-fractions",
+            "xrdpipe.grid_cell": label,
+            "xrdpipe.subset": subset,
+            "xrdpipe.preset": preset_name,
+        },
+    ):
+        for record in result.train.history:
+            step = int(record.get("epoch", 0))
+            values = {
+                k: v
+                for k, v in ((k, _metric_value(v)) for k, v in record.items())
+                if v is not None and k != "epoch"
+            }
+            mlflow.log_metrics(values, step=step)
+        for b in cell.baselines:
+            mlflow.log_metrics({f"baseline.{b.name}.{k}": v for k, v in b.metrics().items()})
+            mlflow.log_params({f"baseline.{b.name}.{k}": str(v)[:500] for k, v in b.params.items()})
+        tracked = log_phase_fractions(result, name)
+        promotion = None
+        if register and promote and tracked.version is not None:
+            promotion = promote_if_better(name, tracked.version)
+        run_id = tracked.run_id
+    client = MlflowClient()
+    suffix = f"N{cell.n_materials}_K{cell.max_phases}_s{cell.seed}"
+    client.log_metric(parent_run_id, f"cnn_tvd_{suffix}", result.test_tvd_mean)
+    for b in cell.baselines:
+        client.log_metric(parent_run_id, f"{b.name}_tvd_{suffix}", b.tvd_mean)
+    return {
+        "run_id": run_id,
+        "registered_name": name,
+        "version": tracked.version,
+        "promotion": None if promotion is None else promotion.as_dict(),
+    }
+
+
+def finish_grid_run(
+    parent_run_id: str,
+    artifacts: Sequence[str | Path],
+    metrics: Mapping[str, float] | None = None,
+    status: str = "FINISHED",
+) -> None:
+    """Log the grid's table, plots and report to the parent run and end it."""
+    client = MlflowClient()
+    for path in artifacts:
+        client.log_artifact(parent_run_id, str(path))
+    for key, value in (metrics or {}).items():
+        client.log_metric(parent_run_id, key, float(value))
+    client.set_terminated(parent_run_id, status=status)
+
+
+def download_latest_report(destination: str | Path, experiment: str = GRID_EXPERIMENT) -> Path:
+    """Fetch ``report.html`` of the newest finished evaluation run into ``destination``.
+
+    Raises:
+        XrdpipeError: no evaluation run with a report in the tracking store.
+    """
+    found = mlflow.get_experiment_by_name(experiment_name(experiment))
+    if found is not None:
+        runs = MlflowClient().search_runs(
+            [found.experiment_id],
+            filter_string="tags.xrdpipe.task = 'nk-grid' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=20,
+        )
+        for run in runs:
+            names = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+            if "report.html" in names:
+                Path(destination).mkdir(parents=True, exist_ok=True)
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=run.info.run_id, artifact_path="report.html", dst_path=str(destination)
+                )
+                return Path(local)
+    raise XrdpipeError(
+        f"no finished evaluation run with a report in {mlflow.get_tracking_uri()}; "
+        "run `xrdpipe evaluate` first"
+    )
+
+
 def run_name(task: str, subset: str, preset: str, n_materials: int, max_phases: int, seed: int):
     """A readable run name, e.g. ``demo-cpu-N5-K3-s0`` or ``demo-cpu-strain-s0``."""
     nk = f"-N{n_materials}-K{max_phases}" if task == "phase-fractions" else ""
@@ -616,7 +850,13 @@ def train_task(
     else:
         args["protocol"] = protocol
     params = {"args": args, "preset": preset.model_dump(mode="json")}
-    name = registered_model_name(task, subset, n_materials, protocol) if register else None
+    name = (
+        registered_model_name(
+            task, subset, n_materials, protocol, max_phases if task == "phase-fractions" else None
+        )
+        if register
+        else None
+    )
 
     def fit(run_callbacks: list) -> Any:
         return tasks.run_task(
@@ -642,3 +882,118 @@ def train_task(
         tags={"xrdpipe.subset": subset, "xrdpipe.preset": preset_name},
         run_name=run_name(task, subset, preset_name, n_materials, max_phases, seed),
     )
+
+
+# --- reading registered models back (``xrdpipe predict``) ----------------------------------
+
+
+class ModelLookupError(XrdpipeError):
+    """A registered model, alias, version or run artifact is not in the tracking store."""
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One version of a registered model, as the registry describes it.
+
+    Attributes:
+        name: the registered model.
+        version: its version number, as a string.
+        run_id: the run that logged it.
+        tags: the version's tags (task, seed, materials or class names, ...).
+        aliases: aliases pointing at it (``champion``, ``candidate``, ...).
+        seed: the training seed (version tag ``seed``, else the run param ``args.seed``).
+    """
+
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+    aliases: tuple[str, ...]
+    seed: str | None
+
+
+def _describe(client: MlflowClient, mv: Any, aliases: tuple[str, ...]) -> RegisteredVersion:
+    tags = dict(mv.tags or {})
+    seed = tags.get("seed")
+    if seed is None and mv.run_id:
+        try:
+            seed = client.get_run(mv.run_id).data.params.get("args.seed")
+        except mlflow.exceptions.MlflowException:
+            seed = None
+    return RegisteredVersion(mv.name, str(mv.version), mv.run_id, tags, aliases, seed)
+
+
+def registered_versions(name: str) -> list[RegisteredVersion]:
+    """Every version of a registered model, newest first.
+
+    Raises:
+        ModelLookupError: no registered model of that name (lists the known names).
+    """
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException as exc:
+        known = sorted(m.name for m in client.search_registered_models())
+        raise ModelLookupError(
+            f"no registered model {name!r} in {mlflow.get_tracking_uri()}; registered: {known}"
+        ) from exc
+    aliases: dict[str, list[str]] = {}
+    for alias, number in (client.get_registered_model(name).aliases or {}).items():
+        aliases.setdefault(str(number), []).append(alias)
+    found = client.search_model_versions(f"name = '{name}'")
+    return [
+        _describe(client, mv, tuple(sorted(aliases.get(str(mv.version), ()))))
+        for mv in sorted(found, key=lambda m: -int(m.version))
+    ]
+
+
+def registered_version(
+    name: str, alias: str | None = None, version: str | int | None = None
+) -> RegisteredVersion | None:
+    """``name@alias`` or ``name/version``; ``None`` if that alias or version does not exist.
+
+    Raises:
+        ModelLookupError: no registered model of that name.
+    """
+    versions = registered_versions(name)
+    if version is not None:
+        return next((v for v in versions if v.version == str(version)), None)
+    return next((v for v in versions if alias in v.aliases), None)
+
+
+def load_version(name: str, version: str | int) -> nn.Module:
+    """The logged (pt2, probability-output) model of ``name`` version ``version``."""
+    try:
+        return mlflow.pytorch.load_model(f"models:/{name}/{version}")
+    except mlflow.exceptions.MlflowException as exc:
+        raise ModelLookupError(f"cannot load model {name} version {version}: {exc}") from exc
+
+
+def model_metadata(run_id: str) -> tuple[dict[str, Any], nn.Module, dict[str, Any]]:
+    """What a training run logged beside its model: ``(config, checkpoint_model, sidecar)``.
+
+    ``config`` is ``config.yaml`` (subset with the profile grid and wavelength, data with class
+    names or materials); the checkpoint (``checkpoint/model.safetensors``) rebuilds the full
+    network (the a-CNN's CAM needs its layers); ``sidecar["metadata"]`` holds class names or
+    materials and formulas.
+
+    Raises:
+        ModelLookupError: the run lacks these artifacts.
+    """
+    from xrdpipe.training.checkpoints import load_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            config_path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="config.yaml", dst_path=tmp
+            )
+            folder = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="checkpoint", dst_path=tmp
+            )
+        except (mlflow.exceptions.MlflowException, OSError) as exc:
+            raise ModelLookupError(
+                f"run {run_id} has no config.yaml or checkpoint/ artifact: {exc}"
+            ) from exc
+        config = yaml.safe_load(Path(config_path).read_text())
+        model, sidecar = load_checkpoint(Path(folder) / "model")
+    return config, model, sidecar

@@ -262,10 +262,15 @@ def fixed_mixture_set(
         n: number of mixtures.
         seed: seed of the set.
         record_dir: where the ``<key>.json`` records live (``None``: not recorded).
-        device: rendering device.
+        device: where the returned tensors live. The set is always drawn and rendered on
+            the CPU: GPU kernels that accumulate with atomics (scatter, index_add) are not
+            bitwise reproducible, and a fixed set must redraw to the same hash on every
+            machine (a CUDA redraw of one spec gave another hash).
         strain_index: positions within the split to draw from (e.g. the 40 % validation
             part of the training strains); default all.
     """
+    target_device = torch.device(device)
+    device = "cpu"
     peaks = load_peaks(store_path, split, materials, device)
     arrays = peaks.peaks
     if strain_index is not None:
@@ -279,7 +284,7 @@ def fixed_mixture_set(
         "profile": profile.model_dump(mode="json"),
         "n": n,
         "seed": seed,
-        "device_type": torch.device(device).type,
+        "device_type": "cpu",
     }
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     patterns, fractions, sha = make_fixed_mixture_set(
@@ -299,4 +304,4 @@ def fixed_mixture_set(
             tmp = record.with_suffix(".tmp")
             tmp.write_text(json.dumps({"key": key, "sha256": sha, "spec": spec}, indent=1))
             os.replace(tmp, record)
-    return FixedMixtureSet(patterns, fractions, sha, key, spec)
+    return FixedMixtureSet(patterns.to(target_device), fractions.to(target_device), sha, key, spec)

@@ -188,6 +188,9 @@ class PhaseFractionResult:
     input_example: np.ndarray
     store: dict[str, Any]
     wall_s: float
+    test_patterns: Tensor | None = field(default=None, repr=False)
+    test_fractions: Tensor | None = field(default=None, repr=False)
+    train_strain_index: np.ndarray | None = field(default=None, repr=False)
 
     def metrics(self) -> dict[str, float]:
         """Summary metrics (test, best validation, time)."""
@@ -223,6 +226,7 @@ def train_phase_fractions(
     progress: bool = True,
     checkpoint_dir: str | Path | None = None,
     record_dir: str | Path | None = None,
+    keep_test_set: bool = False,
 ) -> PhaseFractionResult:
     """Train paper 002's phase-fraction CNN on mixtures of ``N`` materials, up to ``K`` phases.
 
@@ -251,6 +255,8 @@ def train_phase_fractions(
             (:func:`~xrdpipe.patterns.datasets.fixed_mixture_set`; default
             ``<subset dir>/fixed_sets`` beside a local store): a later draw of the same spec
             that no longer reproduces the hash is refused.
+        keep_test_set: return the whole test set and the training strain positions (for
+            baselines scored on the same mixtures, :mod:`xrdpipe.evaluation.grid`).
 
     Returns:
         The :class:`PhaseFractionResult`.
@@ -408,6 +414,9 @@ def train_phase_fractions(
         input_example=test_x[:2].cpu().numpy().astype(np.float32),
         store=identity,
         wall_s=time.perf_counter() - start,
+        test_patterns=test_x.cpu() if keep_test_set else None,
+        test_fractions=test_y.cpu() if keep_test_set else None,
+        train_strain_index=np.asarray(train_idx) if keep_test_set else None,
     )
 
 

@@ -1,0 +1,100 @@
+"""Prefect flow ``evaluate`` (deployment ``nk-grid``): paper 002's N/K grid with baselines.
+
+Thin: resolves the catalog, makes sure the store exists, and hands the grid to
+:func:`xrdpipe.evaluate.run_evaluation`, which logs every cell from this process as a child
+run of one MLflow parent run and writes the report.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows.common import resolve
+from xrdpipe.config import load_catalog
+from xrdpipe.evaluate import run_evaluation
+from xrdpipe.evaluation.baselines import BASELINES
+from xrdpipe.evaluation.grid import GridSpec
+from xrdpipe.store import store_exists
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(
+    subset: str = "hoefer2024",
+    preset: str = "grid-cpu",
+    n_values: list[int] = [5, 10, 15, 20],  # noqa: B006 - Prefect parameters, never mutated
+    k_values: list[int] = [3, 5, 7],  # noqa: B006
+    seeds: list[int] = [0],  # noqa: B006
+    minutes_per_material: float | None = None,
+    baselines: list[str] = list(BASELINES),  # noqa: B006
+    n_baseline_train: int = 20_000,
+    cell_workers: int = 1,
+    device: str | None = None,
+    classification_subset: str | None = None,
+    classification_preset: str = "cpu",
+    catalog: str | None = None,
+) -> dict:
+    """Train and score every (N, K, seed) cell, the baselines beside, and report.
+
+    Args:
+        subset: a subset of ``catalog.yaml`` (simulated first if its store is missing).
+        preset: a phase-fraction preset (``grid-cpu`` fits the 12-cell grid in ~2 h on 2
+            cores; ``paper`` is for GPUs).
+        n_values: N values (paper 002: 5, 10, 15, 20).
+        k_values: K values (paper 002: 3, 5, 7).
+        seeds: training seeds per cell (paper 002: three).
+        minutes_per_material: wall-clock cap per material of each cell's training.
+        baselines: which baselines to run beside the CNN.
+        n_baseline_train: training mixtures of the regression baselines.
+        cell_workers: cells in parallel (Dask worker processes); 1 runs them in turn.
+        device: training device (default the preset's).
+        classification_subset: also run paper 000's classifier tables on this subset.
+        classification_preset: the classifier preset of those tables.
+        catalog: path of another catalog file.
+    """
+    logger = get_run_logger()
+    settings, config = resolve(subset, None, None, catalog)
+    chosen = load_catalog(catalog, settings).preset("phase_fractions", preset)
+    spec = GridSpec(
+        n_values=tuple(n_values),
+        k_values=tuple(k_values),
+        seeds=tuple(seeds),
+        minutes_per_material=minutes_per_material,
+        baselines=tuple(baselines),
+        n_baseline_train=n_baseline_train,
+    )
+    if not store_exists(settings.subset_dir(subset) / "patterns.zarr"):
+        from flows.simulate import simulate
+
+        logger.info("no pattern store for %r yet: simulating it first", subset)
+        simulate(subset=subset, catalog=catalog)
+    classification = None
+    if classification_subset:
+        from xrdpipe.evaluate import classification_runner
+
+        classification = classification_runner(
+            settings, classification_subset, classification_preset, catalog, log=logger.info
+        )
+    outcome = run_evaluation(
+        settings,
+        subset,
+        config,
+        preset,
+        chosen,
+        spec,
+        cell_workers=cell_workers,
+        device=device,
+        classification=classification,
+        log=logger.info,
+    )
+    logger.info("grid table:\n%s", outcome.wide.to_string(index=False))
+    logger.info("report: %s", outcome.report_path)
+    return {
+        "parent_run_id": outcome.parent_run_id,
+        "report": str(outcome.report_path),
+        "table": outcome.table.to_dict("records"),
+        "wall_s": outcome.wall_s,
+    }
+
+
+if __name__ == "__main__":
+    evaluate()

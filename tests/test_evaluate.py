@@ -1,0 +1,133 @@
+"""The N/K grid end to end: Prefect harness, real MLflow SQLite store, parent and child runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.test_train_stage import TINY_PHASE_PRESET, TINY_SUBSET, store  # noqa: F401
+from xrdpipe.config import default_catalog_path
+from xrdpipe.errors import ConfigError
+from xrdpipe.evaluation.grid import CNN, GridSpec, cell_preset, grid_table, wide_table
+from xrdpipe.evaluation.metrics import total_variation_distance
+
+
+def _catalog(tmp_path) -> str:
+    data = yaml.safe_load(default_catalog_path().read_text())
+    data["subsets"]["tiny"] = json.loads(TINY_SUBSET.model_dump_json())
+    data["presets"]["phase_fractions"]["tiny"] = json.loads(
+        TINY_PHASE_PRESET.model_copy(update={"epochs": 2}).model_dump_json()
+    )
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_grid_spec_validates_and_scales_the_budget_with_n():
+    with pytest.raises(ConfigError, match="not among the allowed"):
+        GridSpec(baselines=("svm",))
+    spec = GridSpec(n_values=(10, 5), k_values=(3,), seeds=(0, 1), minutes_per_material=0.5)
+    assert spec.cells() == [(5, 3, 0), (5, 3, 1), (10, 3, 0), (10, 3, 1)]
+    assert cell_preset(TINY_PHASE_PRESET, 10, 0.5).max_minutes == 5.0
+    assert cell_preset(TINY_PHASE_PRESET, 10, None) == TINY_PHASE_PRESET
+
+
+def test_tiny_grid_through_prefect_logs_parent_children_plots_and_report(
+    prefect_harness,
+    store,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    from mlflow.tracking import MlflowClient
+
+    from flows.evaluate import evaluate
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("XRDPIPE_DATA_DIR", str(store.parent.parent))
+    monkeypatch.setenv("XRDPIPE_MLFLOW_TRACKING_URI", uri)
+    out = evaluate(
+        subset="tiny",
+        preset="tiny",
+        n_values=[2, 3],
+        k_values=[2],
+        seeds=[0],
+        baselines=["ridge", "nnls_reference"],
+        n_baseline_train=300,
+        catalog=_catalog(tmp_path),
+    )
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(out["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["grid.n_values"] == "[2, 3]"
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    assert sorted(r.info.run_name for r in children) == ["N2-K2-s0", "N3-K2-s0"]
+    table = pd.DataFrame(out["table"])
+    assert set(table["method"]) == {CNN, "ridge", "nnls_reference"}
+    for child in children:
+        n = int(child.data.tags["xrdpipe.grid_cell"][1])
+        row = table[(table.N == n) & (table.method == CNN)].iloc[0]
+        # the numbers in the table are the child's metrics and the parent's
+        assert child.data.metrics["test_tvd_mean"] == pytest.approx(row["tvd_mean"])
+        assert parent.data.metrics[f"cnn_tvd_N{n}_K2_s0"] == pytest.approx(row["tvd_mean"])
+        ridge = table[(table.N == n) & (table.method == "ridge")].iloc[0]
+        assert child.data.metrics["baseline.ridge.tvd_mean"] == pytest.approx(ridge["tvd_mean"])
+        assert 0.0 <= row["tvd_mean"] <= 1.0
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        assert [m.step for m in history] == [1, 2]
+        # every cell's model is registered; the first version of each becomes champion
+        name = f"xrdpipe-phase-fractions-tiny-N{n}-K2"
+        champion = client.get_model_version_by_alias(name, "champion")
+        assert champion.run_id == child.info.run_id
+        assert child.data.tags["xrdpipe.promoted"] == "True"
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"fractions_scatter.png", "learning_curves.png", "promotion.json"} <= artifacts
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {
+        "grid_table.csv",
+        "figure3_tvd_vs_n.png",
+        "tvd_by_method.png",
+        "report.html",
+    } <= artifacts
+    report = open(out["report"], encoding="utf-8").read()
+    cnn_n2 = table[(table.N == 2) & (table.method == CNN)]["tvd_mean"].iloc[0]
+    assert f"{cnn_n2:.3f}" in report and "data:image/png;base64," in report
+    assert "paper 002" in report
+
+
+def test_grid_table_aggregates_seeds_like_pandas():
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class _Train:
+        wall_s: float = 1.0
+
+    @dataclass
+    class _Phase:
+        test_tvd_mean: float
+        test_tvd_std: float = 0.1
+        test_mae: float = 0.0
+        train: _Train = field(default_factory=_Train)
+
+    from xrdpipe.evaluation.grid import CellResult
+
+    values = {(5, 3, 0): 0.05, (5, 3, 1): 0.07, (10, 3, 0): 0.09}
+    cells = [CellResult(n, k, s, _Phase(v)) for (n, k, s), v in values.items()]
+    table = grid_table(cells)
+    five = table[(table.N == 5) & (table.method == CNN)].iloc[0]
+    assert five["tvd_mean"] == pytest.approx(0.06)
+    assert five["tvd_std_over_seeds"] == pytest.approx(np.std([0.05, 0.07], ddof=1))
+    assert five["n_seeds"] == 2
+    assert wide_table(table)[CNN].tolist() == ["0.060 ± 0.014", "0.090 ± 0.000"]
+
+
+def test_tvd_is_half_the_l1_distance():
+    pred = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    true = np.array([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]])
+    np.testing.assert_allclose(total_variation_distance(pred, true), [0.5, 1.0])

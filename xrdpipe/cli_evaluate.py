@@ -1,0 +1,129 @@
+"""``xrdpipe evaluate`` (paper 002's N/K grid with baselines) and ``xrdpipe report``."""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from xrdpipe.config import Settings, load_catalog
+from xrdpipe.errors import XrdpipeError
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    settings = Settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    return settings
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise typer.BadParameter(f"{name} must be comma-separated integers, got {text!r}") from exc
+    return values
+
+
+def evaluate_command(
+    subset: Annotated[str, typer.Argument(help="The phase-fraction subset.")] = "hoefer2024",
+    preset: Annotated[str, typer.Option("--preset", help="Phase-fraction preset.")] = "grid-cpu",
+    n_values: Annotated[str, typer.Option("--n", help="N values, e.g. 5,10,15,20.")] = "5,10,15,20",
+    k_values: Annotated[str, typer.Option("--k", help="K values, e.g. 3,5,7.")] = "3,5,7",
+    seeds: Annotated[str, typer.Option("--seeds", help="Training seeds, e.g. 0,1,2.")] = "0",
+    minutes_per_material: Annotated[
+        float | None, typer.Option("--minutes-per-material", help="Training cap per material.")
+    ] = None,
+    baselines: Annotated[
+        str | None, typer.Option("--baselines", help="Comma-separated baselines (default all).")
+    ] = None,
+    n_baseline_train: Annotated[
+        int, typer.Option("--baseline-train", help="Training mixtures of the regressors.")
+    ] = 20_000,
+    cell_workers: Annotated[int, typer.Option("--cell-workers", help="Cells at a time.")] = 1,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda.")] = None,
+    classification_subset: Annotated[
+        str | None,
+        typer.Option("--classification", help="Also run paper 000's tables on this subset."),
+    ] = None,
+    catalog: Annotated[Path | None, typer.Option("--catalog", help="Another catalog.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")] = None,
+) -> None:
+    """Run paper 002's N/K grid (CNN and baselines) and write the report, all in MLflow."""
+    from xrdpipe.config import resolve_subset
+    from xrdpipe.evaluate import classification_runner, run_evaluation
+    from xrdpipe.evaluation.baselines import BASELINES
+    from xrdpipe.evaluation.grid import GridSpec
+    from xrdpipe.store import store_exists
+
+    settings = _settings(data_dir)
+    try:
+        cat = load_catalog(catalog, settings)
+        config = resolve_subset(cat, subset, settings)
+        chosen = cat.preset("phase_fractions", preset)
+        spec = GridSpec(
+            n_values=_ints(n_values, "--n"),
+            k_values=_ints(k_values, "--k"),
+            seeds=_ints(seeds, "--seeds"),
+            minutes_per_material=minutes_per_material,
+            baselines=tuple(baselines.split(",")) if baselines else BASELINES,
+            n_baseline_train=n_baseline_train,
+        )
+        if not store_exists(settings.subset_dir(subset) / "patterns.zarr"):
+            raise XrdpipeError(
+                f"no pattern store for {subset!r} under {settings.data_dir}: run "
+                f"`xrdpipe fetch {subset}` and `xrdpipe simulate {subset}` first"
+            )
+        classification = None
+        if classification_subset:
+            classification = classification_runner(
+                settings, classification_subset, "cpu", catalog, log=typer.echo
+            )
+        outcome = run_evaluation(
+            settings,
+            subset,
+            config,
+            preset,
+            chosen,
+            spec,
+            cell_workers=cell_workers,
+            device=device,
+            classification=classification,
+            log=typer.echo,
+        )
+    except XrdpipeError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(outcome.wide.to_string(index=False))
+    typer.echo(f"wall time {outcome.wall_s / 60:.1f} min; MLflow run {outcome.parent_run_id}")
+    typer.echo(f"report: {outcome.report_path}")
+
+
+def report_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder to write report.html into.")
+    ] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")] = None,
+) -> None:
+    """Write (and optionally open) the newest evaluation report from MLflow."""
+    from xrdpipe import tracking
+
+    settings = _settings(data_dir)
+    tracking.configure(settings.tracking_uri())
+    try:
+        path = tracking.download_latest_report(output or settings.data_dir / "reports" / "latest")
+    except XrdpipeError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(f"report: {path.resolve()}")
+    if open_browser:
+        webbrowser.open(path.resolve().as_uri())
+
+
+def register_cli(app: typer.Typer) -> None:
+    """Add ``evaluate`` and ``report`` to the ``xrdpipe`` app."""
+    app.command("evaluate")(evaluate_command)
+    app.command("report")(report_command)

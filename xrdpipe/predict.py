@@ -1,0 +1,611 @@
+"""Predictions for measured patterns with registered models: ``xrdpipe predict FILE...``.
+
+1. Models: a registered model ``name@alias`` (default ``champion``; if that alias does not
+   exist, ``candidate`` with a printed notice) or ``name`` version ``N``, read through
+   :mod:`xrdpipe.tracking` (the only MLflow seam): the logged pt2 model (probabilities out),
+   the run's ``config.yaml`` (grid, wavelength, classes or materials) and its safetensors
+   checkpoint (the full network, for the a-CNN's class activation map).
+2. Ensemble (uncertainty): the chosen version plus the other versions of the same registered
+   model that agree on the task and its outputs (version tags ``task`` and ``materials`` for
+   the phase-fraction model, ``task``, ``class_names``, ``protocol`` and ``variant`` for a
+   classifier), on the input grid, and differ in the training seed: the newest version of
+   each other seed, up to ``max_members`` in all. Reported: the members' mean
+   probabilities/fractions and their standard deviation (population std, ``ddof=0``); with
+   one member the std is 0 and a note says there is no ensemble.
+3. Per file: read (:mod:`xrdpipe.measured`), put on each model's grid (Bragg conversion,
+   interpolation, background, min-max normalisation), predict, plot (measured pattern
+   on the grid, the a-CNN's CAM for its top class, the reference peak positions of the phases
+   with a predicted fraction >= :data:`SHOWN_FRACTION` from the store's ``reference`` split,
+   omitted with a note when the store is not there).
+
+Background (``background=None``, the default): subtracted for the a-CNN, whose training
+profiles are background-free (without it, a measured background pushed every simulated test
+file towards one class), and kept for the phase-fraction CNN, which was trained with random
+backgrounds; ``True``/``False`` (``--background``/``--no-background``) forces it for every
+model.
+
+A batch goes on past a bad file; :func:`predict_files` returns the failures beside the
+results and the CLI lists them and exits with code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from xrdpipe.errors import XrdpipeError
+from xrdpipe.measured import ModelGrid, PreparedPattern, prepare_pattern, read_pattern
+
+DEFAULT_ALIAS = "champion"
+FALLBACK_ALIAS = "candidate"
+MAX_MEMBERS = 5
+"""Most ensemble members (the chosen version included)."""
+SHOWN_FRACTION = 0.05
+"""Phases with a mean predicted fraction at least this large get reference peaks drawn."""
+BATCH = 256
+"""Patterns per forward pass."""
+IDENTITY_TAGS = {
+    "phase-fractions": ("task", "materials"),
+    "classifier": ("task", "class_names", "protocol", "variant"),
+}
+"""Version tags that must match the chosen version's for another version to join the ensemble."""
+
+
+@dataclass
+class Member:
+    """One registered model version, loaded."""
+
+    version: str
+    seed: str | None
+    module: Any  # the logged probability model (torch.nn.Module)
+    network: Any  # the checkpoint's full network (ACNN or PhaseCNN)
+
+
+@dataclass
+class ModelEnsemble:
+    """A registered model's chosen version and its seed siblings.
+
+    Attributes:
+        name: the registered model.
+        kind: ``classifier`` or ``phase-fractions``.
+        task: ``lattice-system``, ``crystal-system``, ..., ``phase-fractions``.
+        chosen: the version picked by alias or number.
+        how: how it was picked (``@champion``, ``@candidate (no champion)``, ``version 3``).
+        labels: output names (class names, or COD ids of the materials).
+        formulas: formulas of the materials (phase fractions), else empty.
+        grid: the input grid and wavelength.
+        members: the loaded members, chosen first.
+        config: the chosen run's full configuration.
+        notes: what was decided while loading.
+    """
+
+    name: str
+    kind: str
+    task: str
+    chosen: str
+    how: str
+    labels: list[str]
+    formulas: list[str]
+    grid: ModelGrid
+    members: list[Member]
+    config: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    _references: dict[str, np.ndarray] | None = None
+    _reference_note: str | None = None
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std over members of the outputs for patterns ``(B, n_points)``."""
+        import torch
+
+        outputs = []
+        with torch.no_grad():
+            for member in self.members:
+                parts = [
+                    member.module(torch.from_numpy(np.ascontiguousarray(x[i : i + BATCH])))
+                    .float()
+                    .numpy()
+                    for i in range(0, len(x), BATCH)
+                ]
+                outputs.append(np.concatenate(parts))
+        stacked = np.stack(outputs)
+        return stacked.mean(axis=0), stacked.std(axis=0)
+
+    def cam(self, x: np.ndarray, class_index: int) -> np.ndarray | None:
+        """The chosen a-CNN's class activation map of ``class_index`` (``None`` otherwise)."""
+        import torch
+
+        from xrdpipe.models.acnn import ACNN, class_activation_maps
+
+        network = self.members[0].network
+        if not isinstance(network, ACNN):
+            return None
+        maps = class_activation_maps(network, torch.from_numpy(x[None]), class_index)
+        return maps[0].numpy()
+
+    def reference_peaks(self) -> tuple[dict[str, np.ndarray], str | None]:
+        """Two-theta of each material's unstrained (``reference``) peaks.
+
+        Read from the store the model was trained on; ``({}, why)`` when it cannot be read.
+        """
+        if self._references is None:
+            from xrdpipe.patterns.datasets import load_peaks
+
+            store_path = (self.config.get("store") or {}).get("store_path")
+            try:
+                if not store_path or not Path(store_path).exists():
+                    raise XrdpipeError(f"training store {store_path} is not on this machine")
+                peaks = load_peaks(store_path, "reference", self.labels)
+                tt = peaks.peaks.two_theta.cpu().numpy()[:, 0]
+                mask = peaks.peaks.peak_mask.cpu().numpy()[:, 0]
+                self._references = {c: tt[i][mask[i]] for i, c in enumerate(self.labels)}
+            except (XrdpipeError, OSError, KeyError, ValueError) as exc:
+                self._references = {}
+                self._reference_note = f"reference peaks omitted: {exc}"
+        return self._references, self._reference_note
+
+    def describe(self) -> str:
+        """``name v3 @champion, 2 members (seeds 0, 1)``."""
+        seeds = ", ".join(str(m.seed) for m in self.members)
+        n = len(self.members)
+        ensemble = f"{n} members (seeds {seeds})" if n > 1 else "1 member: std 0, no ensemble"
+        return f"{self.name} v{self.chosen} {self.how}, {ensemble}"
+
+
+def _grid(config: dict[str, Any]) -> ModelGrid:
+    from xrdpipe.config import SimulationConfig
+    from xrdpipe.patterns.config import ProfileConfig
+
+    subset = config.get("subset") or {}
+    profile = ProfileConfig.model_validate(subset.get("profile") or {})
+    simulation = SimulationConfig.model_validate(subset.get("simulation") or {})
+    return ModelGrid(
+        profile.two_theta_min,
+        profile.two_theta_max,
+        profile.n_points,
+        profile.ka1 if profile.ka_doublet else simulation.wavelength_angstrom,
+        profile.ka_doublet,
+    )
+
+
+def _outputs(config: dict[str, Any], sidecar: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+    data = config.get("data") or {}
+    meta = sidecar.get("metadata") or {}
+    if config.get("task") == "phase-fractions":
+        labels = [str(m) for m in (meta.get("materials") or data.get("materials") or [])]
+        return "phase-fractions", labels, [str(f) for f in meta.get("formulas") or []]
+    labels = [str(c) for c in (meta.get("class_names") or data.get("class_names") or [])]
+    return "classifier", labels, []
+
+
+def load_model_ensemble(
+    name: str,
+    alias: str = DEFAULT_ALIAS,
+    version: str | int | None = None,
+    *,
+    ensemble: bool = True,
+    max_members: int = MAX_MEMBERS,
+) -> ModelEnsemble:
+    """Load a registered model (and its seed siblings) for prediction.
+
+    Call :func:`xrdpipe.tracking.configure` first.
+
+    Args:
+        name: the registered model, e.g. ``xrdpipe-lattice-system-acnn``.
+        alias: the alias to pick (``champion`` falls back to ``candidate``).
+        version: a version number instead of the alias.
+        ensemble: add the seed siblings (see the module docstring).
+        max_members: most members.
+
+    Raises:
+        xrdpipe.tracking.ModelLookupError: unknown model, alias or version.
+    """
+    from xrdpipe import tracking
+
+    notes: list[str] = []
+    if version is not None:
+        chosen = tracking.registered_version(name, version=version)
+        how = f"version {version}"
+    else:
+        chosen = tracking.registered_version(name, alias=alias)
+        how = f"@{alias}"
+        if chosen is None and alias == DEFAULT_ALIAS:
+            chosen = tracking.registered_version(name, alias=FALLBACK_ALIAS)
+            how = f"@{FALLBACK_ALIAS}"
+            notes.append(
+                f"{name} has no '@{DEFAULT_ALIAS}' yet: using '@{FALLBACK_ALIAS}' "
+                f"(version {chosen.version if chosen else '?'})"
+            )
+    if chosen is None:
+        versions = tracking.registered_versions(name)
+        aliases = sorted({a for v in versions for a in v.aliases})
+        raise tracking.ModelLookupError(
+            f"registered model {name!r} has no {how.lstrip('@')!r}; versions "
+            f"{[v.version for v in versions]}, aliases {aliases}"
+        )
+    config, network, sidecar = tracking.model_metadata(chosen.run_id)
+    kind, labels, formulas = _outputs(config, sidecar)
+    grid = _grid(config)
+    members = [
+        Member(chosen.version, chosen.seed, tracking.load_version(name, chosen.version), network)
+    ]
+    if ensemble:
+        keys = IDENTITY_TAGS[kind]
+        seeds = {chosen.seed}
+        for other in tracking.registered_versions(name):
+            if len(members) >= max_members:
+                break
+            if other.version == chosen.version or other.seed in seeds or other.seed is None:
+                continue
+            if any(other.tags.get(k) != chosen.tags.get(k) for k in keys):
+                continue
+            other_config, other_net, _ = tracking.model_metadata(other.run_id)
+            if _grid(other_config) != grid:
+                notes.append(f"version {other.version} skipped: another input grid")
+                continue
+            seeds.add(other.seed)
+            members.append(
+                Member(
+                    other.version, other.seed, tracking.load_version(name, other.version), other_net
+                )
+            )
+    return ModelEnsemble(
+        name=name,
+        kind=kind,
+        task=str(config.get("task", kind)),
+        chosen=chosen.version,
+        how=how,
+        labels=labels,
+        formulas=formulas,
+        grid=grid,
+        members=members,
+        config=config,
+        notes=notes,
+    )
+
+
+# --- one file ------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelOutput:
+    """One model's prediction for one file."""
+
+    model: str
+    kind: str
+    task: str
+    labels: list[str]
+    formulas: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+    n_members: int
+    prepared: PreparedPattern
+
+    def ranked(self) -> list[int]:
+        """Output indices, largest mean first."""
+        return [int(i) for i in np.argsort(-self.mean, kind="stable")]
+
+    def as_dict(self) -> dict[str, Any]:
+        names = [
+            f"{label} {formula}".strip()
+            for label, formula in zip(
+                self.labels, self.formulas or [""] * len(self.labels), strict=True
+            )
+        ]
+        return {
+            "model": self.model,
+            "task": self.task,
+            "members": self.n_members,
+            "outputs": {
+                n: {"mean": float(self.mean[i]), "std": float(self.std[i])}
+                for i, n in enumerate(names)
+            },
+            "top": names[self.ranked()[0]],
+            "notes": list(self.prepared.notes),
+        }
+
+
+@dataclass
+class FilePrediction:
+    """Everything predicted for one measured file."""
+
+    path: Path
+    outputs: list[ModelOutput]
+    notes: list[str]
+    plot: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": str(self.path),
+            "predictions": [o.as_dict() for o in self.outputs],
+            "notes": self.notes,
+            "plot": None if self.plot is None else str(self.plot),
+        }
+
+
+def predict_pattern(
+    path: str | Path,
+    models: Sequence[ModelEnsemble],
+    *,
+    wavelength: float | None = None,
+    background: bool | None = None,
+    allow_partial: bool = False,
+) -> FilePrediction:
+    """Read one file and predict it with every model.
+
+    Raises:
+        MeasuredPatternError: the file cannot be read or does not fit a model's grid.
+    """
+    pattern = read_pattern(path, wavelength)
+    outputs = []
+    for model in models:
+        subtract = model.kind == "classifier" if background is None else background
+        prepared = prepare_pattern(
+            pattern, model.grid, background=subtract, allow_partial=allow_partial
+        )
+        mean, std = model.predict(prepared.x[None])
+        outputs.append(
+            ModelOutput(
+                model.describe(),
+                model.kind,
+                model.task,
+                model.labels,
+                model.formulas,
+                mean[0],
+                std[0],
+                len(model.members),
+                prepared,
+            )
+        )
+    return FilePrediction(Path(path), outputs, list(pattern.notes))
+
+
+def format_prediction(result: FilePrediction, top: int = 5) -> str:
+    """A text table of one file's predictions."""
+    lines = [str(result.path)]
+    lines += [f"  note: {n}" for n in result.notes]
+    for out in result.outputs:
+        p = out.prepared
+        lines.append(
+            f"  {out.task}: {out.model}"
+            f"\n    grid {p.measured_range[0]:.2f}-{p.measured_range[1]:.2f} deg measured, "
+            f"{p.file_wavelength:.5f} A -> {p.model_wavelength:.5f} A"
+        )
+        lines += [f"    note: {n}" for n in p.notes]
+        header = "phase (COD id, formula)" if out.kind == "phase-fractions" else "class"
+        lines.append(f"    {header:<34} {'mean':>7} {'std':>7}")
+        order = out.ranked()
+        shown = order if out.kind == "phase-fractions" else order[:top]
+        for i in shown:
+            label = out.labels[i] + (f" {out.formulas[i]}" if out.formulas else "")
+            lines.append(f"    {label:<34} {out.mean[i]:7.3f} {out.std[i]:7.3f}")
+    if result.plot is not None:
+        lines.append(f"  plot: {result.plot}")
+    return "\n".join(lines)
+
+
+def plot_prediction(
+    result: FilePrediction, models: Sequence[ModelEnsemble], path: Path
+) -> tuple[Path, list[str]]:
+    """Plot the pattern on the model grid, the a-CNN's CAM and the phases' reference peaks.
+
+    Returns the PNG path and notes (what was omitted).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    notes: list[str] = []
+    fig, (ax, sticks) = plt.subplots(
+        2, 1, figsize=(10, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for out, model in zip(result.outputs, models, strict=True):
+        grid = model.grid.two_theta
+        top = out.ranked()[0]
+        ax.plot(grid, out.prepared.x, lw=0.8, label=f"measured on {model.name} grid")
+        if out.kind == "classifier":
+            cam = model.cam(out.prepared.x, top)
+            if cam is None:
+                notes.append(f"no CAM: {model.name} is not an a-CNN")
+                continue
+            scaled = cam / max(float(np.abs(cam).max()), 1e-12)
+            ax.fill_between(
+                grid,
+                0,
+                scaled.clip(min=0),
+                color="tab:red",
+                alpha=0.25,
+                label=f"CAM of {out.labels[top]} ({out.mean[top]:.2f})",
+            )
+        else:
+            references, why = model.reference_peaks()
+            if why:
+                notes.append(why)
+            k = 0
+            for i in out.ranked():
+                if out.mean[i] < SHOWN_FRACTION or out.labels[i] not in references:
+                    continue
+                name = out.labels[i] + (f" {out.formulas[i]}" if out.formulas else "")
+                sticks.vlines(
+                    references[out.labels[i]],
+                    k,
+                    k + 0.8,
+                    color=colours[k % len(colours)],
+                    lw=1,
+                    label=f"{name}: {out.mean[i]:.2f} +- {out.std[i]:.2f}",
+                )
+                k += 1
+            if k:
+                sticks.legend(fontsize=7, loc="upper right")
+    ax.set(ylabel="normalised intensity", title=result.path.name)
+    ax.legend(fontsize=7, loc="upper right")
+    sticks.set(xlabel="two-theta (deg, model wavelength)", yticks=[], ylabel="phases")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path, notes
+
+
+def predict_files(
+    paths: Sequence[str | Path],
+    models: Sequence[ModelEnsemble],
+    *,
+    wavelength: float | None = None,
+    background: bool | None = None,
+    allow_partial: bool = False,
+    out_dir: Path | None = None,
+    on_result: Any = None,
+) -> tuple[list[FilePrediction], dict[str, str]]:
+    """Predict a batch of files, going on past bad ones.
+
+    Args:
+        paths: measured files.
+        models: loaded ensembles (a classifier, a phase-fraction model, or both).
+        wavelength: angstrom, for files that do not carry one.
+        background: subtract a rolling-minimum background (``None``: for classifiers only).
+        allow_partial: accept patterns covering part of a model's range.
+        out_dir: where ``<stem>.png`` plots and ``predictions.json`` go (``None``: nowhere).
+        on_result: called with each :class:`FilePrediction` or ``(path, error)``.
+
+    Returns:
+        ``(results, failures)``, failures mapping each bad file to its error message.
+    """
+    results: list[FilePrediction] = []
+    failures: dict[str, str] = {}
+    for path in paths:
+        try:
+            result = predict_pattern(
+                path,
+                models,
+                wavelength=wavelength,
+                background=background,
+                allow_partial=allow_partial,
+            )
+            if out_dir is not None:
+                result.plot, notes = plot_prediction(
+                    result, models, Path(out_dir) / f"{Path(path).stem}.png"
+                )
+                result.notes += notes
+        except XrdpipeError as exc:
+            failures[str(path)] = str(exc)
+            if on_result is not None:
+                on_result((str(path), str(exc)))
+            continue
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        summary = {"results": [r.as_dict() for r in results], "failed": failures}
+        (Path(out_dir) / "predictions.json").write_text(json.dumps(summary, indent=2))
+    return results, failures
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def predict_command(
+    files: Annotated[
+        list[Path], typer.Argument(help="Measured patterns: .xy .csv .txt .dat .xrdml")
+    ],
+    classifier: Annotated[
+        str | None,
+        typer.Option("--classifier", help="Registered a-CNN, e.g. xrdpipe-lattice-system-acnn."),
+    ] = None,
+    phase_model: Annotated[
+        str | None, typer.Option("--phase-model", help="Registered phase-fraction model.")
+    ] = None,
+    alias: Annotated[
+        str, typer.Option("--alias", help="Alias to load (champion falls back to candidate).")
+    ] = DEFAULT_ALIAS,
+    version: Annotated[
+        int | None, typer.Option("--version", help="This version of every named model instead.")
+    ] = None,
+    wavelength: Annotated[
+        float | None,
+        typer.Option("--wavelength", help="Angstrom, for two-column files (default: the model's)."),
+    ] = None,
+    background: Annotated[
+        bool | None,
+        typer.Option(
+            "--background/--no-background",
+            help="Subtract a rolling-minimum background for every model (default: for the "
+            "a-CNN only, trained without background).",
+            show_default=False,
+        ),
+    ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial/--no-partial", help="Accept patterns covering >= 50 % of the range."
+        ),
+    ] = False,
+    ensemble: Annotated[
+        bool,
+        typer.Option("--ensemble/--no-ensemble", help="Add same-task versions of other seeds."),
+    ] = True,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for plots and predictions.json.")
+    ] = Path("predictions"),
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow URI (else XRDPIPE_ settings).")
+    ] = None,
+) -> None:
+    """Predict measured patterns with registered models: classes, phase fractions, plots."""
+    from tqdm import tqdm
+
+    from xrdpipe import tracking
+    from xrdpipe.config import Settings
+
+    if classifier is None and phase_model is None:
+        typer.secho("error: name a model: --classifier and/or --phase-model", fg="red", err=True)
+        raise typer.Exit(code=2)
+    try:
+        tracking.configure(tracking_uri or Settings().tracking_uri())
+        models = [
+            load_model_ensemble(name, alias, version, ensemble=ensemble)
+            for name in (classifier, phase_model)
+            if name is not None
+        ]
+    except XrdpipeError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(code=2) from exc
+    for model in models:
+        for note in model.notes:
+            typer.secho(f"notice: {note}", fg="yellow", err=True)
+    bar = tqdm(
+        total=len(files), desc="patterns", unit="file", file=sys.stderr, disable=len(files) < 2
+    )
+
+    def show(item: Any) -> None:
+        bar.update()
+        if isinstance(item, FilePrediction):
+            tqdm.write(format_prediction(item))
+        else:
+            tqdm.write(f"{item[0]}: FAILED: {item[1]}")
+
+    _, failures = predict_files(
+        files,
+        models,
+        wavelength=wavelength,
+        background=background,
+        allow_partial=partial,
+        out_dir=out,
+        on_result=show,
+    )
+    bar.close()
+    typer.echo(f"{len(files) - len(failures)} of {len(files)} file(s) predicted; see {out}")
+    if failures:
+        typer.secho(f"{len(failures)} file(s) failed:", fg="red", err=True)
+        for path, message in failures.items():
+            typer.secho(f"  {path}: {message}", fg="red", err=True)
+        raise typer.Exit(code=1)

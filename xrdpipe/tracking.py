@@ -568,6 +568,8 @@ def track_training(
         result = fit([run.log_epoch])
         if task == "phase-fractions":
             tracked = log_phase_fractions(result, registered_name)
+            if registered_name is not None and tracked.version is not None:
+                promote_if_better(registered_name, tracked.version)
         else:
             tracked = log_classifier(result, registered_name)
         if registered_name is not None:

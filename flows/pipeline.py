@@ -94,8 +94,13 @@ def pipeline(
     mirror_dir: str | None = None,
     cod_url: str | None = None,
     catalog: str | None = None,
+    evaluate_grid: bool = True,
+    grid_n_values: list[int] = [5],  # noqa: B006 - Prefect parameters, never mutated
+    grid_k_values: list[int] = [3],  # noqa: B006
+    grid_baselines: list[str] = ["ridge", "knn", "nnls_reference"],  # noqa: B006
+    grid_baseline_train: int = 5000,
 ) -> dict:
-    """Fetch, simulate and train on one subset; skip what is already up to date.
+    """Fetch, simulate, train and evaluate one subset; skip what is already up to date.
 
     Args:
         subset: a subset of ``catalog.yaml``.
@@ -112,6 +117,12 @@ def pipeline(
         mirror_dir: read this local COD mirror instead of the subset's source.
         cod_url: query this COD base URL instead of the settings' one.
         catalog: path of another catalog file.
+        evaluate_grid: finish with a small N/K grid (the ``evaluate`` flow, same preset)
+            and its report; skipped when nothing was retrained and a report exists.
+        grid_n_values: N values of that grid.
+        grid_k_values: K values of that grid.
+        grid_baselines: baselines beside the CNN.
+        grid_baseline_train: training mixtures of the regression baselines.
     """
     logger = get_run_logger()
     settings, config = resolve(subset, mirror_dir, cod_url, catalog)
@@ -171,16 +182,38 @@ def pipeline(
         record[task] = {k: v for k, v in trained[task].items() if k != "metrics"}
         record_path.write_text(json.dumps(record, indent=2))
 
-    # Evaluation goes here: the `evaluate` flow (deployment evaluate/nk-grid) runs after
-    # training, on the models registered above, and its report path joins the result.
+    evaluated: dict[str, Any] = {}
+    if evaluate_grid:
+        retrained = any("skipped" not in v for v in trained.values())
+        previous = record.get("evaluation")
+        if not retrained and not retrain and previous and Path(previous["report"]).is_file():
+            logger.info("nothing retrained: the last report stands, %s", previous["report"])
+            evaluated = {**previous, "skipped": "unchanged"}
+        else:
+            from flows.evaluate import evaluate
+
+            out = evaluate(
+                subset=subset,
+                preset=preset,
+                n_values=grid_n_values,
+                k_values=grid_k_values,
+                seeds=[seed],
+                baselines=grid_baselines,
+                n_baseline_train=grid_baseline_train,
+                catalog=catalog,
+            )
+            evaluated = {"parent_run_id": out["parent_run_id"], "report": out["report"]}
+            record["evaluation"] = evaluated
+            record_path.write_text(json.dumps(record, indent=2))
 
     logger.info(
-        "done: store %s; MLflow %s; models %s",
+        "done: store %s; MLflow %s; models %s; report %s",
         simulated["store"],
         settings.tracking_uri(),
         {t: (v.get("registered_model"), v.get("version")) for t, v in trained.items()},
+        evaluated.get("report"),
     )
-    return {"fetch": fetched, "simulate": simulated, "train": trained}
+    return {"fetch": fetched, "simulate": simulated, "train": trained, "evaluate": evaluated}
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[1]
 N_MATERIALS = 8
 EXPERIMENTS = ("xrdpipe/phase-fractions", "xrdpipe/lattice-system")
-MODELS = ("xrdpipe-phase-fractions-demo-N5", "xrdpipe-lattice-system-demo")
+MODELS = ("xrdpipe-phase-fractions-demo-N5-K3", "xrdpipe-lattice-system-demo")
 RUN_TIMEOUT_S = 480
 
 
@@ -209,6 +209,7 @@ def test_up_starts_every_service_on_loopback_and_deploys(running_stack):
         "simulate/cod",
         "train/phase-fractions",
         "train/lattice-system",
+        "evaluate/nk-grid",
         "pipeline/demo",
     ):
         assert name in listing, listing
@@ -236,7 +237,8 @@ def test_pipeline_tracks_registers_and_a_refresh_does_no_work(running_stack):
 
     first = running_stack.run_deployment("pipeline/demo", preset='"tiny"')
     subflows = {r["flow_id"]: r["state_type"] for r in running_stack.child_flow_runs(first)}
-    assert len(subflows) == 3 and set(subflows.values()) == {"COMPLETED"}  # fetch, simulate, train
+    # fetch, simulate, train, evaluate
+    assert len(subflows) == 4 and set(subflows.values()) == {"COMPLETED"}, subflows
 
     url = running_stack.info.endpoints.mlflow_ui
     client = MlflowClient(tracking_uri=url, registry_uri=url)
@@ -251,10 +253,32 @@ def test_pipeline_tracks_registers_and_a_refresh_does_no_work(running_stack):
         runs[name] = found[0]
     pf_metrics = runs["xrdpipe/phase-fractions"].data.metrics
     assert 0.0 <= pf_metrics["test_tvd_mean"] <= 1.0, pf_metrics
-    for model in MODELS:
-        version = client.get_model_version_by_alias(model, "candidate")
-        assert version.version == "1"
-        assert version.run_id in {r.info.run_id for r in runs.values()}
+    # the grid's cell (N=5, K=3) is a second version of the phase-fraction model
+    grid = client.get_experiment_by_name("xrdpipe/nk-grid")
+    grid_runs = client.search_runs([grid.experiment_id])
+    parent = [r for r in grid_runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in grid_runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parent) == 1 and len(children) == 1 and parent[0].info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(parent[0].info.run_id)} >= {
+        "report.html",
+        "figure3_tvd_vs_n.png",
+        "grid_table.csv",
+    }
+    versions = {
+        m: sorted(v.version for v in client.search_model_versions(f"name='{m}'")) for m in MODELS
+    }
+    assert versions == {MODELS[0]: ["1", "2"], MODELS[1]: ["1"]}, versions
+    assert client.get_model_version_by_alias(MODELS[0], "candidate").run_id == (
+        children[0].info.run_id
+    )
+    assert client.get_model_version_by_alias(MODELS[1], "candidate").run_id == (
+        runs["xrdpipe/lattice-system"].info.run_id
+    )
+    # the first version became champion (none before); the grid's only if 2 SE better
+    champion = client.get_model_version_by_alias(MODELS[0], "champion")
+    assert champion.version in {"1", "2"}
+    reports = list(running_stack.data_dir.rglob("reports/*.html"))
+    assert len(reports) == 1 and "paper 002" in reports[0].read_text()
     # artifacts went through the server into the stack's artifact folder
     artifacts = {a.path for a in client.list_artifacts(runs["xrdpipe/lattice-system"].info.run_id)}
     assert {"results.json", "config.yaml"} <= artifacts, artifacts
@@ -266,10 +290,13 @@ def test_pipeline_tracks_registers_and_a_refresh_does_no_work(running_stack):
     for name in EXPERIMENTS:
         experiment = client.get_experiment_by_name(name)
         assert len(client.search_runs([experiment.experiment_id])) == 1, name
-    for model in MODELS:
-        assert [v.version for v in client.search_model_versions(f"name='{model}'")] == ["1"]
+    assert {
+        m: sorted(v.version for v in client.search_model_versions(f"name='{m}'")) for m in MODELS
+    } == versions
+    assert len(client.search_runs([grid.experiment_id])) == 2  # no new grid
     logs = "\n".join(running_stack.flow_run_logs([second]))
     assert logs.count("not retraining") == 2, logs[-3000:]
+    assert "the last report stands" in logs
     assert "simulating 'demo' again" not in logs
 
 

@@ -270,8 +270,12 @@ def run(
         bool, typer.Option("--train/--no-train", help="Train both models after simulating.")
     ] = True,
     preset: Annotated[str, typer.Option("--preset", help="Training preset.")] = "cpu",
+    evaluate_grid: Annotated[
+        bool,
+        typer.Option("--evaluate/--no-evaluate", help="Finish with a small N/K grid and report."),
+    ] = True,
 ) -> None:
-    """Run the pipeline on a subset: fetch, simulate, then train both models (tracked)."""
+    """Run the pipeline on a subset: fetch, simulate, train both models, evaluate (tracked)."""
     fetch(subset, mirror=mirror, cod_url=cod_url, catalog=catalog, data_dir=data_dir)
     simulate(subset, overwrite=False, catalog=catalog, data_dir=data_dir)
     settings = _settings(data_dir)
@@ -304,7 +308,32 @@ def run(
             )
         else:
             typer.echo(f"no lattice-system classifier: {subset} uses {strain_mode} strain")
-    typer.echo(f"done: results under {settings.subset_dir(subset).resolve()}")
+    if train_models and evaluate_grid:
+        from xrdpipe.cli_evaluate import evaluate_command
+
+        evaluate_command(
+            subset,
+            preset=preset,
+            n_values="5",
+            k_values="3",
+            seeds="0",
+            minutes_per_material=None,
+            baselines="ridge,knn,nnls_reference",
+            n_baseline_train=5000,
+            cell_workers=1,
+            device=None,
+            classification_subset=None,
+            catalog=catalog,
+            data_dir=data_dir,
+        )
+    uri = settings.tracking_uri()
+    typer.echo(
+        f"done: stores and manifests under {settings.subset_dir(subset).resolve()}\n"
+        f"  MLflow runs and models: {uri}\n"
+        f"    browse them: `xrdpipe up` (MLflow UI on http://127.0.0.1:{settings.mlflow_port}) "
+        f"or `mlflow ui --backend-store-uri {uri}`\n"
+        f"  evaluation report: `xrdpipe report --open`"
+    )
 
 
 from xrdpipe.stack import register_cli as _register_stack_cli  # noqa: E402

@@ -72,7 +72,8 @@ class TrainConfig:
         batch_size: batch size of the caller's iterator (recorded) and of evaluation chunks.
         lr: peak learning rate of AdamW (Adam when ``weight_decay`` is 0; papers: Adam).
         weight_decay: decoupled weight decay on weights of rank >= 2 (not biases, norms).
-        lr_schedule: ``"constant"`` (the papers) or ``"cosine"`` (per epoch, to 0 at ``epochs``).
+        lr_schedule: ``"constant"`` (the papers) or ``"cosine"`` (per epoch, to 0 at ``epochs``
+            or at ``max_minutes`` of wall time, whichever comes first).
         grad_clip: clip the global gradient norm to this value; ``None`` = no clipping.
         early_stopping_patience: epochs without validation improvement before stopping;
             ``None`` = never stop early.
@@ -372,9 +373,15 @@ class _Batches:
                 yield next(self._iterator)
 
 
-def _lr_at(cfg: TrainConfig, epoch: int) -> float:
+def _lr_at(cfg: TrainConfig, epoch: int, time_fraction: float = 0.0) -> float:
+    """The epoch's learning rate.
+
+    A cosine anneals by epochs or by wall time, whichever is further along, so a run cut by
+    its time budget still ends at a small learning rate.
+    """
     if cfg.lr_schedule == "cosine":
-        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
+        progress = min(1.0, max((epoch - 1) / cfg.epochs, time_fraction))
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     return cfg.lr
 
 
@@ -486,7 +493,10 @@ def train(
         epoch = start_epoch - 1
         try:
             for epoch in range(start_epoch, cfg.epochs + 1):
-                lr = _lr_at(cfg, epoch)
+                used = 0.0
+                if cfg.max_minutes is not None:
+                    used = (time.perf_counter() - wall_start) / (60.0 * cfg.max_minutes)
+                lr = _lr_at(cfg, epoch, used)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 epoch_start = time.perf_counter()

@@ -131,3 +131,36 @@ def test_tvd_is_half_the_l1_distance():
     pred = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
     true = np.array([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]])
     np.testing.assert_allclose(total_variation_distance(pred, true), [0.5, 1.0])
+
+
+def test_cells_run_in_parallel_on_dask_and_log_from_the_parent(
+    store,  # noqa: F811
+    tmp_path,
+):
+    from mlflow.tracking import MlflowClient
+
+    from xrdpipe.config import Settings
+    from xrdpipe.evaluate import run_evaluation
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = Settings(data_dir=store.parent.parent, mlflow_tracking_uri=uri)
+    spec = GridSpec(n_values=(2, 3), k_values=(2,), seeds=(0,), baselines=("nnls_reference",))
+    outcome = run_evaluation(
+        settings,
+        "tiny",
+        TINY_SUBSET,
+        "tiny",
+        TINY_PHASE_PRESET.model_copy(update={"epochs": 1}),
+        spec,
+        cell_workers=2,
+        register=False,
+        log=lambda _: None,
+    )
+    client = MlflowClient(tracking_uri=uri)
+    children = client.search_runs(
+        [client.get_run(outcome.parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'",
+    )
+    assert len(children) == 2
+    assert set(outcome.table["method"]) == {CNN, "nnls_reference"}
+    assert outcome.report_path.is_file()

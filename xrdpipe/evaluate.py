@@ -93,7 +93,7 @@ def run_cells(
             for n, k, seed in cells
         ]
         log(f"{len(futures)} cells submitted to {client.scheduler.address}")
-        for done, future in enumerate(as_completed(futures), 1):
+        for done, future in enumerate(as_completed(futures, loop=client.loop), 1):
             cell = future.result()
             log(f"cell {done}/{len(futures)} done: N={cell.n_materials} K={cell.max_phases}")
             on_cell(cell)

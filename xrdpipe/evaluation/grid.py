@@ -220,7 +220,8 @@ def run_cell(
         )
         names = list(spec.baselines)
         regressors = [n for n in names if not n.startswith("nnls")]
-        train_x = train_y = np.zeros((0, 1), np.float32)
+        train_x = np.zeros((0, 1), np.float32)  # no regressor: nothing to fit
+        train_y = np.zeros((0, n_materials), np.float32)
         if regressors:
             train_x, train_y = training_mixtures(
                 store_path,

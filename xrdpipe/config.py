@@ -289,9 +289,13 @@ class PhaseFractionPreset(_Frozen):
     num_threads: int | None = Field(default=None, ge=1)
 
 
-ACNN_VARIANTS = ("position_channel", "paper")
-"""a-CNN variants: ``paper`` = paper 000's bare network (global average pooling), and
-``position_channel`` = the same plus a two-theta coordinate input channel (CoordConv)."""
+ACNN_VARIANTS = ("position_channel", "paper", "binned")
+"""a-CNN variants: ``paper`` = paper 000's bare network (global average pooling),
+``position_channel`` = the same plus a two-theta coordinate input channel (CoordConv), and
+``binned`` = the paper's convolutions with the average pooled over ``pool_bins`` equal
+two-theta windows instead of the whole range (the dense layer sees where features are)."""
+
+ACNNVariant = Literal["position_channel", "paper", "binned"]
 
 
 class ClassifierPreset(_Frozen):
@@ -318,11 +322,13 @@ class ClassifierPreset(_Frozen):
         rf_trees: trees of the random-forest baseline (0: no baseline).
         device: ``auto``, ``cpu``, ``cuda``...
         num_threads: torch CPU threads during training (``None``: as is).
+        pool_bins: two-theta windows of the ``binned`` variant's pooling.
     """
 
-    variants: tuple[Literal["position_channel", "paper"], ...] = Field(
+    variants: tuple[ACNNVariant, ...] = Field(
         default=("position_channel", "paper"), min_length=1
     )
+    pool_bins: int = Field(default=32, ge=2)
     batch_size: int = Field(default=128, ge=2)
     lr: float = Field(default=1e-3, gt=0)
     epochs: int = Field(default=200, ge=1)

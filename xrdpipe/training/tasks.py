@@ -750,6 +750,7 @@ def train_classifier(
             n_points=n_points,
             n_classes=len(class_names),
             position_channel=variant == "position_channel",
+            pool_bins=preset.pool_bins if variant == "binned" else 1,
         )
         model_cfgs[variant] = cfg
         model = ACNN(cfg)

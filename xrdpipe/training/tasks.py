@@ -735,6 +735,7 @@ def train_classifier(
         steps_per_epoch=None,
         batch_size=preset.batch_size,
         lr=preset.lr,
+        lr_schedule=preset.lr_schedule,
         early_stopping_patience=preset.early_stopping_patience,
         seed=seed,
         device=str(dev),

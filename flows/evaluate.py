@@ -62,7 +62,7 @@ def evaluate(
         baselines=tuple(baselines),
         n_baseline_train=n_baseline_train,
     )
-    if not store_exists(settings.subset_dir(subset) / "patterns.zarr"):
+    if not store_exists(settings.store_path(subset)):
         from flows.simulate import simulate
 
         logger.info("no pattern store for %r yet: simulating it first", subset)

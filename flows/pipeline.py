@@ -46,7 +46,7 @@ def training_identity(
     The store's fingerprint (manifest sha256, simulation settings, simulator version), the
     whole subset config (profiles), the preset, the task's arguments and the tracking store.
     """
-    store = settings.subset_dir(subset) / "patterns.zarr"
+    store = settings.store_path(subset)
     return {
         "task": task,
         "subset": subset,
@@ -61,7 +61,7 @@ def training_identity(
 def store_is_stale(settings: Settings, subset: str, config: SubsetConfig) -> bool:
     """The store exists but was made from another manifest or other simulation settings."""
     folder = settings.subset_dir(subset)
-    store = folder / "patterns.zarr"
+    store = settings.store_path(subset)
     manifest = folder / "manifest.parquet"
     if not (store_exists(store) and manifest.is_file()):
         return False

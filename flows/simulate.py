@@ -18,7 +18,7 @@ def simulate_patterns(
 ) -> dict:
     logger = get_run_logger()
     folder = settings.subset_dir(subset_name)
-    store = folder / "patterns.zarr"
+    store = settings.store_path(subset_name)
     logger.info("simulating %r into %s", subset_name, store)
 
     def progress(block: BlockReport, done: int, total: int) -> None:
@@ -53,7 +53,7 @@ def render_profiles(subset_name: str, config: SubsetConfig, settings: Settings) 
     from xrdpipe.patterns.datasets import render_store_profiles
 
     logger = get_run_logger()
-    store = settings.subset_dir(subset_name) / "patterns.zarr"
+    store = settings.store_path(subset_name)
 
     def progress(done: int, total: int) -> None:
         if done == total or done % 10 == 0:

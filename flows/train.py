@@ -50,7 +50,7 @@ def train_and_log(
         config,
         preset_name,
         preset,
-        settings.subset_dir(subset) / "patterns.zarr",
+        settings.store_path(subset),
         n_materials=n_materials,
         max_phases=max_phases,
         seed=seed,
@@ -103,7 +103,7 @@ def train(
     """
     settings, config = resolve(subset, None, None, catalog)
     load_catalog(catalog, settings).preset(preset_kind(task), preset)  # fail before simulating
-    if not store_exists(settings.subset_dir(subset) / "patterns.zarr"):
+    if not store_exists(settings.store_path(subset)):
         from flows.simulate import simulate
 
         get_run_logger().info("no pattern store for %r yet: simulating it first", subset)

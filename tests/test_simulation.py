@@ -340,3 +340,17 @@ def test_manifest_folder_is_read_and_its_file_hash_recorded(manifest, tmp_path):
     attrs = st.open_store(folder / "patterns.zarr").attrs
     assert attrs["manifest_sha256"] == manifest_sha256(folder / MANIFEST_FILE)
     assert report.fingerprint == attrs["fingerprint"]
+
+
+def test_store_at_a_file_url_and_the_settings_store_root(manifest, tmp_path):
+    from xrdpipe.config import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", store_root=f"file://{tmp_path}/stores/")
+    url = settings.store_path("tiny")
+    assert url == f"file://{tmp_path}/stores/tiny/patterns.zarr"
+    assert Settings(data_dir=tmp_path).store_path("x") == tmp_path / "x" / "patterns.zarr"
+    report = run_simulation(manifest.iloc[:2], url, SUBSET)
+    assert report.simulated == 2
+    assert (tmp_path / "stores" / "tiny" / "patterns.zarr" / "zarr.json").is_file()
+    assert st.completed_materials(url).all()
+    assert st.load_completed(url).sizes["material"] == 2

@@ -116,7 +116,7 @@ def simulate(
         with dask_client(settings) as client:
             report = run_simulation(
                 folder,
-                folder / "patterns.zarr",
+                settings.store_path(subset),
                 config,
                 client=client,
                 progress=progress,
@@ -131,7 +131,7 @@ def simulate(
             bar.total = total
             bar.update()
 
-        key = render_store_profiles(folder / "patterns.zarr", config.profile, profile_progress)
+        key = render_store_profiles(settings.store_path(subset), config.profile, profile_progress)
         bar.close()
     except XrdpipeError as exc:
         _fail(exc)
@@ -164,7 +164,7 @@ def plot_mixtures_command(
     settings = _settings(data_dir)
     try:
         config = load_catalog(catalog, settings).subset(subset)
-        store_path = settings.subset_dir(subset) / "patterns.zarr"
+        store_path = settings.store_path(subset)
         peaks = load_peaks(store_path, "train")
         if peaks.peaks.n_materials < n_materials:
             raise XrdpipeError(
@@ -220,7 +220,7 @@ def train(
         cat = load_catalog(catalog, settings)
         config = cat.subset(subset)
         chosen = cat.preset(preset_kind(task), preset)
-        store_path = settings.subset_dir(subset) / "patterns.zarr"
+        store_path = settings.store_path(subset)
         if not store_exists(store_path):
             if not (settings.subset_dir(subset) / "manifest.parquet").is_file():
                 fetch(subset, mirror=None, cod_url=None, catalog=catalog, data_dir=data_dir)

@@ -71,7 +71,7 @@ def evaluate_command(
             baselines=tuple(baselines.split(",")) if baselines else BASELINES,
             n_baseline_train=n_baseline_train,
         )
-        if not store_exists(settings.subset_dir(subset) / "patterns.zarr"):
+        if not store_exists(settings.store_path(subset)):
             raise XrdpipeError(
                 f"no pattern store for {subset!r} under {settings.data_dir}: run "
                 f"`xrdpipe fetch {subset}` and `xrdpipe simulate {subset}` first"

@@ -418,6 +418,8 @@ class Settings(BaseSettings):
         cod_retries: retries of one COD request (timeouts, 5xx, 429).
         prefect_port: port of the local stack's Prefect server (``xrdpipe up``).
         mlflow_port: port of the local stack's MLflow server (``xrdpipe up``).
+        store_root: an fsspec URL (or path) under which pattern stores go instead of the
+            data directory (manifests, CIFs and records stay in the data directory).
     """
 
     model_config = SettingsConfigDict(env_prefix="XRDPIPE_", extra="ignore")
@@ -435,10 +437,22 @@ class Settings(BaseSettings):
     cod_retries: int = Field(default=4, ge=0)
     prefect_port: int = Field(default=4200, ge=1, le=65535)
     mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    store_root: str | None = None
 
     def subset_dir(self, subset: str) -> Path:
         """The folder of one subset's manifest, CIFs and stores."""
         return self.data_dir / subset
+
+    def store_path(self, subset: str) -> Path | str:
+        """Where a subset's ``patterns.zarr`` lives.
+
+        ``<store_root>/<subset>/patterns.zarr`` when ``store_root`` (an fsspec URL such as
+        ``s3://bucket/xrdpipe`` or ``file:///scratch/xrdpipe``) is set, else beside the
+        subset's manifest in the data directory.
+        """
+        if self.store_root:
+            return f"{self.store_root.rstrip('/')}/{subset}/patterns.zarr"
+        return self.subset_dir(subset) / "patterns.zarr"
 
     def tracking_uri(self) -> str:
         """The MLflow tracking URI (SQLite file under the data directory by default)."""

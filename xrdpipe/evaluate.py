@@ -156,7 +156,7 @@ def run_evaluation(
         log: progress lines.
     """
     start = time.perf_counter()
-    store_path = settings.subset_dir(subset) / "patterns.zarr"
+    store_path = settings.store_path(subset)
     tracking.configure(settings.tracking_uri())
     parent = tracking.start_grid_run(
         subset, preset_name, spec.as_dict(), {"preset": preset.model_dump(mode="json")}
@@ -301,7 +301,7 @@ def classification_runner(
 
     cat = load_catalog(catalog, settings)
     config = resolve_subset(cat, subset, settings)
-    store_path = settings.subset_dir(subset) / "patterns.zarr"
+    store_path = settings.store_path(subset)
 
     def run(folder: Path) -> dict[str, Any]:
         log(f"classification tables on {subset} ({target}), both protocols")

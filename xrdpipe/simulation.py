@@ -367,6 +367,8 @@ def block_costs(manifest: pd.DataFrame, blocks: Sequence[tuple[int, int]]) -> li
 
 def _store_url(store_path: store.StorePath) -> str:
     url = os.fspath(store_path)
+    if url.startswith("file://"):
+        url = url[len("file://") :]
     return url if "://" in url else str(Path(url).resolve())
 
 

@@ -140,7 +140,13 @@ def _xrdpipe_version() -> str:
 
 
 def _url(path: StorePath) -> str:
-    return os.fspath(path)
+    """The store's location for zarr.
+
+    ``file://`` URLs become plain paths (zarr's local store creates the chunk folders;
+    fsspec's local filesystem would not); other fsspec URLs (``s3://``, ``gs://``...) pass.
+    """
+    url = os.fspath(path)
+    return url[len("file://") :] if url.startswith("file://") else url
 
 
 def config_fingerprint(

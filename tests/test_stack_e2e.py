@@ -301,7 +301,7 @@ def test_pipeline_tracks_registers_and_a_refresh_does_no_work(running_stack):
 
 
 def test_mlflow_ui_shows_the_pipeline_experiments_and_models(running_stack, tmp_path):
-    from tests.test_mlflow_ui import CHROMIUM, mlflow_ui_texts
+    from tests.browser import CHROMIUM, mlflow_ui_texts
 
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is absent (Debian package `chromium`; .ci/run installs it)")

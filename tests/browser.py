@@ -1,8 +1,8 @@
-"""The MLflow UI of the local stack, in a real headless browser (Debian's chromium).
+"""Reading the MLflow UI in a real headless browser (Debian's chromium), for the tests.
 
 Playwright drives ``/usr/bin/chromium`` (no browser download). ``.ci/run`` installs it;
-without it these tests skip. :func:`mlflow_ui_texts` is also used by the end-to-end test
-on the pipeline's own runs (``tests/test_stack_e2e.py``).
+without it the browser test skips. The end-to-end test (``tests/test_stack_e2e.py``) uses
+:func:`mlflow_ui_texts` on the shared stack's own runs and registered models.
 """
 
 from __future__ import annotations
@@ -68,44 +68,3 @@ def mlflow_ui_texts(
     return texts
 
 
-@pytest.fixture(scope="module")
-def mlflow_stack(tmp_path_factory):
-    """The local stack (``xrdpipe.stack.up``) on free ports, stopped at the end."""
-    from xrdpipe import stack
-    from xrdpipe.config import Settings
-
-    root = tmp_path_factory.mktemp("ui-stack")
-    settings = Settings(
-        data_dir=root / "data", prefect_port=stack.free_port(), mlflow_port=stack.free_port()
-    )
-    info = stack.up(settings)
-    try:
-        yield info
-    finally:
-        stack.down(settings)
-    assert not any(s.running for s in stack.status(settings))
-
-
-@needs_chromium
-def test_mlflow_ui_lists_the_experiment_and_the_registered_model(mlflow_stack, tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    url = mlflow_stack.endpoints.mlflow_ui
-    client = MlflowClient(tracking_uri=url, registry_uri=url)
-    experiment_id = client.create_experiment("xrdpipe/ui-check")
-    run = client.create_run(experiment_id, run_name="ui-run")
-    client.log_metric(run.info.run_id, "test_accuracy", 0.75)
-    client.set_terminated(run.info.run_id)
-    client.create_registered_model("xrdpipe-ui-check-model")
-    client.create_model_version(
-        "xrdpipe-ui-check-model", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
-    )
-
-    texts = mlflow_ui_texts(
-        url,
-        {"#/experiments": ["xrdpipe/ui-check"], "#/models": ["xrdpipe-ui-check-model"]},
-        tmp_path / "chromium-profile",
-    )
-    assert "xrdpipe/ui-check" in texts["#/experiments"]
-    assert "xrdpipe-ui-check-model" in texts["#/models"]
-    assert "xrdpipe-ui-check-model" not in texts["#/experiments"]

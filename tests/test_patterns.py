@@ -392,7 +392,11 @@ def test_dataloader_workers_distinct_and_reproducible() -> None:
 
     def run() -> list[tuple[torch.Tensor, torch.Tensor]]:
         dataset = MixtureDataset(peaks, cfg, small, seed=11, n_batches=2)
-        loader = DataLoader(dataset, batch_size=None, num_workers=2)
+        # forkserver: by now the test process runs threads (Prefect, Dask, zarr), and a
+        # forked worker of such a process can die at start (seen once in CI, exit code 1)
+        loader = DataLoader(
+            dataset, batch_size=None, num_workers=2, multiprocessing_context="forkserver"
+        )
         return list(itertools.islice(loader, 4))
 
     first, second = run(), run()

@@ -411,12 +411,15 @@ def mixture_loader(
     """
     cuda_target = torch.device(target_device).type == "cuda"
     rendered_on_cuda = torch.device(dataset.device).type == "cuda"
+    workers = 0 if rendered_on_cuda else num_workers
     return DataLoader(
         dataset,
         batch_size=None,
-        num_workers=0 if rendered_on_cuda else num_workers,
+        num_workers=workers,
         pin_memory=cuda_target and not rendered_on_cuda,
-        persistent_workers=num_workers > 0 and not rendered_on_cuda,
+        persistent_workers=workers > 0,
+        # flows run in processes with threads (Prefect, Dask, zarr): fork is unsafe there
+        multiprocessing_context="forkserver" if workers > 0 else None,
     )
 
 

@@ -274,8 +274,8 @@ def create_store(
     """Create the store lazily, or reopen an existing one made with the same configuration.
 
     Only metadata, coordinates and the per-material ``status`` (``pending``) are written:
-    the data variables are dask-backed zeros written with ``compute=False``, so their
-    chunks stay absent until :func:`write_block` fills them.
+    the data variables are dask-backed zeros (one dask chunk each) written with
+    ``compute=False``, so their chunks stay absent until :func:`write_block` fills them.
 
     Args:
         path: local path or fsspec URL of the store.
@@ -344,7 +344,9 @@ def create_store(
             values: Any = np.full(shape, fill, dtype=object)
             encoding[name] = {"chunks": chunks, "compressors": _STRING_COMPRESSORS}
         else:
-            values = da.zeros(shape, dtype=dtype, chunks=chunks)
+            # One dask chunk per variable: only the metadata is written (compute=False),
+            # and a graph of one task per Zarr chunk cost seconds to build and discard.
+            values = da.zeros(shape, dtype=dtype, chunks=-1)
             encoding[name] = {
                 "chunks": chunks,
                 "compressors": _NUMERIC_COMPRESSORS,
@@ -359,7 +361,7 @@ def create_store(
             data_vars[name] = variable
     data_vars["completed"] = (
         ("material",),
-        da.zeros((n_materials,), dtype=bool, chunks=(chunk,)),
+        da.zeros((n_materials,), dtype=bool, chunks=-1),
         {"long_name": "true once the material's block is written (readers trust only these)"},
     )
     encoding["completed"] = {
@@ -430,10 +432,24 @@ def _check_region(start: int, stop: int, chunk: int, n_materials: int) -> None:
         )
 
 
+def _open_group(path: StorePath) -> zarr.Group:
+    """The store's Zarr group, for region writes (raises StoreError when absent)."""
+    try:
+        return zarr.open_group(_url(path), mode="r+", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError) as exc:
+        raise StoreError(
+            f"no pattern store at {_url(path)}: run the simulation first ({exc})"
+        ) from exc
+
+
 def write_block(path: StorePath, start: int, stop: int, arrays: Mapping[str, Any]) -> None:
     """Write whole materials ``[start, stop)`` as one chunk-aligned region.
 
-    Does not set ``completed``: call :func:`mark_completed` after this returns.
+    Does not set ``completed``: call :func:`mark_completed` after this returns. Every
+    variable is checked (names, shapes, finite values, status) before anything is
+    written; then each is written straight into its Zarr array over the region (the
+    arrays and their encodings were laid out by :func:`create_store`; reopening the
+    dataset with xarray for each block cost more than simulating a small material).
 
     Args:
         path: the store.
@@ -447,9 +463,10 @@ def write_block(path: StorePath, start: int, stop: int, arrays: Mapping[str, Any
         StoreError: a misaligned region, a missing, unknown or misshapen variable, a
             non-finite value (the message names the variable), or a bad status.
     """
-    store = open_store(path)
-    chunk = int(store.attrs["materials_per_chunk"])
-    _check_region(start, stop, chunk, store.sizes["material"])
+    group = _open_group(path)
+    attrs = group.attrs
+    n_materials = int(attrs["n_materials"])
+    _check_region(start, stop, int(attrs["materials_per_chunk"]), n_materials)
     names = set(arrays)
     missing = sorted(set(BLOCK_VARIABLES) - names)
     unknown = sorted(names - set(BLOCK_VARIABLES))
@@ -458,18 +475,18 @@ def write_block(path: StorePath, start: int, stop: int, arrays: Mapping[str, Any
             f"block [{start}, {stop}) variables: missing {missing}, unknown {unknown}; "
             f"required exactly {list(BLOCK_VARIABLES)}"
         )
-    n_peaks = store.sizes["peak"]
+    n_peaks = int(attrs["n_peaks"])
     width = np.shape(arrays["two_theta"])[-1] if np.ndim(arrays["two_theta"]) == 3 else n_peaks
-    per_chunk = int(store.attrs.get("peaks_per_chunk", n_peaks))
+    per_chunk = int(attrs.get("peaks_per_chunk", n_peaks))
     if width != n_peaks and (width % per_chunk or width > n_peaks):
         raise StoreError(
             f"block [{start}, {stop}) has {width} peak slots: must be the store's {n_peaks} "
             f"or a multiple of its {per_chunk} peaks per chunk below it"
         )
-    sizes = {**store.sizes, "peak": width}
-    data_vars: dict[str, Any] = {}
-    coords: dict[str, Any] = {}
+    checked: dict[str, tuple[tuple[slice, ...], np.ndarray]] = {}
     for name, (dims, dtype, _) in VARIABLES.items():
+        target = group[name]
+        sizes = dict(zip(dims, target.shape, strict=True)) | {"peak": width}
         expected = (stop - start, *(sizes[d] for d in dims[1:]))
         if name in _STRING_VARIABLES:
             values = np.array([str(v) for v in np.asarray(arrays[name]).ravel()], dtype=object)
@@ -488,24 +505,19 @@ def write_block(path: StorePath, start: int, stop: int, arrays: Mapping[str, Any
                     "values (NaN or inf); nothing was written"
                 )
             values = values.astype(dtype, copy=False)
-        target = coords if name in COORD_VARIABLES else data_vars
-        target[name] = (dims, values)
-    bad_status = sorted(set(data_vars["status"][1]) - {STATUS_OK, STATUS_QUARANTINED})
+        axes = {"material": slice(start, stop), "peak": slice(0, width)}
+        region = tuple(axes.get(d, slice(None)) for d in dims)
+        checked[name] = (region, values)
+    bad_status = sorted(set(checked["status"][1]) - {STATUS_OK, STATUS_QUARANTINED})
     if bad_status:
         raise StoreError(
             f"status values {bad_status} of block [{start}, {stop}) are not one of "
             f"{[STATUS_OK, STATUS_QUARANTINED]}"
         )
-    block = xr.Dataset(data_vars, coords=coords)
     try:
-        block.to_zarr(
-            _url(path),
-            region={"material": slice(start, stop), "peak": slice(0, width)},
-            mode="r+",
-            consolidated=False,
-            zarr_format=3,
-        )
-    except (OSError, ValueError) as exc:
+        for name, (region, values) in checked.items():
+            group[name][region] = values
+    except (OSError, ValueError, TypeError) as exc:
         raise StoreError(f"cannot write block [{start}, {stop}) to {_url(path)}: {exc}") from exc
 
 
@@ -523,8 +535,10 @@ def mark_completed(
     Raises:
         StoreError: a misaligned region or flags of the wrong length.
     """
-    store = open_store(path)
-    _check_region(start, stop, int(store.attrs["materials_per_chunk"]), store.sizes["material"])
+    group = _open_group(path)
+    _check_region(
+        start, stop, int(group.attrs["materials_per_chunk"]), int(group.attrs["n_materials"])
+    )
     if flags is None or np.ndim(flags) == 0:
         values = np.full(stop - start, True if flags is None else bool(flags), dtype=bool)
     else:
@@ -533,13 +547,7 @@ def mark_completed(
             raise StoreError(
                 f"completed flags have shape {values.shape}, expected ({stop - start},)"
             )
-    xr.Dataset({"completed": (("material",), values)}).to_zarr(
-        _url(path),
-        region={"material": slice(start, stop)},
-        mode="r+",
-        consolidated=False,
-        zarr_format=3,
-    )
+    group["completed"][start:stop] = values
 
 
 def completed_materials(path: StorePath) -> np.ndarray:

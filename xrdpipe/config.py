@@ -326,9 +326,7 @@ class ClassifierPreset(_Frozen):
         lr_schedule: ``constant`` (paper 000) or ``cosine`` (by epochs or ``max_minutes``).
     """
 
-    variants: tuple[ACNNVariant, ...] = Field(
-        default=("position_channel", "paper"), min_length=1
-    )
+    variants: tuple[ACNNVariant, ...] = Field(default=("position_channel", "paper"), min_length=1)
     pool_bins: int = Field(default=32, ge=2)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     batch_size: int = Field(default=128, ge=2)

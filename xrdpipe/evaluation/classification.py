@@ -115,7 +115,7 @@ TABLE_METRICS = ("accuracy", "micro_f1", "macro_f1")
 """Metrics of :func:`classification_table`."""
 
 CV_PRESET = ClassifierPreset(
-    variants=("position_channel",),
+    variants=("binned",),
     batch_size=128,
     lr=5e-3,
     epochs=60,
@@ -127,7 +127,8 @@ CV_PRESET = ClassifierPreset(
     device="auto",
     num_threads=1,
 )
-"""Default a-CNN preset of a fold: ``cpu``-like, capped at 45 s of training per fold, so the
+"""Default a-CNN preset of a fold: the ``binned`` variant (the best of the three on ``acnn``
+in issue 5's comparison), ``cpu``-like, capped at 45 s of training per fold, so the
 9 x 5 x 2 table on ~200 materials x 40 strains takes minutes on two cores (see
 docs/evaluation.md). One torch thread: on a shared two-core machine two threads that compete
 with other processes run up to 7x slower (measured), while an idle machine loses under 2x.

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dask
@@ -116,6 +117,26 @@ def client(tmp_path_factory):
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         with dask_client(settings, n_workers=2) as c:
             yield c
+
+
+WORKER_ENVIRONMENT = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "ZARR_THREADING__MAX_WORKERS": "1",
+    "MALLOC_TRIM_THRESHOLD_": None,
+}
+
+
+def _worker_environment() -> Callable[[], dict[str, str | None]]:
+    names = list(WORKER_ENVIRONMENT)
+    # a lambda travels by value: an external worker cannot import this test module
+    return lambda: {name: os.environ.get(name) for name in names}
+
+
+def test_local_cluster_workers_run_one_thread_and_glibc_malloc_defaults(client):
+    """One thread per worker, and no MALLOC_TRIM_THRESHOLD_ (it slowed training ~40 %)."""
+    assert list(client.run(_worker_environment()).values()) == [WORKER_ENVIRONMENT] * 2
 
 
 def assert_stores_equal(a: Path | str, b: Path | str) -> None:
@@ -277,8 +298,7 @@ def _scheduler_address(scheduler_file: Path) -> str | None:
 def test_existing_scheduler_from_settings(manifest, reference, tmp_path):
     dask = str(Path(sys.executable).with_name("dask"))
     scheduler_file = tmp_path / "scheduler.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    env["MKL_NUM_THREADS"] = "1"
+    env = {**os.environ, "DASK_CONFIG": str(REPO / "deploy" / "dask")}  # deploy/README.md
     logs = tmp_path / "logs"
     logs.mkdir()
     procs: list[subprocess.Popen] = []
@@ -314,8 +334,8 @@ def test_existing_scheduler_from_settings(manifest, reference, tmp_path):
             report = run_simulation(manifest, path, SUBSET, client=client)
             assert report.blocks_submitted == N_BLOCKS
             assert report.quarantined.keys() == {BROKEN_ID}
-            threads = client.run(lambda: os.environ["OMP_NUM_THREADS"])
-            assert list(threads.values()) == ["1"]
+            worker_env = client.run(_worker_environment())
+            assert list(worker_env.values()) == [WORKER_ENVIRONMENT]
         assert_stores_equal(path, reference[0])
     finally:
         for proc in reversed(procs):

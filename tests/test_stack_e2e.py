@@ -324,9 +324,7 @@ def dask_cluster(running_stack, tmp_path):
     dask = str(Path(sys.executable).parent / "dask")
     env = {
         **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
+        "DASK_CONFIG": str(REPO / "deploy" / "dask"),  # as deploy/README.md says
         "DASK_TEMPORARY_DIRECTORY": str(tmp_path / "dask"),
     }
     port = xstack.free_port()

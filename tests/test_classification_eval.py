@@ -27,6 +27,7 @@ from xrdpipe.evaluation.classification import (
     acnn_cams,
     classification_table,
     cross_validate_classifiers,
+    fit_acnn,
     make_folds,
     run_classification_evaluation,
 )
@@ -260,3 +261,18 @@ def test_run_classification_evaluation_on_a_tiny_store(store, tmp_path):
     assert set(evaluation.plots) == expected
     for path in evaluation.plots.values():
         assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize(
+    ("variant", "position_channel", "pool_bins"),
+    [("paper", False, 1), ("position_channel", True, 1), ("binned", False, 4)],
+)
+def test_fit_acnn_builds_the_variant_it_is_asked_for(variant, position_channel, pool_bins):
+    """Each a-CNN variant of the tables is the network train_classifier would build."""
+    x, labels = _synthetic()
+    x, y = x.reshape(-1, x.shape[-1]), np.repeat(labels, x.shape[1])
+    preset = TINY_PRESET.model_copy(update={"pool_bins": 4, "lr_schedule": "cosine"})
+    model, result = fit_acnn(x, y, x[:8], y[:8], 3, preset, variant=variant, seed=0)
+    assert model.config.position_channel is position_channel
+    assert model.config.pool_bins == pool_bins
+    assert len(result.history) == preset.epochs

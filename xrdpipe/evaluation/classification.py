@@ -47,17 +47,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 
 from xrdpipe import store
 from xrdpipe.config import ClassifierPreset, SubsetConfig
 from xrdpipe.errors import ConfigError
 from xrdpipe.evaluation.metrics import classification_metrics
-from xrdpipe.models import ACNN, ACNNConfig, class_activation_maps, config_to_dict
-from xrdpipe.patterns.augment import augment_profiles
+from xrdpipe.models import ACNN, class_activation_maps, config_to_dict
 from xrdpipe.patterns.config import ProfileConfig
 from xrdpipe.patterns.datasets import SPLITS, material_table, profile_settings
-from xrdpipe.training.loop import Callback, TrainConfig, TrainResult, pick_device, train
+from xrdpipe.training.loop import Callback, TrainResult, pick_device, train
 from xrdpipe.training.losses import accuracy, classification_loss
 from xrdpipe.training.tasks import (
     PROTOCOLS,
@@ -69,13 +67,17 @@ from xrdpipe.training.tasks import (
     _seed_for,
     _store_identity,
     _with_prefix,
+    acnn_config,
     bin_patterns,
+    classifier_train_config,
+    profile_batches,
 )
 
 ACNN_METHODS: dict[str, str | None] = {
     "acnn": None,
     "acnn_position_channel": "position_channel",
     "acnn_paper": "paper",
+    "acnn_binned": "binned",
 }
 """a-CNN method names -> preset variant (``None``: the preset's first variant)."""
 
@@ -98,6 +100,7 @@ METHOD_LABELS: dict[str, str] = {
     "acnn": "a-CNN",
     "acnn_position_channel": "a-CNN (position channel)",
     "acnn_paper": "a-CNN (paper)",
+    "acnn_binned": "a-CNN (binned)",
     "naive_bayes": "Naive Bayes (Gaussian)",
     "knn": "k-nearest neighbours",
     "logistic_regression": "Logistic regression",
@@ -356,7 +359,7 @@ def fit_acnn(
         y_val: their class indices.
         n_classes: outputs of the network.
         preset: training settings.
-        variant: ``position_channel`` or ``paper``; default the preset's first variant.
+        variant: ``binned``, ``position_channel`` or ``paper``; default the preset's first.
         step_deg: two-theta step of the grid, degrees (sizes the augmentations' windows).
         seed: initialisation and batch-order seed.
         device: overrides ``preset.device``.
@@ -376,38 +379,9 @@ def fit_acnn(
         torch.from_numpy(np.asarray(y_val, dtype=np.int64)),
     )
 
-    def batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        gen = torch.Generator(device=dev).manual_seed(_seed_for(seed, epoch))
-        order = torch.randperm(xt.shape[0], generator=gen, device=dev)
-        for i in range(0, order.numel(), preset.batch_size):
-            idx = order[i : i + preset.batch_size]
-            if idx.numel() < 2:
-                continue
-            x = xt[idx]
-            if preset.augment:
-                x = augment_profiles(x, preset.augmentation, gen, step_deg)
-                x = x / x.amax(dim=1, keepdim=True).clamp(min=1e-12)
-            yield x, yt[idx]
-
-    cfg = TrainConfig(
-        epochs=preset.epochs,
-        steps_per_epoch=None,
-        batch_size=preset.batch_size,
-        lr=preset.lr,
-        early_stopping_patience=preset.early_stopping_patience,
-        seed=seed,
-        device=str(dev),
-        num_threads=preset.num_threads,
-        max_minutes=preset.max_minutes,
-        eval_batch_size=1024,
-    )
-    model = ACNN(
-        ACNNConfig(
-            n_points=int(x_train.shape[1]),
-            n_classes=n_classes,
-            position_channel=variant == "position_channel",
-        )
-    )
+    batches = profile_batches(xt, yt, preset, seed, step_deg)
+    cfg = classifier_train_config(preset, seed, str(dev))
+    model = ACNN(acnn_config(variant, int(x_train.shape[1]), n_classes, preset))
     result = train(
         model,
         batches,

@@ -575,6 +575,62 @@ def _flatten(profiles: np.ndarray, y_mat: np.ndarray) -> tuple[np.ndarray, np.nd
     return profiles.reshape(m * s, n), np.repeat(y_mat, s)
 
 
+def acnn_config(
+    variant: str, n_points: int, n_classes: int, preset: ClassifierPreset
+) -> ACNNConfig:
+    """The a-CNN of one variant (``paper``, ``position_channel`` or ``binned``) for a preset."""
+    return ACNNConfig(
+        n_points=n_points,
+        n_classes=n_classes,
+        position_channel=variant == "position_channel",
+        pool_bins=preset.pool_bins if variant == "binned" else 1,
+    )
+
+
+def classifier_train_config(preset: ClassifierPreset, seed: int, device: str) -> TrainConfig:
+    """The training loop's settings of an a-CNN run under ``preset``."""
+    return TrainConfig(
+        epochs=preset.epochs,
+        steps_per_epoch=None,
+        batch_size=preset.batch_size,
+        lr=preset.lr,
+        lr_schedule=preset.lr_schedule,
+        early_stopping_patience=preset.early_stopping_patience,
+        seed=seed,
+        device=device,
+        num_threads=preset.num_threads,
+        max_minutes=preset.max_minutes,
+        eval_batch_size=1024,
+    )
+
+
+def profile_batches(
+    x: Tensor, y: Tensor, preset: ClassifierPreset, seed: int, step_deg: float
+) -> Callable[[int], Iterator[tuple[Tensor, Tensor]]]:
+    """Epoch batches of stored profiles for the training loop.
+
+    A fresh seeded permutation per epoch, batches of ``preset.batch_size`` (a last batch of
+    one is dropped: batch statistics need two) and,
+    with ``preset.augment``, tensor-level augmentation (peak scaling, elimination, shift)
+    and re-normalisation to a maximum of 1. ``x`` and ``y`` live on the training device.
+    """
+
+    def batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        gen = torch.Generator(device=x.device).manual_seed(_seed_for(seed, epoch))
+        order = torch.randperm(x.shape[0], generator=gen, device=x.device)
+        for i in range(0, order.numel(), preset.batch_size):
+            idx = order[i : i + preset.batch_size]
+            if idx.numel() < 2:
+                continue
+            batch = x[idx]
+            if preset.augment:
+                batch = augment_profiles(batch, preset.augmentation, gen, step_deg)
+                batch = batch / batch.amax(dim=1, keepdim=True).clamp(min=1e-12)
+            yield batch, y[idx]
+
+    return batches
+
+
 def train_classifier(
     store_path: store.StorePath,
     subset_config: SubsetConfig,
@@ -714,51 +770,18 @@ def train_classifier(
     n_points = int(x_tr.shape[1])
     loss_fn = classification_loss(preset.loss)
 
-    def batches_for(variant_seed: int) -> Callable[[int], Iterator[tuple[Tensor, Tensor]]]:
-        def batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-            gen = torch.Generator(device=dev).manual_seed(_seed_for(variant_seed, epoch))
-            order = torch.randperm(xt_tr.shape[0], generator=gen, device=dev)
-            for i in range(0, order.numel(), preset.batch_size):
-                idx = order[i : i + preset.batch_size]
-                if idx.numel() < 2:
-                    continue
-                x = xt_tr[idx]
-                if preset.augment:
-                    x = augment_profiles(x, preset.augmentation, gen, step_deg)
-                    x = x / x.amax(dim=1, keepdim=True).clamp(min=1e-12)
-                yield x, yt_tr[idx]
-
-        return batches
-
-    train_cfg = TrainConfig(
-        epochs=preset.epochs,
-        steps_per_epoch=None,
-        batch_size=preset.batch_size,
-        lr=preset.lr,
-        lr_schedule=preset.lr_schedule,
-        early_stopping_patience=preset.early_stopping_patience,
-        seed=seed,
-        device=str(dev),
-        num_threads=preset.num_threads,
-        max_minutes=preset.max_minutes,
-        eval_batch_size=1024,
-    )
+    train_cfg = classifier_train_config(preset, seed, str(dev))
     model_cfgs: dict[str, ACNNConfig] = {}
     variants: list[VariantResult] = []
     xt_te = torch.from_numpy(np.ascontiguousarray(x_te, dtype=np.float32))
     for i, variant in enumerate(preset.variants):
-        cfg = ACNNConfig(
-            n_points=n_points,
-            n_classes=len(class_names),
-            position_channel=variant == "position_channel",
-            pool_bins=preset.pool_bins if variant == "binned" else 1,
-        )
+        cfg = acnn_config(variant, n_points, len(class_names), preset)
         model_cfgs[variant] = cfg
         model = ACNN(cfg)
         prefix = "" if i == 0 else f"{variant}/"
         result = train(
             model,
-            batches_for(_seed_for(seed, i)),
+            profile_batches(xt_tr, yt_tr, preset, _seed_for(seed, i), step_deg),
             (xt_va, yt_va),
             loss_fn,
             train_cfg,

@@ -89,6 +89,12 @@ def test_stored_profiles_equal_direct_rendering_and_resume(small_store):
     other = PROFILE.model_copy(update={"clean_eta": 0.2})
     assert render_store_profiles(small_store, other) != key
     np.testing.assert_array_equal(load_profiles(small_store, PROFILE, "test")[0], profiles)
+    # several splits in the order given, cut to the first strains of that order
+    train = load_profiles(small_store, PROFILE, "train")[0]
+    both = load_profiles(small_store, PROFILE, ("test", "train"), max_strains_per_material=4)[0]
+    np.testing.assert_array_equal(both, np.concatenate([profiles, train[:, :1]], axis=1))
+    with pytest.raises(StoreError, match="split 'validation'"):
+        load_profiles(small_store, PROFILE, ("train", "validation"))
 
 
 def test_fixed_mixture_set_is_recorded_and_verified(small_store, tmp_path):

@@ -50,11 +50,11 @@ import torch
 
 from xrdpipe import store
 from xrdpipe.config import ClassifierPreset, SubsetConfig
-from xrdpipe.errors import ConfigError
+from xrdpipe.errors import ConfigError, StoreError
 from xrdpipe.evaluation.metrics import classification_metrics
 from xrdpipe.models import ACNN, class_activation_maps, config_to_dict
 from xrdpipe.patterns.config import ProfileConfig
-from xrdpipe.patterns.datasets import SPLITS, material_table, profile_settings
+from xrdpipe.patterns.datasets import load_profiles
 from xrdpipe.training.loop import Callback, TrainResult, pick_device, train
 from xrdpipe.training.losses import accuracy, classification_loss
 from xrdpipe.training.tasks import (
@@ -817,30 +817,19 @@ def load_cv_profiles(
     """Stored profiles of the first ``max_strains_per_material`` strains of ``splits``.
 
     Strain conditions of ``splits`` in that order, read lazily so that only those are loaded.
-    Same selection of materials as :func:`~xrdpipe.patterns.datasets.load_profiles`
-    (profiles and peaks completed, not quarantined).
+    :func:`~xrdpipe.patterns.datasets.load_profiles` as float32 (profiles and peaks
+    completed, not quarantined); an unknown split is a ConfigError.
 
     Returns:
         ``(M, S, n_points)`` float32 profiles, the materials, the two-theta grid (degrees).
     """
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown:
-        raise ConfigError(f"splits {unknown} are not among {SPLITS}")
-    peaks_ds = store.open_store(store_path)
-    key = store.profiles_key(peaks_ds.attrs["fingerprint"], profile_settings(profile))
-    group = store.open_profiles(store_path, key)
-    keep = (
-        np.asarray(group["completed"].values, dtype=bool)
-        & np.asarray(peaks_ds["completed"].values, dtype=bool)
-        & (peaks_ds["status"].values == store.STATUS_OK)
-    )
-    idx = np.flatnonzero(keep)
-    split_of = group["split"].values.astype(object)
-    strains = np.concatenate([np.flatnonzero(split_of == s) for s in splits])
-    if max_strains_per_material is not None:
-        strains = strains[:max_strains_per_material]
-    profiles = np.asarray(group["profile"].isel(material=idx, strain=strains).values, np.float32)
-    return profiles, material_table(peaks_ds.isel(material=idx)), group["two_theta"].values
+    try:
+        profiles, materials, grid = load_profiles(
+            store_path, profile, splits, max_strains_per_material
+        )
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from exc
+    return np.asarray(profiles, np.float32), materials, grid
 
 
 @dataclass

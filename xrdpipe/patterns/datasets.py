@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,14 +193,29 @@ def render_store_profiles(
 
 
 def load_profiles(
-    store_path: store.StorePath, cfg: ProfileConfig, split: str = "train"
+    store_path: store.StorePath,
+    cfg: ProfileConfig,
+    split: str | Sequence[str] = "train",
+    max_strains_per_material: int | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
-    """Stored single-phase profiles of one split: ``(M, S, n_points)``, materials, grid.
+    """Stored single-phase profiles: ``(M, S, n_points)``, the materials, the grid (degrees).
 
     Only materials whose peaks and profiles are both completed (and not quarantined).
+
+    Args:
+        store_path: the store.
+        cfg: the profile settings (they name the profile group).
+        split: a split, or several, whose strain conditions are taken in that order.
+        max_strains_per_material: keep only the first this many of those strains (read
+            lazily, so only they are loaded); ``None``: all.
+
+    Raises:
+        StoreError: an unknown split.
     """
-    if split not in SPLITS:
-        raise StoreError(f"split {split!r} is not one of {SPLITS}")
+    splits = [split] if isinstance(split, str) else list(split)
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise StoreError(f"split {', '.join(map(repr, unknown))} is not one of {SPLITS}")
     peaks_ds = store.open_store(store_path)
     key = store.profiles_key(peaks_ds.attrs["fingerprint"], profile_settings(cfg))
     group = store.open_profiles(store_path, key)
@@ -210,7 +225,10 @@ def load_profiles(
         & (peaks_ds["status"].values == store.STATUS_OK)
     )
     idx = np.flatnonzero(keep)
-    strains = np.flatnonzero(group["split"].values.astype(object) == split)
+    split_of = group["split"].values.astype(object)
+    strains = np.concatenate([np.flatnonzero(split_of == s) for s in splits])
+    if max_strains_per_material is not None:
+        strains = strains[:max_strains_per_material]
     profiles = group["profile"].isel(material=idx, strain=strains).values
     return profiles, material_table(peaks_ds.isel(material=idx)), group["two_theta"].values
 

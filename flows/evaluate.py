@@ -67,13 +67,6 @@ def evaluate(
 
         logger.info("no pattern store for %r yet: simulating it first", subset)
         simulate(subset=subset, catalog=catalog)
-    classification = None
-    if classification_subset:
-        from xrdpipe.evaluate import classification_runner
-
-        classification = classification_runner(
-            settings, classification_subset, classification_preset, catalog, log=logger.info
-        )
     outcome = run_evaluation(
         settings,
         subset,
@@ -83,7 +76,9 @@ def evaluate(
         spec,
         cell_workers=cell_workers,
         device=device,
-        classification=classification,
+        classification_subset=classification_subset,
+        classification_preset=classification_preset,
+        catalog=catalog,
         log=logger.info,
     )
     logger.info("grid table:\n%s", outcome.wide.to_string(index=False))

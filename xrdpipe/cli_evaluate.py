@@ -53,7 +53,7 @@ def evaluate_command(
 ) -> None:
     """Run paper 002's N/K grid (CNN and baselines) and write the report, all in MLflow."""
     from xrdpipe.config import resolve_subset
-    from xrdpipe.evaluate import classification_runner, run_evaluation
+    from xrdpipe.evaluate import run_evaluation
     from xrdpipe.evaluation.baselines import BASELINES
     from xrdpipe.evaluation.grid import GridSpec
     from xrdpipe.store import store_exists
@@ -76,11 +76,6 @@ def evaluate_command(
                 f"no pattern store for {subset!r} under {settings.data_dir}: run "
                 f"`xrdpipe fetch {subset}` and `xrdpipe simulate {subset}` first"
             )
-        classification = None
-        if classification_subset:
-            classification = classification_runner(
-                settings, classification_subset, "cpu", catalog, log=typer.echo
-            )
         outcome = run_evaluation(
             settings,
             subset,
@@ -90,7 +85,8 @@ def evaluate_command(
             spec,
             cell_workers=cell_workers,
             device=device,
-            classification=classification,
+            classification_subset=classification_subset,
+            catalog=catalog,
             log=typer.echo,
         )
     except XrdpipeError as exc:

@@ -137,6 +137,9 @@ def run_evaluation(
     device: str | None = None,
     register: bool = True,
     classification: Callable[[Path], dict[str, Any]] | None = None,
+    classification_subset: str | None = None,
+    classification_preset: str = "cpu",
+    catalog: str | Path | None = None,
     log: Log = print,
 ) -> EvaluationOutcome:
     """The N/K grid of one subset, logged under one parent run, with its report.
@@ -153,9 +156,17 @@ def run_evaluation(
         register: register each cell's model (alias ``candidate``; ``champion`` on merit).
         classification: optional ``fn(folder) -> {"tables", "images", "paragraphs",
             "metrics"}`` run after the grid (paper 000's tables), added to the report.
+        classification_subset: else, when given, those tables on this subset
+            (:func:`classification_runner` with ``classification_preset`` and ``catalog``).
+        classification_preset: the classifier preset of those tables.
+        catalog: the catalog file they read (default the packaged one).
         log: progress lines.
     """
     start = time.perf_counter()
+    if classification is None and classification_subset:
+        classification = classification_runner(
+            settings, classification_subset, classification_preset, catalog, log=log
+        )
     store_path = settings.store_path(subset)
     tracking.configure(settings.tracking_uri())
     parent = tracking.start_grid_run(

@@ -22,6 +22,13 @@ def _catalog(tmp_path) -> str:
     data["presets"]["phase_fractions"]["tiny"] = json.loads(
         TINY_PHASE_PRESET.model_copy(update={"epochs": 2}).model_dump_json()
     )
+    data["presets"]["classifier"]["tiny"] = {  # 1501 points leave 12 positions to bin
+        "variants": ["binned"],
+        "pool_bins": 8,
+        "batch_size": 16,
+        "epochs": 3,
+        "num_threads": 1,
+    }
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
@@ -164,3 +171,43 @@ def test_cells_run_in_parallel_on_dask_and_log_from_the_parent(
     assert len(children) == 2
     assert set(outcome.table["method"]) == {CNN, "nnls_reference"}
     assert outcome.report_path.is_file()
+
+
+def test_classifier_tables_command_logs_one_run_with_every_method_and_the_report(
+    store,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """``xrdpipe evaluate-classifiers``: paper 000's tables into MLflow and a report."""
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from xrdpipe.cli import app
+    from xrdpipe.evaluation.classification import METHODS
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("XRDPIPE_DATA_DIR", str(store.parent.parent))
+    monkeypatch.setenv("XRDPIPE_MLFLOW_TRACKING_URI", uri)
+    result = CliRunner().invoke(
+        app, ["evaluate-classifiers", "tiny", "--preset", "tiny", "--catalog", _catalog(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("xrdpipe/classification-cv").experiment_id]
+    )
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["xrdpipe.task"] == "classification-cv"
+    metrics = run.data.metrics
+    for protocol in ("strain", "material"):
+        for method in METHODS:
+            assert 0.0 <= metrics[f"clf_{protocol}_{method}_accuracy"] <= 1.0
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.html", "classification_table.csv"} <= artifacts
+    table = pd.read_csv(client.download_artifacts(run.info.run_id, "classification_table.csv"))
+    rf = table.set_index("method").loc["random_forest", "strain accuracy"]
+    assert float(rf.split(" ± ")[0]) == pytest.approx(
+        metrics["clf_strain_random_forest_accuracy"], abs=5e-4
+    )
+    report = (store.parent.parent / "reports").glob(f"tiny-classification-{run.info.run_id[:8]}*")
+    assert "binned" in next(report).read_text()

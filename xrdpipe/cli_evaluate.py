@@ -97,6 +97,34 @@ def evaluate_command(
     typer.echo(f"report: {outcome.report_path}")
 
 
+def classifiers_command(
+    subset: Annotated[str, typer.Argument(help="A subset with symmetry strain.")] = "acnn",
+    preset: Annotated[
+        str, typer.Option("--preset", help="The a-CNN's preset: cv (45 s a fold) or a catalog one.")
+    ] = "cv",
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target", help="lattice_system, crystal_system, space_group or dimensionality."
+        ),
+    ] = "lattice_system",
+    catalog: Annotated[Path | None, typer.Option("--catalog", help="Another catalog.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")] = None,
+) -> None:
+    """Paper 000's tables: the a-CNN and eight classical classifiers, 5-fold CV, both protocols."""
+    from xrdpipe.evaluate import run_classification_report
+
+    settings = _settings(data_dir)
+    try:
+        run_id, report, _ = run_classification_report(
+            settings, subset, preset, catalog, target=target, log=typer.echo
+        )
+    except XrdpipeError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(f"MLflow run {run_id}; report: {report}")
+
+
 def report_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Folder to write report.html into.")
@@ -120,6 +148,7 @@ def report_command(
 
 
 def register_cli(app: typer.Typer) -> None:
-    """Add ``evaluate`` and ``report`` to the ``xrdpipe`` app."""
+    """Add ``evaluate``, ``evaluate-classifiers`` and ``report`` to the ``xrdpipe`` app."""
     app.command("evaluate")(evaluate_command)
+    app.command("evaluate-classifiers")(classifiers_command)
     app.command("report")(report_command)

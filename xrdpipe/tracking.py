@@ -671,15 +671,25 @@ def promote_if_better(
 # --- the N/K grid (evaluation) -------------------------------------------------------------
 
 GRID_EXPERIMENT = "nk-grid"
+CLASSIFICATION_EXPERIMENT = "classification-cv"
 
 
 def start_grid_run(
-    subset: str, preset_name: str, spec: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+    subset: str,
+    preset_name: str,
+    spec: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+    *,
+    experiment: str = GRID_EXPERIMENT,
 ) -> str:
-    """Open (and leave open for :func:`log_grid_cell`) the parent run of a grid; its id."""
-    experiment_id = _experiment_id(experiment_name(GRID_EXPERIMENT))
+    """Open (and leave open for :func:`log_grid_cell`) the parent run of a grid; its id.
+
+    ``experiment`` (``nk-grid`` by default; ``classification-cv`` for paper 000's tables
+    alone) names the experiment and the ``xrdpipe.task`` tag.
+    """
+    experiment_id = _experiment_id(experiment_name(experiment))
     tags = {
-        "xrdpipe.task": GRID_EXPERIMENT,
+        "xrdpipe.task": experiment,
         "xrdpipe.subset": subset,
         "xrdpipe.preset": preset_name,
     }
@@ -687,7 +697,8 @@ def start_grid_run(
     if commit:
         tags["xrdpipe.git_commit"] = commit
     client = MlflowClient()
-    run = client.create_run(experiment_id, run_name=f"{subset}-{preset_name}-grid", tags=tags)
+    suffix = "grid" if experiment == GRID_EXPERIMENT else experiment
+    run = client.create_run(experiment_id, run_name=f"{subset}-{preset_name}-{suffix}", tags=tags)
     params = flatten(
         {"subset": subset, "preset_name": preset_name, "grid": dict(spec), **(extra or {})}
     )

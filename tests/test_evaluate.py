@@ -34,6 +34,15 @@ def _catalog(tmp_path) -> str:
     return str(path)
 
 
+@pytest.fixture
+def tracking_uri(store, tmp_path, monkeypatch) -> str:  # noqa: F811
+    """The tiny store's data dir and a fresh SQLite MLflow store, in the environment."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("XRDPIPE_DATA_DIR", str(store.parent.parent))
+    monkeypatch.setenv("XRDPIPE_MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
 def test_grid_spec_validates_and_scales_the_budget_with_n():
     with pytest.raises(ConfigError, match="not among the allowed"):
         GridSpec(baselines=("svm",))
@@ -46,16 +55,14 @@ def test_grid_spec_validates_and_scales_the_budget_with_n():
 def test_tiny_grid_through_prefect_logs_parent_children_plots_and_report(
     prefect_harness,
     store,  # noqa: F811
+    tracking_uri,
     tmp_path,
-    monkeypatch,
 ):
     from mlflow.tracking import MlflowClient
 
     from flows.evaluate import evaluate
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("XRDPIPE_DATA_DIR", str(store.parent.parent))
-    monkeypatch.setenv("XRDPIPE_MLFLOW_TRACKING_URI", uri)
+    uri = tracking_uri
     out = evaluate(
         subset="tiny",
         preset="tiny",
@@ -175,8 +182,8 @@ def test_cells_run_in_parallel_on_dask_and_log_from_the_parent(
 
 def test_classifier_tables_command_logs_one_run_with_every_method_and_the_report(
     store,  # noqa: F811
+    tracking_uri,
     tmp_path,
-    monkeypatch,
 ):
     """``xrdpipe evaluate-classifiers``: paper 000's tables into MLflow and a report."""
     from mlflow.tracking import MlflowClient
@@ -185,9 +192,7 @@ def test_classifier_tables_command_logs_one_run_with_every_method_and_the_report
     from xrdpipe.cli import app
     from xrdpipe.evaluation.classification import METHODS
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("XRDPIPE_DATA_DIR", str(store.parent.parent))
-    monkeypatch.setenv("XRDPIPE_MLFLOW_TRACKING_URI", uri)
+    uri = tracking_uri
     result = CliRunner().invoke(
         app, ["evaluate-classifiers", "tiny", "--preset", "tiny", "--catalog", _catalog(tmp_path)]
     )

@@ -94,6 +94,9 @@ def run_cells(
     from xrdpipe.parallel import dask_client
 
     with dask_client(settings, n_workers=cell_workers) as client:
+        # Largest N first, and submitted in that order too: a free worker starts the first
+        # task it receives before the later submissions (and their priorities) arrive.
+        by_size = sorted(cells, key=lambda cell: -cell[0])
         futures = [
             client.submit(
                 run_cell_in_worker,
@@ -105,7 +108,7 @@ def run_cells(
                 key=f"grid-cell-N{n}-K{k}-s{seed}-{time.time_ns()}",
                 priority=n,  # the longest cells first
             )
-            for n, k, seed in cells
+            for n, k, seed in by_size
         ]
         log(f"{len(futures)} cells submitted to {client.scheduler.address}")
         for done, future in enumerate(as_completed(futures, loop=client.loop), 1):

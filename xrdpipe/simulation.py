@@ -488,7 +488,7 @@ def run_simulation(
                 key=f"simulate-block-{a}-{b}-{token}",
                 priority=rank[(a, b)],
             ): (a, b)
-            for a, b in todo
+            for a, b in (todo[i] for i in by_cost)  # submitted largest first as well
         }
         try:
             for future in as_completed(list(futures), loop=client.loop):

@@ -282,9 +282,7 @@ def run_evaluation(
             summary |= clf.get("metrics", {})
         summary["wall_s"] = time.perf_counter() - start
         tracking.finish_grid_run(parent, artifacts, summary)
-        kept = settings.data_dir / "reports" / f"{subset}-{parent[:8]}.html"
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        kept.write_bytes(report_path.read_bytes())
+        kept = _keep_report(settings, report_path, f"{subset}-{parent[:8]}.html")
     return EvaluationOutcome(
         parent_run_id=parent,
         table=table,
@@ -294,6 +292,14 @@ def run_evaluation(
         wall_s=time.perf_counter() - start,
         classification=None if clf is None else {"metrics": clf.get("metrics", {})},
     )
+
+
+def _keep_report(settings: Settings, report_path: Path, name: str) -> Path:
+    """A copy of a report under ``<data_dir>/reports/`` (the MLflow artifact is the record)."""
+    kept = settings.data_dir / "reports" / name
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(report_path.read_bytes())
+    return kept
 
 
 def run_classification_report(
@@ -343,10 +349,9 @@ def run_classification_report(
             report_path = write_report(report, folder / "report.html")
             artifacts = [Path(p) for p in out.get("artifacts", [])] + [report_path]
             metrics = dict(out.get("metrics", {})) | {"wall_s": time.perf_counter() - start}
-            tracking.finish_grid_run(run_id, artifacts, metrics)
-            kept = settings.data_dir / "reports" / f"{subset}-classification-{run_id[:8]}.html"
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            kept.write_bytes(report_path.read_bytes())
+            name = f"{subset}-classification-{run_id[:8]}.html"
+            kept = _keep_report(settings, report_path, name)
+            tracking.finish_grid_run(run_id, artifacts, metrics)  # the files live in tmp
     except BaseException:
         tracking.finish_grid_run(run_id, [], status="FAILED")
         raise

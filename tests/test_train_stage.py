@@ -276,5 +276,6 @@ def test_catalog_presets_are_validated_and_named():
     data["presets"]["phase_fractions"]["cpu"]["widht"] = 0.3
     with pytest.raises(ConfigError, match=r"presets\.phase_fractions\.cpu\.widht"):
         parse_catalog(data)
-    with pytest.raises(ConfigError, match="allowed: \\['cpu', 'cpu-binned', 'cpu-long', 'paper'\\]"):
+    allowed = "allowed: \\['cpu', 'cpu-binned', 'cpu-long', 'paper'\\]"
+    with pytest.raises(ConfigError, match=allowed):
         catalog.preset("classifier", "gpu")

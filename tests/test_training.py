@@ -18,6 +18,7 @@ from xrdpipe.training import (
     TrainConfig,
     TrainingError,
     TVDLoss,
+    WeightAverage,
     accuracy,
     classification_loss,
     load_checkpoint,
@@ -382,3 +383,62 @@ def test_cosine_schedule_anneals_by_epochs_or_wall_time():
     assert _lr_at(cfg, 2, time_fraction=1.2) == pytest.approx(0.0)
     constant = TrainConfig(epochs=10, lr=1.0)
     assert _lr_at(constant, 7, time_fraction=0.9) == 1.0
+
+
+def test_weight_average_follows_the_formula_and_gives_the_weights_back():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    average = WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.update(model)  # first update: warm-up decay min(0.5, 2/11)
+    d = 2.0 / 11.0
+    expected = d * start["weight"] + (1.0 - d) * model.weight.detach()
+    assert torch.allclose(average.state["weight"], expected)
+    assert torch.equal(average.state["bias"], start["bias"])  # unchanged weights, same average
+    own = model.weight.detach().clone()
+    with average.applied(model):
+        assert torch.allclose(model.weight, expected)
+    assert torch.equal(model.weight, own)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
+def test_weight_average_is_validated_kept_and_resumed(tmp_path):
+    val = classes_batch(64, torch.Generator().manual_seed(5))
+
+    def run(epochs: int, resume: bool, folder: str, ema_decay: float | None = 0.9):
+        return train(
+            small_acnn(),
+            epoch_source(classes_batch, steps=3),
+            val,
+            classification_loss(),
+            quick_config(
+                epochs=epochs,
+                steps_per_epoch=None,
+                checkpoint_dir=str(tmp_path / folder),
+                early_stopping_patience=None,
+                ema_decay=ema_decay,
+            ),
+            progress=False,
+            resume_from=tmp_path / folder / "last" if resume else None,
+        )
+
+    raw = run(4, resume=False, folder="raw", ema_decay=None)
+    straight = run(4, resume=False, folder="straight")
+    # validation sees the average, not the raw weights the same steps produced
+    assert straight.history[0]["val_loss"] != pytest.approx(raw.history[0]["val_loss"])
+    assert straight.history[0]["train_loss"] == raw.history[0]["train_loss"]
+    run(2, resume=False, folder="cut")
+    resumed = run(4, resume=True, folder="cut")
+    keys = ("train_loss", "val_loss")
+    assert [[r[k] for k in keys] for r in resumed.history] == [
+        [r[k] for k in keys] for r in straight.history
+    ]
+    # the best weights are the average: the registered model scores what validation saw
+    model, _ = load_checkpoint(tmp_path / "cut" / "best")
+    loss = classification_loss()(model(val[0]), val[1]).item()
+    assert loss == pytest.approx(resumed.best_val_loss, rel=1e-5)
+    with pytest.raises(TrainingError, match="without ema_decay"):
+        run(5, resume=True, folder="raw")

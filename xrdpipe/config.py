@@ -324,11 +324,14 @@ class ClassifierPreset(_Frozen):
         num_threads: torch CPU threads during training (``None``: as is).
         pool_bins: two-theta windows of the ``binned`` variant's pooling.
         lr_schedule: ``constant`` (paper 000) or ``cosine`` (by epochs or ``max_minutes``).
+        ema_decay: validate, keep and register an exponential moving average of the weights
+            with this decay per step (``None``: the raw weights, as in paper 000).
     """
 
     variants: tuple[ACNNVariant, ...] = Field(default=("position_channel", "paper"), min_length=1)
     pool_bins: int = Field(default=32, ge=2)
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    ema_decay: float | None = Field(default=None, gt=0, lt=1)
     batch_size: int = Field(default=128, ge=2)
     lr: float = Field(default=1e-3, gt=0)
     epochs: int = Field(default=200, ge=1)

@@ -11,9 +11,10 @@ explicit arguments:
    producing the batch;
 3. :func:`evaluate` computes the loss and metric functions on a validation set in chunks;
 4. :func:`train` seeds, optionally compiles, loops over epochs with a cosine or constant
-   learning rate, stops early on a validation-loss plateau (restoring the best weights), keeps
-   to a wall-clock budget, checkpoints and resumes (model, optimizer, epoch, RNG states,
-   history, best weights).
+   learning rate, optionally validates an exponential moving average of the weights
+   (:class:`WeightAverage`), stops early on a validation-loss plateau (restoring the best
+   weights), keeps to a wall-clock budget, checkpoints and resumes (model, optimizer, epoch,
+   RNG states, history, best weights, the weight average).
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ class TrainConfig:
         eval_batch_size: chunk size of :func:`evaluate`; ``None`` = ``batch_size``.
         sync_timing: synchronise the accelerator around data loading so that
             ``data_time_fraction`` is exact (costs some CPU/GPU overlap; CPU runs unaffected).
+        ema_decay: keep an exponential moving average of the weights with this decay per
+            step (Polyak averaging, see :class:`WeightAverage`); validation, early stopping,
+            the best weights and the checkpoints' ``best`` then use the average. ``None``:
+            the raw weights (the papers).
     """
 
     epochs: int = 100
@@ -117,6 +122,7 @@ class TrainConfig:
     max_minutes: float | None = None
     eval_batch_size: int | None = None
     sync_timing: bool = True
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         if self.checkpoint_dir is not None:
@@ -133,6 +139,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig {self.lr_schedule=} must be one of {LR_SCHEDULES}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"TrainConfig {self.early_stopping_patience=} must be >= 1 or None")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"TrainConfig {self.ema_decay=} must be in (0, 1) or None")
         if self.weight_decay < 0 or self.min_delta < 0:
             raise ConfigError(
                 f"TrainConfig {self.weight_decay=} and {self.min_delta=} must be >= 0"
@@ -231,6 +239,7 @@ def train_one_epoch(
     sync_timing: bool = True,
     deadline: float | None = None,
     progress: tqdm | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run up to ``steps`` optimisation steps (all batches when ``None``).
 
@@ -246,6 +255,7 @@ def train_one_epoch(
         sync_timing: synchronise the accelerator so batch-production time is exact.
         deadline: ``time.perf_counter()`` value after which the epoch is cut short.
         progress: a tqdm bar advanced by one per step.
+        after_step: called after each optimizer step (the weight average's update).
 
     Returns:
         ``train_loss`` (sample-weighted mean), ``steps``, ``samples``, ``train_s``,
@@ -278,6 +288,8 @@ def train_one_epoch(
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
+        if after_step is not None:
+            after_step()
         total_loss += loss.detach() * x.shape[0]
         n_steps += 1
         n_samples += x.shape[0]
@@ -419,6 +431,60 @@ def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+class WeightAverage:
+    """Exponential moving average of a model's floating-point state (Polyak averaging).
+
+    After each optimizer step, ``average <- d * average + (1 - d) * weights`` with
+    ``d = min(decay, (1 + n) / (10 + n))`` at update ``n`` (a warm-up, so the early average is
+    not dominated by the random initialisation). Buffers (batch-norm running statistics) are
+    averaged the same way; integer buffers (batch counters) are not averaged.
+
+    An average of the weights along a constant-learning-rate trajectory sits nearer the
+    centre of the low-loss region than any one step, which validates and generalises better
+    (Polyak & Juditsky 1992; Izmailov et al. 2018).
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.state = {
+            k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()
+        }
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average towards the model's current weights."""
+        self.updates += 1
+        decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for key, value in model.state_dict().items():
+            if key in self.state:
+                self.state[key].lerp_(value.detach().to(self.state[key].dtype), 1.0 - decay)
+
+    @contextlib.contextmanager
+    def applied(self, model: nn.Module) -> Iterator[None]:
+        """Let ``model`` hold the average inside the block, its own weights again after it."""
+        own = {k: v.detach().clone() for k, v in model.state_dict().items() if k in self.state}
+        model.load_state_dict(self.state, strict=False)
+        try:
+            yield
+        finally:
+            model.load_state_dict(own, strict=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """CPU tensors and the update count (for a ``last`` checkpoint)."""
+        return {
+            "decay": self.decay,
+            "updates": self.updates,
+            "state": {k: v.to("cpu", copy=True) for k, v in self.state.items()},
+        }
+
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (onto the average's device)."""
+        self.updates = int(saved["updates"])
+        for key, value in saved["state"].items():
+            self.state[key].copy_(value)
+
+
 def train(
     model: nn.Module,
     train_batches: BatchSource,
@@ -471,8 +537,16 @@ def train(
         history: list[dict[str, Any]] = []
         best_state: dict[str, Tensor] | None = None
         best_val, best_epoch, bad_epochs, start_epoch = math.inf, 0, 0, 1
+        average = None if cfg.ema_decay is None else WeightAverage(model, cfg.ema_decay)
         if resume_from is not None:
             state = _resume(model, optimizer, resume_from, device)
+            if average is not None:
+                if "weight_average" not in state:
+                    raise TrainingError(
+                        f"checkpoint {resume_from} was trained without ema_decay; resume it "
+                        "with ema_decay=None"
+                    )
+                average.load_state_dict(state["weight_average"])
             history = state["history"]
             best_state = state["best_state"]
             best_val, best_epoch = state["best_val_loss"], state["best_epoch"]
@@ -512,6 +586,7 @@ def train(
                     sync_timing=cfg.sync_timing,
                     deadline=deadline,
                     progress=bar,
+                    after_step=None if average is None else lambda: average.update(model),
                 )
                 if stats["steps"] == 0:
                     if epoch == start_epoch:
@@ -524,15 +599,16 @@ def train(
                         f"training loss is {stats['train_loss']} in epoch {epoch} (lr={lr}); "
                         "lower lr, set grad_clip, or check the batches for nan"
                     )
-                val_loss, metrics = _validate(
-                    step_model, validation, loss_fn, metric_fns, device, cfg, amp
-                )
-                is_best = validation is None or val_loss < best_val - cfg.min_delta
-                if is_best:
-                    best_val, best_epoch, bad_epochs = val_loss, epoch, 0
-                    best_state = _cpu_state(model)
-                else:
-                    bad_epochs += 1
+                with contextlib.nullcontext() if average is None else average.applied(model):
+                    val_loss, metrics = _validate(
+                        step_model, validation, loss_fn, metric_fns, device, cfg, amp
+                    )
+                    is_best = validation is None or val_loss < best_val - cfg.min_delta
+                    if is_best:
+                        best_val, best_epoch, bad_epochs = val_loss, epoch, 0
+                        best_state = _cpu_state(model)
+                    else:
+                        bad_epochs += 1
                 record = {
                     "epoch": epoch,
                     "train_loss": stats["train_loss"],
@@ -574,6 +650,7 @@ def train(
                             "bad_epochs": bad_epochs,
                             "rng": _rng_states(),
                             "train_config": asdict(cfg),
+                            **({} if average is None else {"weight_average": average.state_dict()}),
                         },
                     )
                 if stop_reason != "completed":

@@ -595,6 +595,7 @@ def classifier_train_config(preset: ClassifierPreset, seed: int, device: str) ->
         batch_size=preset.batch_size,
         lr=preset.lr,
         lr_schedule=preset.lr_schedule,
+        ema_decay=preset.ema_decay,
         early_stopping_patience=preset.early_stopping_patience,
         seed=seed,
         device=device,
@@ -605,14 +606,20 @@ def classifier_train_config(preset: ClassifierPreset, seed: int, device: str) ->
 
 
 def profile_batches(
-    x: Tensor, y: Tensor, preset: ClassifierPreset, seed: int, step_deg: float
+    x: Tensor,
+    y: Tensor,
+    preset: ClassifierPreset,
+    seed: int,
+    step_deg: float,
+    two_theta_start: float | None = None,
 ) -> Callable[[int], Iterator[tuple[Tensor, Tensor]]]:
     """Epoch batches of stored profiles for the training loop.
 
     A fresh seeded permutation per epoch, batches of ``preset.batch_size`` (a last batch of
-    one is dropped: batch statistics need two) and,
-    with ``preset.augment``, tensor-level augmentation (peak scaling, elimination, shift)
-    and re-normalisation to a maximum of 1. ``x`` and ``y`` live on the training device.
+    one is dropped: batch statistics need two) and, with ``preset.augment``, tensor-level
+    augmentation (peak scaling, elimination, isotropic strain, shift: those with a
+    probability above 0) and re-normalisation to a maximum of 1. ``x`` and ``y`` live on the
+    training device; ``two_theta_start`` (the grid's first point) is needed for the strain.
     """
 
     def batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -624,7 +631,7 @@ def profile_batches(
                 continue
             batch = x[idx]
             if preset.augment:
-                batch = augment_profiles(batch, preset.augmentation, gen, step_deg)
+                batch = augment_profiles(batch, preset.augmentation, gen, step_deg, two_theta_start)
                 batch = batch / batch.amax(dim=1, keepdim=True).clamp(min=1e-12)
             yield batch, y[idx]
 
@@ -781,7 +788,7 @@ def train_classifier(
         prefix = "" if i == 0 else f"{variant}/"
         result = train(
             model,
-            profile_batches(xt_tr, yt_tr, preset, _seed_for(seed, i), step_deg),
+            profile_batches(xt_tr, yt_tr, preset, _seed_for(seed, i), step_deg, float(grid[0])),
             (xt_va, yt_va),
             loss_fn,
             train_cfg,

@@ -87,7 +87,7 @@ def bench_acnn(store, subset, preset, steps: int, device: str, augment: bool) ->
             )
             x = x_all[idx]
             if augment:
-                x = augment_profiles(x, preset.augmentation, gen, step_deg)
+                x = augment_profiles(x, preset.augmentation, gen, step_deg, float(grid[0]))
                 x = x / x.amax(dim=1, keepdim=True).clamp(min=1e-12)
             yield x, y_all[idx]
 

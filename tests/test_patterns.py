@@ -33,6 +33,7 @@ from xrdpipe.patterns import (
     scherrer_fwhm_deg,
     shift_patterns,
     split_train_validation,
+    strain_patterns,
 )
 from xrdpipe.patterns.augment import local_baseline, shift_by_points
 from xrdpipe.patterns.mixtures import tensors_sha256
@@ -476,6 +477,47 @@ def test_scaling_scales_picked_peaks() -> None:
     half = AugmentConfig(scale_prob=1.0, scale_peak_fraction=0.5, scale_factor_range=(0.5, 1.5))
     changed = (scale_peaks(y, half, _gen(1), CFG.step_deg) - y)[peaks].abs() > 1e-6
     assert 0 < int(changed.sum()) < int(peaks.sum())
+
+
+def test_isotropic_strain_moves_peaks_as_bragg_says() -> None:
+    shape = ProfileConfig(clean_crystallite_size_nm=60.0, clean_eta=0.3)
+    centers = np.array([[20.0, 30.0], [40.0, 50.0], [60.0, 70.0], [35.0, 75.0]])
+    heights = np.array([[100.0, 60.0]] * 4)
+    mask = np.ones(centers.shape, bool)
+    y = render_clean(centers, heights, mask, shape)
+    cfg = AugmentConfig(strain_prob=1.0, max_isotropic_strain=0.01)
+    out, strain = strain_patterns(y, cfg, _gen(3), shape.step_deg, shape.two_theta_min)
+    assert bool((strain != 0).all()) and float(strain.abs().max()) <= 0.01
+    e = strain.double().numpy()[:, None]
+    moved = np.degrees(2 * np.arcsin(np.sin(np.radians(centers) / 2) / (1 + e)))
+    assert float(np.abs(moved - centers).max()) > 0.3  # Bragg: up to ~0.8 deg at 75 deg
+    grid = shape.two_theta_min + shape.step_deg * np.arange(shape.n_points)
+
+    def centroid_and_area(profile: torch.Tensor, center: float) -> tuple[float, float]:
+        window = np.abs(grid - center) < 0.5
+        values = profile.double().numpy()[window]
+        return float((grid[window] * values).sum() / values.sum()), float(values.sum())
+
+    for b, peak in itertools.product(range(4), range(2)):
+        # render_clean puts a stick on its nearest grid point: move that point by Bragg's law
+        before, area = centroid_and_area(y[b], centers[b, peak])
+        bragg = np.degrees(2 * np.arcsin(np.sin(np.radians(before) / 2) / (1 + e[b, 0])))
+        after, area_after = centroid_and_area(out[b], moved[b, peak])
+        assert after == pytest.approx(bragg, abs=2e-3)
+        assert area_after == pytest.approx(area, rel=0.03)  # the peak's area is kept
+    # unchosen patterns are returned untouched; peak lists move the same way
+    half = AugmentConfig(strain_prob=0.5, max_isotropic_strain=0.01)
+    out_half, strain_half = strain_patterns(y, half, _gen(5), shape.step_deg, shape.two_theta_min)
+    kept = strain_half == 0
+    assert 0 < int(kept.sum()) < 4 and torch.equal(out_half[kept], y[kept])
+    only = AugmentConfig(scale_prob=0.0, eliminate_prob=0.0, shift_prob=0.0, strain_prob=1.0)
+    tt = torch.tensor(centers)
+    tt2, _, _ = augment_peak_list(tt, torch.tensor(heights), torch.tensor(mask), only, _gen(1))
+    ratio = torch.sin(torch.deg2rad(tt) / 2) / torch.sin(torch.deg2rad(tt2) / 2)
+    assert torch.allclose(ratio, ratio[:, :1].expand(-1, 2))  # one 1 + e per pattern
+    assert float((ratio - 1).abs().max()) <= only.max_isotropic_strain + 1e-9
+    with pytest.raises(ValueError, match="two_theta_start"):
+        augment_profiles(y, cfg, _gen(0), shape.step_deg)
 
 
 def test_augment_is_seeded_and_peak_list_version() -> None:

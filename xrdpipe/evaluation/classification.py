@@ -340,6 +340,7 @@ def fit_acnn(
     *,
     variant: str | None = None,
     step_deg: float = 1.0,
+    two_theta_start: float | None = None,
     seed: int = 0,
     device: str | None = None,
     callbacks: Sequence[Callback] = (),
@@ -348,7 +349,7 @@ def fit_acnn(
     """Train an a-CNN on arrays with the project's loop, as :func:`train_classifier` does.
 
     Batches of ``preset.batch_size`` are drawn in a fresh seeded permutation per epoch and,
-    with ``preset.augment``, augmented (peak scaling, elimination, shift) and re-normalised;
+    with ``preset.augment``, augmented (see :func:`~xrdpipe.training.tasks.profile_batches`);
     early stopping on ``(x_val, y_val)``; ``preset.epochs`` and ``preset.max_minutes`` cap the
     run.
 
@@ -361,6 +362,7 @@ def fit_acnn(
         preset: training settings.
         variant: ``binned``, ``position_channel`` or ``paper``; default the preset's first.
         step_deg: two-theta step of the grid, degrees (sizes the augmentations' windows).
+        two_theta_start: first grid point, degrees (the isotropic-strain augmentation).
         seed: initialisation and batch-order seed.
         device: overrides ``preset.device``.
         callbacks: receive every epoch's record.
@@ -379,7 +381,7 @@ def fit_acnn(
         torch.from_numpy(np.asarray(y_val, dtype=np.int64)),
     )
 
-    batches = profile_batches(xt, yt, preset, seed, step_deg)
+    batches = profile_batches(xt, yt, preset, seed, step_deg, two_theta_start)
     cfg = classifier_train_config(preset, seed, str(dev))
     model = ACNN(acnn_config(variant, int(x_train.shape[1]), n_classes, preset))
     result = train(
@@ -637,6 +639,7 @@ def cross_validate_classifiers(
     labels_idx = list(range(len(class_names)))
     names = [str(c) for c in class_names]
     step_deg = float(two_theta[1] - two_theta[0]) if two_theta is not None else 1.0
+    two_theta_start = float(two_theta[0]) if two_theta is not None else None
     binned = (
         bin_patterns(x, n_bins).astype(np.float32)
         if any(m in CLASSICAL_METHODS for m in methods)
@@ -663,6 +666,7 @@ def cross_validate_classifiers(
                     preset,
                     variant=ACNN_METHODS[method],
                     step_deg=step_deg,
+                    two_theta_start=two_theta_start,
                     seed=_seed_for(seed, fold.index, 1),
                     device=device,
                     callbacks=_with_prefix(callbacks, f"{method}/fold{fold.index}/"),

@@ -25,6 +25,7 @@ _EXPORTS = {
     "scale_peaks": "augment",
     "scherrer_fwhm_deg": "render",
     "shift_patterns": "augment",
+    "strain_patterns": "augment",
     "split_train_validation": "mixtures",
     "two_theta_grid": "render",
 }

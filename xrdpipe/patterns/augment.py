@@ -3,6 +3,8 @@
 Paper 000 applies, in this order, (1) scaling of a random subset of peaks by a factor c,
 (2) elimination of a random subset of peaks, (3) a shift of the whole pattern along
 two-theta. It gives no numbers; ours are in :class:`~xrdpipe.patterns.config.AugmentConfig`.
+One augmentation of ours, off by default, comes between (2) and (3): an isotropic strain
+(every d-spacing times ``1 + e``), which keeps every lattice symmetry.
 
 On rendered profiles ``(B, n_points)`` (the classifier trains from stored profiles):
 
@@ -13,6 +15,9 @@ On rendered profiles ``(B, n_points)`` (the classifier trains from stored profil
 * Scaling: each picked peak adds ``(c - 1) * window`` to ``field = 1``; elimination: each
   picked peak subtracts ``window`` (clamped to [0, 1]). The window is flat (1) over ``+-w``
   and falls to 0 with a cosine taper at ``+-2w``, so edits have no steps.
+* Isotropic strain: the profile at ``phi`` takes the value of the input at
+  ``2 asin((1 + e) sin(phi / 2))`` (linear interpolation; points whose source falls outside
+  the grid are 0).
 * Shift: by ``round(s / step)`` points, ``s ~ U(-max_shift_deg, max_shift_deg)``; vacated
   points are 0.
 
@@ -185,23 +190,82 @@ def shift_patterns(
     return shift_by_points(patterns, points), points
 
 
+def strain_patterns(
+    patterns: Tensor,
+    cfg: AugmentConfig,
+    generator: torch.Generator,
+    step_deg: float,
+    two_theta_start: float,
+) -> tuple[Tensor, Tensor]:
+    """Strain patterns chosen with ``cfg.strain_prob`` isotropically by up to ``max``.
+
+    Args:
+        patterns: ``(B, n)`` profiles on the grid ``two_theta_start + step_deg * i``.
+        cfg: probability and range.
+        generator: on the patterns' device.
+        step_deg: grid spacing, degrees.
+        two_theta_start: first grid point, degrees.
+
+    Returns:
+        The strained ``(B, n)`` profiles (the others unchanged) and each strain ``e`` ``(B,)``.
+    """
+    n_samples, n = patterns.shape
+    dev = patterns.device
+    chosen = torch.rand(n_samples, generator=generator, device=dev) < cfg.strain_prob
+    strain = cfg.max_isotropic_strain * (
+        2.0 * torch.rand(n_samples, generator=generator, device=dev) - 1.0
+    )
+    strain = strain * chosen
+    rows = chosen.nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return patterns, strain
+    grid = two_theta_start + step_deg * torch.arange(n, device=dev, dtype=torch.float64)
+    half_sine = torch.sin(torch.deg2rad(grid) / 2.0).to(patterns.dtype)
+    sine = (1.0 + strain[rows]).unsqueeze(1).to(patterns.dtype) * half_sine
+    source = torch.rad2deg(2.0 * torch.asin(sine.clamp(max=1.0)))
+    index = (source - two_theta_start) / step_deg
+    inside = (sine <= 1.0) & (index >= 0.0) & (index <= n - 1)
+    lower = index.floor().clamp(0, n - 2).long()
+    weight = (index - lower).clamp(0.0, 1.0)
+    picked = patterns[rows]
+    values = torch.lerp(picked.gather(1, lower), picked.gather(1, lower + 1), weight)
+    out = patterns.clone()
+    out[rows] = torch.where(inside, values, torch.zeros_like(values))
+    return out, strain
+
+
 def augment_profiles(
-    patterns: Tensor, cfg: AugmentConfig, generator: torch.Generator, step_deg: float
+    patterns: Tensor,
+    cfg: AugmentConfig,
+    generator: torch.Generator,
+    step_deg: float,
+    two_theta_start: float | None = None,
 ) -> Tensor:
-    """Paper 000's sequence on rendered profiles: scaling, elimination, shift.
+    """Paper 000's sequence on rendered profiles: scaling, elimination, (strain,) shift.
+
+    An augmentation whose probability is 0 is skipped (peak finding is the costly part).
 
     Args:
         patterns: ``(B, n)`` profiles (e.g. in [0, 1]).
         cfg: probabilities and ranges.
         generator: on the patterns' device.
         step_deg: grid spacing, degrees.
+        two_theta_start: first grid point, degrees (needed when ``cfg.strain_prob > 0``).
 
     Returns:
         ``(B, n)`` augmented profiles (same dtype and device).
     """
-    out = scale_peaks(patterns, cfg, generator, step_deg)
-    out = eliminate_peaks(out, cfg, generator, step_deg)
-    out, _ = shift_patterns(out, cfg, generator, step_deg)
+    out = patterns
+    if cfg.scale_prob > 0:
+        out = scale_peaks(out, cfg, generator, step_deg)
+    if cfg.eliminate_prob > 0:
+        out = eliminate_peaks(out, cfg, generator, step_deg)
+    if cfg.strain_prob > 0:
+        if two_theta_start is None:
+            raise ValueError("an isotropic strain (strain_prob > 0) needs two_theta_start")
+        out, _ = strain_patterns(out, cfg, generator, step_deg, two_theta_start)
+    if cfg.shift_prob > 0:
+        out, _ = shift_patterns(out, cfg, generator, step_deg)
     return out
 
 
@@ -212,7 +276,7 @@ def augment_peak_list(
     cfg: AugmentConfig,
     generator: torch.Generator,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The same three augmentations on padded peak lists ``(B, P)`` before rendering.
+    """The same augmentations on padded peak lists ``(B, P)`` before rendering.
 
     Args:
         two_theta: degrees.
@@ -222,7 +286,7 @@ def augment_peak_list(
         generator: on the tensors' device.
 
     Returns:
-        ``(two_theta, intensity, mask)`` after scaling, elimination and shift.
+        ``(two_theta, intensity, mask)`` after scaling, elimination, strain and shift.
     """
     dev = two_theta.device
     picked, _ = _pick(mask, cfg.scale_prob, cfg.scale_peak_fraction, generator)
@@ -232,6 +296,13 @@ def augment_peak_list(
     removed, _ = _pick(mask, cfg.eliminate_prob, cfg.eliminate_fraction, generator)
     mask = mask & ~removed
     n_samples = two_theta.shape[0]
+    if cfg.strain_prob > 0:
+        strained = torch.rand(n_samples, 1, generator=generator, device=dev) < cfg.strain_prob
+        strain = cfg.max_isotropic_strain * (
+            2.0 * torch.rand(n_samples, 1, generator=generator, device=dev) - 1.0
+        )
+        sine = torch.sin(torch.deg2rad(two_theta) / 2.0) / (1.0 + strain * strained)
+        two_theta = torch.rad2deg(2.0 * torch.asin(sine.clamp(max=1.0)))
     chosen = torch.rand(n_samples, 1, generator=generator, device=dev) < cfg.shift_prob
     shift = cfg.max_shift_deg * (
         2.0 * torch.rand(n_samples, 1, generator=generator, device=dev) - 1.0

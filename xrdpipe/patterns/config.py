@@ -156,6 +156,11 @@ class AugmentConfig(_Frozen):
         scale_peak_fraction: fraction of detected peaks picked for scaling.
         eliminate_prob: probability that a pattern gets peak elimination.
         eliminate_fraction: fraction of detected peaks removed (down to the local baseline).
+        strain_prob: probability that a pattern gets an extra isotropic strain (not in paper
+            000; 0 by default): every d-spacing scales by ``1 + e``, so each peak moves to
+            ``2 asin(sin(theta) / (1 + e))``. It keeps every lattice symmetry, so symmetry
+            labels stay true, and it fills the gaps between the stored strain conditions.
+        max_isotropic_strain: ``e`` drawn uniformly in [-max, +max].
         shift_prob: probability that a pattern is shifted along two-theta.
         max_shift_deg: shift drawn uniformly in [-max, +max] degrees; vacated points are 0.
         peak_window_deg: half-width of the window around a peak maximum that is scaled or
@@ -169,6 +174,8 @@ class AugmentConfig(_Frozen):
     scale_peak_fraction: float = Field(default=0.3, ge=0.0, le=1.0)
     eliminate_prob: float = Field(default=0.5, ge=0.0, le=1.0)
     eliminate_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    strain_prob: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_isotropic_strain: float = Field(default=0.005, ge=0.0, le=0.1)
     shift_prob: float = Field(default=0.5, ge=0.0, le=1.0)
     max_shift_deg: float = Field(default=0.5, ge=0.0)
     peak_window_deg: float = Field(default=0.4, gt=0.0)

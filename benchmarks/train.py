@@ -5,7 +5,8 @@ with the batches the tasks use, and prints samples/s and the share of step time 
 making the batch (``data_time_fraction``):
 
 * phase-fraction CNN: mixtures drawn and rendered on the fly (paper 002), N=5, K=3;
-* a-CNN: stored single-phase profiles, indexed and augmented at tensor level (paper 000),
+* a-CNN (each preset's first variant): stored single-phase profiles, indexed and augmented
+  at tensor level (paper 000; `cpu-binned`: the isotropic strain only),
   with and without augmentation.
 
 Usage (needs a simulated store, e.g. ``xrdpipe run demo --no-train``)::
@@ -22,12 +23,12 @@ import numpy as np
 import torch
 
 from xrdpipe.config import Settings, load_catalog
-from xrdpipe.models import ACNN, ACNNConfig, PhaseCNN, PhaseCNNConfig, count_parameters
+from xrdpipe.models import ACNN, PhaseCNN, PhaseCNNConfig, count_parameters
 from xrdpipe.patterns import MixtureConfig, MixtureSampler
 from xrdpipe.patterns.augment import augment_profiles
 from xrdpipe.patterns.datasets import load_peaks, load_profiles
 from xrdpipe.training import TrainConfig, TVDLoss, classification_loss, pick_device, train
-from xrdpipe.training.tasks import completed_material_table, grid_material_order
+from xrdpipe.training.tasks import acnn_config, completed_material_table, grid_material_order
 
 
 def _run(
@@ -91,7 +92,7 @@ def bench_acnn(store, subset, preset, steps: int, device: str, augment: bool) ->
                 x = x / x.amax(dim=1, keepdim=True).clamp(min=1e-12)
             yield x, y_all[idx]
 
-    model = ACNN(ACNNConfig(n_points=subset.profile.n_points, n_classes=7, position_channel=True))
+    model = ACNN(acnn_config(preset.variants[0], subset.profile.n_points, 7, preset))
     out = _run(
         model, batches(), classification_loss("cross_entropy"), steps, preset.batch_size, device
     )
@@ -117,7 +118,7 @@ def main() -> None:
         f"device {device}, torch threads {torch.get_num_threads()}, "
         f"n_points {subset.profile.n_points}, store {store}"
     )
-    print(f"{'model':<28}{'preset':<8}{'batch':>6}{'params':>12}{'samples/s':>11}{'data %':>8}")
+    print(f"{'model':<34}{'preset':<11}{'batch':>6}{'params':>12}{'samples/s':>11}{'data %':>8}")
     for name in ("cpu", "paper"):
         preset = catalog.preset("phase_fractions", name)
         # Full width on a CPU: one (cold) step is enough (~1 min). On a GPU a cold step is
@@ -129,18 +130,19 @@ def main() -> None:
         epochs = 2 if warm else 1
         r = bench_phase_cnn(store, subset, preset, steps, device, epochs)
         print(
-            f"{'phase CNN (N=5, K=3)':<28}{name:<8}{preset.batch_size:>6}{r['params']:>12,}"
+            f"{'phase CNN (N=5, K=3)':<34}{name:<11}{preset.batch_size:>6}{r['params']:>12,}"
             f"{r['samples_per_s']:>11.1f}{100 * r['data']:>7.1f}%"
             f"   ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
-    for name in ("cpu", "paper"):
+    for name in ("cpu", "cpu-binned", "paper"):
+        # each preset's first variant; cpu-binned augments with the isotropic strain only
         preset = catalog.preset("classifier", name)
         for augment in (False, True):
             r = bench_acnn(store, subset, preset, args.steps * 3, device, augment)
-            label = "a-CNN+pos " + ("augmented" if augment else "plain")
+            label = f"a-CNN {preset.variants[0]} " + ("augmented" if augment else "plain")
             print(
-                f"{label:<28}{name:<8}{preset.batch_size:>6}{r['params']:>12,}"
+                f"{label:<34}{name:<11}{preset.batch_size:>6}{r['params']:>12,}"
                 f"{r['samples_per_s']:>11.1f}{100 * r['data']:>7.1f}%",
                 flush=True,
             )

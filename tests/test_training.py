@@ -206,23 +206,37 @@ def test_same_seed_gives_identical_losses():
     assert run(seed=4) != first  # the seed drives dropout
 
 
+def checkpointed_run(folder, val, epochs: int, *, resume: bool, dropout: float = 0.0, **overrides):
+    """An a-CNN run that checkpoints into ``folder`` (resuming from its ``last`` if asked)."""
+    metadata = overrides.pop("checkpoint_metadata", None)
+    return train(
+        small_acnn(dropout=dropout),
+        epoch_source(classes_batch, steps=3),
+        val,
+        classification_loss(),
+        quick_config(
+            epochs=epochs,
+            steps_per_epoch=None,
+            checkpoint_dir=str(folder),
+            early_stopping_patience=None,
+            **overrides,
+        ),
+        progress=False,
+        resume_from=folder / "last" if resume else None,
+        checkpoint_metadata=metadata,
+    )
+
+
 def test_resume_continues_the_history_exactly(tmp_path):
     val = classes_batch(64, torch.Generator().manual_seed(5))
 
     def run(epochs: int, resume: bool, folder: str):
-        return train(
-            small_acnn(dropout=0.2),
-            epoch_source(classes_batch, steps=3),
+        return checkpointed_run(
+            tmp_path / folder,
             val,
-            classification_loss(),
-            quick_config(
-                epochs=epochs,
-                steps_per_epoch=None,
-                checkpoint_dir=str(tmp_path / folder),
-                early_stopping_patience=None,
-            ),
-            progress=False,
-            resume_from=tmp_path / "cut" / "last" if resume else None,
+            epochs,
+            resume=resume,
+            dropout=0.2,
             checkpoint_metadata={"class_names": ["a", "b", "c"]},
         )
 
@@ -409,21 +423,7 @@ def test_weight_average_is_validated_kept_and_resumed(tmp_path):
     val = classes_batch(64, torch.Generator().manual_seed(5))
 
     def run(epochs: int, resume: bool, folder: str, ema_decay: float | None = 0.9):
-        return train(
-            small_acnn(),
-            epoch_source(classes_batch, steps=3),
-            val,
-            classification_loss(),
-            quick_config(
-                epochs=epochs,
-                steps_per_epoch=None,
-                checkpoint_dir=str(tmp_path / folder),
-                early_stopping_patience=None,
-                ema_decay=ema_decay,
-            ),
-            progress=False,
-            resume_from=tmp_path / folder / "last" if resume else None,
-        )
+        return checkpointed_run(tmp_path / folder, val, epochs, resume=resume, ema_decay=ema_decay)
 
     raw = run(4, resume=False, folder="raw", ema_decay=None)
     straight = run(4, resume=False, folder="straight")

@@ -190,6 +190,17 @@ def shift_patterns(
     return shift_by_points(patterns, points), points
 
 
+def _isotropic_strains(
+    n_samples: int, cfg: AugmentConfig, generator: torch.Generator, device: torch.device
+) -> Tensor:
+    """``(B,)`` strains ``e ~ U(-max, max)`` of patterns chosen with ``strain_prob``, else 0."""
+    chosen = torch.rand(n_samples, generator=generator, device=device) < cfg.strain_prob
+    strain = cfg.max_isotropic_strain * (
+        2.0 * torch.rand(n_samples, generator=generator, device=device) - 1.0
+    )
+    return strain * chosen
+
+
 def strain_patterns(
     patterns: Tensor,
     cfg: AugmentConfig,
@@ -211,12 +222,8 @@ def strain_patterns(
     """
     n_samples, n = patterns.shape
     dev = patterns.device
-    chosen = torch.rand(n_samples, generator=generator, device=dev) < cfg.strain_prob
-    strain = cfg.max_isotropic_strain * (
-        2.0 * torch.rand(n_samples, generator=generator, device=dev) - 1.0
-    )
-    strain = strain * chosen
-    rows = chosen.nonzero().squeeze(1)
+    strain = _isotropic_strains(n_samples, cfg, generator, dev)
+    rows = strain.nonzero().squeeze(1)
     if rows.numel() == 0:
         return patterns, strain
     grid = two_theta_start + step_deg * torch.arange(n, device=dev, dtype=torch.float64)
@@ -297,11 +304,8 @@ def augment_peak_list(
     mask = mask & ~removed
     n_samples = two_theta.shape[0]
     if cfg.strain_prob > 0:
-        strained = torch.rand(n_samples, 1, generator=generator, device=dev) < cfg.strain_prob
-        strain = cfg.max_isotropic_strain * (
-            2.0 * torch.rand(n_samples, 1, generator=generator, device=dev) - 1.0
-        )
-        sine = torch.sin(torch.deg2rad(two_theta) / 2.0) / (1.0 + strain * strained)
+        strain = _isotropic_strains(n_samples, cfg, generator, dev).unsqueeze(1)
+        sine = torch.sin(torch.deg2rad(two_theta) / 2.0) / (1.0 + strain)
         two_theta = torch.rad2deg(2.0 * torch.asin(sine.clamp(max=1.0)))
     chosen = torch.rand(n_samples, 1, generator=generator, device=dev) < cfg.shift_prob
     shift = cfg.max_shift_deg * (

@@ -28,7 +28,8 @@ from xrdpipe.patterns import MixtureConfig, MixtureSampler
 from xrdpipe.patterns.augment import augment_profiles
 from xrdpipe.patterns.datasets import load_peaks, load_profiles
 from xrdpipe.training import TrainConfig, TVDLoss, classification_loss, pick_device, train
-from xrdpipe.training.tasks import acnn_config, completed_material_table, grid_material_order
+from xrdpipe.training.classifier import acnn_config
+from xrdpipe.training.phase_fractions import completed_material_table, grid_material_order
 
 
 def _run(

@@ -23,9 +23,9 @@ from flows.simulate import simulate
 from flows.train import train
 from xrdpipe.config import Settings, SubsetConfig, load_catalog
 from xrdpipe.diffraction.peaks import SIMULATOR_VERSION
+from xrdpipe.stages.train import preset_kind
 from xrdpipe.store import config_fingerprint, store_exists, store_fingerprint
 from xrdpipe.structures.manifest import manifest_sha256
-from xrdpipe.training.tasks import preset_kind
 
 TRAINED_RECORD = "trained.json"
 """Per subset: what the pipeline last trained and registered, keyed by training identity."""

@@ -10,8 +10,8 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import resolve
 from xrdpipe import tracking
 from xrdpipe.config import Settings, SubsetConfig, load_catalog
+from xrdpipe.stages.train import preset_kind
 from xrdpipe.store import store_exists
-from xrdpipe.training.tasks import preset_kind
 
 TaskName = Literal[
     "phase-fractions", "lattice-system", "crystal-system", "space-group", "dimensionality"

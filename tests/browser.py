@@ -66,5 +66,3 @@ def mlflow_ui_texts(
         finally:
             context.close()
     return texts
-
-

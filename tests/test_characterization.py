@@ -325,7 +325,7 @@ def _copy(built: Path, target: Path) -> Path:
 
 
 def phase_fraction_values(store_path: Path) -> dict[str, Any]:
-    from xrdpipe.training.tasks import train_phase_fractions
+    from xrdpipe.training.phase_fractions import train_phase_fractions
 
     preset = TINY_PHASE_PRESET.model_copy(update={"num_threads": 1})
     result = train_phase_fractions(
@@ -342,7 +342,7 @@ def phase_fraction_values(store_path: Path) -> dict[str, Any]:
 
 
 def classifier_values(store_path: Path) -> dict[str, Any]:
-    from xrdpipe.training.tasks import train_classifier
+    from xrdpipe.training.classifier import train_classifier
 
     preset = TINY_CLASSIFIER_PRESET.model_copy(update={"num_threads": 1})
     result = train_classifier(

@@ -26,7 +26,7 @@ from xrdpipe.simulation import (
     run_simulation,
     simulate_material,
 )
-from xrdpipe.store import patterns as st
+from xrdpipe.store import layout as st
 from xrdpipe.structures.parse import parse_structure
 from xrdpipe.structures.symmetry import analyse_symmetry
 

@@ -11,7 +11,7 @@ import zarr
 
 from xrdpipe.config import SimulationConfig, SubsetConfig
 from xrdpipe.errors import StoreError
-from xrdpipe.store import patterns as st
+from xrdpipe.store import layout as st
 
 N_TRAIN, N_TEST, N_PEAKS, CHUNK = 3, 2, 4, 2
 N_STRAIN = N_TRAIN + N_TEST + 1

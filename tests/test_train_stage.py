@@ -104,7 +104,7 @@ def store(tmp_path_factory, tmp_path) -> Path:
 
 
 def test_grid_material_order_is_seeded_and_independent_of_row_order():
-    from xrdpipe.training.tasks import grid_material_order
+    from xrdpipe.training.phase_fractions import grid_material_order
 
     frame = pd.DataFrame({"cod_id": ["9008488", "1000054", "2100862", "1009031"]})
     order = grid_material_order(frame, seed=3)
@@ -117,7 +117,7 @@ def test_grid_material_order_is_seeded_and_independent_of_row_order():
 def test_phase_fractions_train_and_report_a_fixed_test_set(store):
     from xrdpipe.patterns import MixtureConfig
     from xrdpipe.patterns.datasets import fixed_mixture_set
-    from xrdpipe.training.tasks import (
+    from xrdpipe.training.phase_fractions import (
         FIXED_SET_BATCH,
         TEST_SEED_OFFSET,
         completed_material_table,
@@ -165,7 +165,7 @@ def test_phase_fractions_train_and_report_a_fixed_test_set(store):
 
 
 def test_classifier_trains_both_variants_and_the_forest(store):
-    from xrdpipe.training.tasks import train_classifier
+    from xrdpipe.training.classifier import train_classifier
 
     result = train_classifier(
         store,
@@ -193,7 +193,7 @@ def test_classifier_trains_both_variants_and_the_forest(store):
 
 
 def test_classifier_material_protocol_and_manifest_labels(store):
-    from xrdpipe.training.tasks import train_classifier
+    from xrdpipe.training.classifier import train_classifier
 
     preset = TINY_CLASSIFIER_PRESET.model_copy(update={"variants": ("paper",), "epochs": 1})
     result = train_classifier(
@@ -207,7 +207,7 @@ def test_classifier_material_protocol_and_manifest_labels(store):
 
 
 def test_space_group_classes_need_enough_materials(store):
-    from xrdpipe.training.tasks import TaskError, train_classifier
+    from xrdpipe.training.classifier import TaskError, train_classifier
 
     preset = TINY_CLASSIFIER_PRESET.model_copy(update={"min_materials_per_class": 2})
     with pytest.raises(TaskError, match="space_group"):
@@ -215,7 +215,7 @@ def test_space_group_classes_need_enough_materials(store):
 
 
 def test_classifier_refuses_an_unconstrained_strain_store(tmp_path_factory):
-    from xrdpipe.training.tasks import TaskError, train_classifier
+    from xrdpipe.training.classifier import TaskError, train_classifier
 
     subset = TINY_SUBSET.model_copy(
         update={

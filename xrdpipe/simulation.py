@@ -38,7 +38,7 @@ from pymatgen.core import Structure
 from xrdpipe.config import SimulationConfig, SubsetConfig
 from xrdpipe.diffraction import peaks, strain
 from xrdpipe.errors import StoreError, StructureError
-from xrdpipe.store import patterns as store
+from xrdpipe.store import layout as store
 from xrdpipe.structures import manifest as manifest_io
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ def simulate_material(
         n_peaks: the store's peak axis length (a structure with more peaks is rejected).
 
     Returns:
-        Every numeric :data:`xrdpipe.store.patterns.BLOCK_VARIABLES` entry, leading axis
+        Every numeric :data:`xrdpipe.store.layout.BLOCK_VARIABLES` entry, leading axis
         ``strain``; the peak axis is as long as this material's longest list.
 
     Raises:

@@ -423,7 +423,7 @@ def _log_checkpoint(model: nn.Module, config: Mapping[str, Any], metadata: dict,
 
 
 def log_phase_fractions(result: Any, registered_name: str | None) -> TrackedModel:
-    """Log a :class:`~xrdpipe.training.tasks.PhaseFractionResult` to the active run."""
+    """Log a :class:`~xrdpipe.training.phase_fractions.PhaseFractionResult` to the active run."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _log_common(result, folder)
@@ -484,7 +484,7 @@ def log_phase_fractions(result: Any, registered_name: str | None) -> TrackedMode
 
 
 def log_classifier(result: Any, registered_name: str | None) -> TrackedModel:
-    """Log a :class:`~xrdpipe.training.tasks.ClassifierResult` to the active run."""
+    """Log a :class:`~xrdpipe.training.classifier.ClassifierResult` to the active run."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _log_common(result, folder)
@@ -841,7 +841,7 @@ def train_task(
     callbacks: Sequence[Callable[[Mapping[str, Any]], Any]] = (),
     register: bool = True,
 ) -> tuple[Any, TrackedModel]:
-    """Train a task of ``xrdpipe.training.tasks.TASKS`` and track it (the CLI and flow call this).
+    """Train a task of ``xrdpipe.stages.train.TASKS`` and track it (the CLI and flow call this).
 
     Logs the task arguments and the preset before training, every epoch during it, and the
     result, plots, checkpoint and model after; registers the model as
@@ -850,7 +850,7 @@ def train_task(
     Returns:
         ``(PhaseFractionResult | ClassifierResult, TrackedModel)``.
     """
-    from xrdpipe.training import tasks
+    from xrdpipe.stages import train as tasks
 
     args: dict[str, Any] = {
         "task": task,

@@ -65,7 +65,7 @@ from xrdpipe.patterns.config import MixtureConfig, ProfileConfig
 from xrdpipe.patterns.datasets import load_peaks
 from xrdpipe.patterns.mixtures import MixtureSampler, PeakArrays, mixture_intensities
 from xrdpipe.patterns.render import render_clean, two_theta_grid
-from xrdpipe.training.tasks import bin_patterns
+from xrdpipe.training.splits import bin_patterns
 
 __all__ = [
     "BASELINES",

@@ -55,23 +55,14 @@ from xrdpipe.evaluation.metrics import classification_metrics
 from xrdpipe.models import ACNN, class_activation_maps, config_to_dict
 from xrdpipe.patterns.config import ProfileConfig
 from xrdpipe.patterns.datasets import load_profiles
-from xrdpipe.training.loop import Callback, TrainResult, pick_device, train
-from xrdpipe.training.losses import accuracy, classification_loss
-from xrdpipe.training.tasks import (
-    PROTOCOLS,
-    Protocol,
-    Target,
-    TaskError,
-    _class_order,
-    _labels,
-    _seed_for,
-    _store_identity,
-    _with_prefix,
-    acnn_config,
-    bin_patterns,
-    classifier_train_config,
-    profile_batches,
-)
+from xrdpipe.store import store_identity
+from xrdpipe.training.callbacks import with_prefix
+from xrdpipe.training.classifier import fit_acnn
+from xrdpipe.training.labels import Target, TaskError, class_order
+from xrdpipe.training.labels import labels as target_labels
+from xrdpipe.training.loop import Callback
+from xrdpipe.training.seeds import seed_for
+from xrdpipe.training.splits import PROTOCOLS, Protocol, bin_patterns
 
 ACNN_METHODS: dict[str, str | None] = {
     "acnn": None,
@@ -330,74 +321,6 @@ def classical_estimator(method: str, seed: int = 0, n_jobs: int | None = None) -
     return factories[method]()
 
 
-def fit_acnn(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    n_classes: int,
-    preset: ClassifierPreset,
-    *,
-    variant: str | None = None,
-    step_deg: float = 1.0,
-    two_theta_start: float | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    callbacks: Sequence[Callback] = (),
-    progress: bool = False,
-) -> tuple[ACNN, TrainResult]:
-    """Train an a-CNN on arrays with the project's loop, as :func:`train_classifier` does.
-
-    Batches of ``preset.batch_size`` are drawn in a fresh seeded permutation per epoch and,
-    with ``preset.augment``, augmented (see :func:`~xrdpipe.training.tasks.profile_batches`);
-    early stopping on ``(x_val, y_val)``; ``preset.epochs`` and ``preset.max_minutes`` cap the
-    run.
-
-    Args:
-        x_train: ``(n, n_points)`` patterns.
-        y_train: ``(n,)`` class indices.
-        x_val: validation patterns.
-        y_val: their class indices.
-        n_classes: outputs of the network.
-        preset: training settings.
-        variant: ``binned``, ``position_channel`` or ``paper``; default the preset's first.
-        step_deg: two-theta step of the grid, degrees (sizes the augmentations' windows).
-        two_theta_start: first grid point, degrees (the isotropic-strain augmentation).
-        seed: initialisation and batch-order seed.
-        device: overrides ``preset.device``.
-        callbacks: receive every epoch's record.
-        progress: tqdm bar.
-
-    Returns:
-        The trained model (best validation weights, on the training device) and the loop's
-        result.
-    """
-    variant = variant or preset.variants[0]
-    dev = pick_device(device or preset.device)
-    xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32)).to(dev)
-    yt = torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(dev)
-    validation = (
-        torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32)),
-        torch.from_numpy(np.asarray(y_val, dtype=np.int64)),
-    )
-
-    batches = profile_batches(xt, yt, preset, seed, step_deg, two_theta_start)
-    cfg = classifier_train_config(preset, seed, str(dev))
-    model = ACNN(acnn_config(variant, int(x_train.shape[1]), n_classes, preset))
-    result = train(
-        model,
-        batches,
-        validation,
-        classification_loss(preset.loss),
-        cfg,
-        metric_fns={"accuracy": accuracy},
-        callbacks=callbacks,
-        progress=progress,
-    )
-    model.eval()
-    return model, result
-
-
 @torch.no_grad()
 def predict_acnn(model: ACNN, x: np.ndarray, batch: int = 1024) -> np.ndarray:
     """Class probabilities ``(n, n_classes)`` of patterns ``(n, n_points)``, float32."""
@@ -650,7 +573,7 @@ def cross_validate_classifiers(
     predictions = {m: np.full(len(y), -1, dtype=np.int64) for m in methods}
     for fold in folds:
         fit_idx, val_idx = _validation_part(
-            fold.train, n_strains, protocol, preset.validation_fraction, _seed_for(seed, fold.index)
+            fold.train, n_strains, protocol, preset.validation_fraction, seed_for(seed, fold.index)
         )
         for method in methods:
             t0 = time.perf_counter()
@@ -667,9 +590,9 @@ def cross_validate_classifiers(
                     variant=ACNN_METHODS[method],
                     step_deg=step_deg,
                     two_theta_start=two_theta_start,
-                    seed=_seed_for(seed, fold.index, 1),
+                    seed=seed_for(seed, fold.index, 1),
                     device=device,
-                    callbacks=_with_prefix(callbacks, f"{method}/fold{fold.index}/"),
+                    callbacks=with_prefix(callbacks, f"{method}/fold{fold.index}/"),
                     progress=progress,
                 )
                 t1 = time.perf_counter()
@@ -935,7 +858,7 @@ def run_classification_evaluation(
     """
     start = time.perf_counter()
     seed = subset_config.seed if seed is None else seed
-    identity = _store_identity(store_path)
+    identity = store_identity(store_path)
     if identity["strain_mode"] == "unconstrained":
         raise TaskError(
             f"store {store_path} was simulated with strain_mode 'unconstrained': symmetry labels "
@@ -947,14 +870,14 @@ def run_classification_evaluation(
     manifest = (
         Path(manifest_path) if manifest_path else Path(store_path).parent / "manifest.parquet"
     )
-    labels = _labels(materials, target, manifest)
+    labels = target_labels(materials, target, manifest)
     excluded: dict[str, Any] = {"classes": [], "materials": 0}
     if target == "space_group":
         counts = labels.value_counts()
         small = counts[counts < preset.min_materials_per_class]
         excluded = {"classes": sorted(small.index.tolist(), key=int), "materials": int(small.sum())}
     keep = np.flatnonzero(~labels.isin(excluded["classes"]).to_numpy())
-    class_names = _class_order(target, labels.iloc[keep].tolist())
+    class_names = class_order(target, labels.iloc[keep].tolist())
     if len(class_names) < 2:
         raise TaskError(f"target {target!r} has {len(class_names)} class(es); need 2")
     index = {c: i for i, c in enumerate(class_names)}
@@ -981,7 +904,7 @@ def run_classification_evaluation(
             target=target,
             device=device,
             n_jobs=n_jobs,
-            callbacks=_with_prefix(callbacks, f"{protocol}/"),
+            callbacks=with_prefix(callbacks, f"{protocol}/"),
             progress=progress,
         )
     plots: dict[str, Path] = {}

@@ -1,11 +1,11 @@
 """Paper 002's N/K grid: the phase-fraction CNN and the classical baselines, cell by cell.
 
 A cell is (N materials, K most phases, training seed). Its N materials are the first N of
-:func:`~xrdpipe.training.tasks.grid_material_order` with the subset's seed (a seeded shuffle
-of the completed materials): the materials of N=5 are the first five of N=10 and so on, so
-TVD against N compares nested sets, and every seed of a cell sees the same materials.
+:func:`~xrdpipe.training.phase_fractions.grid_material_order` with the subset's seed (a
+seeded shuffle of the completed materials): the materials of N=5 are the first five of N=10
+and so on, so TVD against N compares nested sets, and every seed of a cell sees the same materials.
 
-Each cell trains the CNN with :func:`~xrdpipe.training.tasks.train_phase_fractions` and
+Each cell trains the CNN with :func:`~xrdpipe.training.phase_fractions.train_phase_fractions` and
 scores it on its fixed test mixtures (held-out strain conditions, recorded by spec and
 hash); the baselines (:mod:`xrdpipe.evaluation.baselines`) fit on training mixtures drawn
 from the same 60 % training strains and are scored on exactly the same test mixtures.
@@ -38,7 +38,7 @@ from xrdpipe.evaluation.baselines import (
     run_fraction_baselines,
     training_mixtures,
 )
-from xrdpipe.store import patterns as store
+from xrdpipe.store import layout as store
 
 CNN = "cnn"
 """The method name of the phase-fraction CNN in grid tables."""
@@ -118,7 +118,7 @@ class CellResult:
         n_materials: N.
         max_phases: K.
         seed: the training seed.
-        phase: the CNN's :class:`~xrdpipe.training.tasks.PhaseFractionResult` (its test
+        phase: the CNN's :class:`~xrdpipe.training.phase_fractions.PhaseFractionResult` (its test
             set dropped after scoring, to keep the cell small).
         baselines: the baselines' results (predictions cut to ``phase.predictions``' rows).
         wall_s: wall time of the cell.
@@ -190,7 +190,7 @@ def run_cell(
         on_baseline: called with each baseline's name before it runs.
     """
     from xrdpipe.patterns import MixtureConfig
-    from xrdpipe.training.tasks import train_phase_fractions
+    from xrdpipe.training.phase_fractions import train_phase_fractions
 
     start = time.perf_counter()
     result = train_phase_fractions(

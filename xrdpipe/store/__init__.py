@@ -1,6 +1,6 @@
 """Pattern stores: the Zarr v3 layout of simulated peak lists (see ``docs/store.md``)."""
 
-from xrdpipe.store.patterns import (
+from xrdpipe.store.layout import (
     BLOCK_VARIABLES,
     STATUS_OK,
     STATUS_PENDING,
@@ -8,19 +8,17 @@ from xrdpipe.store.patterns import (
     StorePath,
     completed_materials,
     config_fingerprint,
-    create_profiles,
     create_store,
     load_completed,
     mark_completed,
     materials_per_chunk,
-    open_profiles,
     open_store,
-    profiles_key,
     store_exists,
     store_fingerprint,
+    store_identity,
     write_block,
-    write_profiles,
 )
+from xrdpipe.store.profiles import create_profiles, open_profiles, profiles_key, write_profiles
 
 __all__ = [
     "BLOCK_VARIABLES",
@@ -41,5 +39,6 @@ __all__ = [
     "open_store",
     "store_exists",
     "store_fingerprint",
+    "store_identity",
     "write_block",
 ]

@@ -1,0 +1,7 @@
+"""Stages: one entry per pipeline stage, what the Prefect flows and the CLI both call.
+
+Each stage reads its inputs through the store and the readers, calls the pure science, and
+returns values; tracking logs them.
+
+- :mod:`xrdpipe.stages.train`: the train stage (task dispatch).
+"""

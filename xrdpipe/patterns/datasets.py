@@ -28,14 +28,6 @@ from xrdpipe.patterns.render import render_clean, two_theta_grid
 
 SPLITS = ("train", "test", "reference")
 
-MATERIAL_COLUMNS = (
-    "cod_id",
-    "formula",
-    "space_group_number",
-    "space_group_symbol",
-    "crystal_system",
-    "lattice_system",
-)
 
 
 @dataclass(frozen=True)
@@ -59,7 +51,7 @@ class StorePeaks:
 
 def material_table(ds: xr.Dataset) -> pd.DataFrame:
     """The material coordinates of a store as a frame (manifest order)."""
-    return pd.DataFrame({c: ds[c].values for c in MATERIAL_COLUMNS if c in ds.coords})
+    return pd.DataFrame({c: ds[c].values for c in store.MATERIAL_COORDS if c in ds.coords})
 
 
 def load_peaks(

@@ -1,8 +1,8 @@
 """Prefect flow ``evaluate`` (deployment ``nk-grid``): paper 002's N/K grid with baselines.
 
 Thin: resolves the catalog, makes sure the store exists, and hands the grid to
-:func:`xrdpipe.evaluate.run_evaluation`, which logs every cell from this process as a child
-run of one MLflow parent run and writes the report.
+:func:`xrdpipe.stages.evaluate.run_evaluation`, which logs every cell from this process as a
+child run of one MLflow parent run and writes the report.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from prefect import flow, get_run_logger
 
 from flows.common import resolve
 from xrdpipe.config import load_catalog
-from xrdpipe.evaluate import run_evaluation
 from xrdpipe.evaluation.baselines import BASELINES
 from xrdpipe.evaluation.grid import GridSpec
+from xrdpipe.stages.evaluate import run_evaluation
 from xrdpipe.store import store_exists
 
 

@@ -374,7 +374,8 @@ def grid_cell_values(store_path: Path) -> dict[str, Any]:
 
 
 def cv_fold_values(store_path: Path) -> dict[str, Any]:
-    from xrdpipe.evaluation.classification import cross_validate_classifiers, load_cv_profiles
+    from xrdpipe.evaluation.cv import cross_validate_classifiers
+    from xrdpipe.stages.classifiers import load_cv_profiles
 
     profiles, materials, grid = load_cv_profiles(store_path, TINY_SUBSET.profile, 10)
     names = sorted(set(materials["lattice_system"].astype(str)))

@@ -20,18 +20,12 @@ from sklearn.metrics import (
 from tests.test_train_stage import TINY_SUBSET, tiny_store
 from xrdpipe.config import ClassifierPreset
 from xrdpipe.evaluation import cam_plots
-from xrdpipe.evaluation.classification import (
-    METHODS,
-    PAPER_000_REPORTED,
-    CVResult,
-    acnn_cams,
-    classification_table,
-    cross_validate_classifiers,
-    fit_acnn,
-    make_folds,
-    run_classification_evaluation,
-)
+from xrdpipe.evaluation.cv import METHODS, CVResult, acnn_cams, cross_validate_classifiers
+from xrdpipe.evaluation.folds import make_folds
+from xrdpipe.evaluation.tables import PAPER_000_REPORTED, classification_table
 from xrdpipe.models import ACNN, ACNNConfig
+from xrdpipe.stages.classifiers import run_classification_evaluation
+from xrdpipe.training.classifier import fit_acnn
 
 TINY_PRESET = ClassifierPreset(
     variants=("position_channel",),

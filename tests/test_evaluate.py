@@ -154,7 +154,7 @@ def test_cells_run_in_parallel_on_dask_and_log_from_the_parent(
     from mlflow.tracking import MlflowClient
 
     from xrdpipe.config import Settings
-    from xrdpipe.evaluate import run_evaluation
+    from xrdpipe.stages.evaluate import run_evaluation
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     settings = Settings(data_dir=store.parent.parent, mlflow_tracking_uri=uri)
@@ -190,7 +190,7 @@ def test_classifier_tables_command_logs_one_run_with_every_method_and_the_report
     from typer.testing import CliRunner
 
     from xrdpipe.cli import app
-    from xrdpipe.evaluation.classification import METHODS
+    from xrdpipe.evaluation.cv import METHODS
 
     uri = tracking_uri
     result = CliRunner().invoke(

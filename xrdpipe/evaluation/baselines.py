@@ -4,13 +4,14 @@ Every baseline is fitted on the same training mixtures and scored on exactly the
 mixtures as the CNN (:func:`run_fraction_baselines`), and returns phase fractions: negative
 outputs clipped to 0 and each row renormalised to sum to one (all zero: uniform, 1/N).
 
-Regressors (scikit-learn, on patterns averaged over ``n_bins`` contiguous windows, about 450
-points, :func:`bin_patterns`): ``knn`` (standardised inputs, 10 neighbours weighted by
-distance), ``random_forest`` (60 trees, 10 % of the features per split, leaves of >= 5,
-``n_jobs=1``), ``ridge`` (standardised, alpha 10) and ``mlp`` (standardised, 256-128 ReLU,
-Adam, early stopping on 10 % of the training set). Defaults sized for 20,000 x 450 inputs on
-two cores (measured at 5,000 x 500, N = 5, on a loaded two-core machine: forest of 100 trees
-41 s, MLP 15 s, the others < 1 s; fitting time grows about linearly with the mixtures).
+Regressors (scikit-learn, :func:`~xrdpipe.evaluation.estimators.make_regressor`, on patterns
+averaged over ``n_bins`` contiguous windows, about 450 points, :func:`bin_patterns`): ``knn``
+(standardised inputs, 10 neighbours weighted by distance), ``random_forest`` (60 trees, 10 %
+of the features per split, leaves of >= 5, ``n_jobs=1``), ``ridge`` (standardised, alpha 10)
+and ``mlp`` (standardised, 256-128 ReLU, Adam, early stopping on 10 % of the training set).
+Defaults sized for 20,000 x 450 inputs on two cores (measured at 5,000 x 500, N = 5, on a
+loaded two-core machine: forest of 100 trees 41 s, MLP 15 s, the others < 1 s; fitting time
+grows about linearly with the mixtures).
 
 Physics baselines: non-negative least squares (``scipy.optimize.nnls``) of each test pattern
 against a dictionary of single-phase profiles plus a background, fractions = the material
@@ -60,6 +61,7 @@ from threadpoolctl import threadpool_limits
 
 from xrdpipe import store
 from xrdpipe.errors import ConfigError
+from xrdpipe.evaluation.estimators import REGRESSORS, make_regressor, regressor_params
 from xrdpipe.evaluation.metrics import fraction_metrics
 from xrdpipe.patterns.config import MixtureConfig, ProfileConfig
 from xrdpipe.patterns.datasets import load_peaks
@@ -74,7 +76,6 @@ __all__ = [
     "bin_patterns",
     "dictionary_profiles",
     "gram_nnls",
-    "make_regressor",
     "nnls_fractions",
     "render_dictionary",
     "run_fraction_baselines",
@@ -83,8 +84,6 @@ __all__ = [
     "uniform_guess_tvd",
 ]
 
-REGRESSORS = ("knn", "random_forest", "ridge", "mlp")
-"""The scikit-learn baselines."""
 NNLS_BASELINES = ("nnls_reference", "nnls_strained")
 """The physics baselines."""
 BASELINES = REGRESSORS + NNLS_BASELINES
@@ -150,71 +149,6 @@ def to_fractions(values: np.ndarray) -> np.ndarray:
     total = out.sum(axis=1, keepdims=True)
     uniform = np.full_like(out, 1.0 / out.shape[1])
     return np.where(total > 0, out / np.where(total > 0, total, 1.0), uniform)
-
-
-# --- regressors -----------------------------------------------------------------------------
-
-
-def make_regressor(name: str, seed: int = 0) -> Any:
-    """The scikit-learn pipeline of a regression baseline (see the module docstring).
-
-    Raises:
-        ConfigError: ``name`` is not one of :data:`REGRESSORS`.
-    """
-    from sklearn.ensemble import RandomForestRegressor
-    from sklearn.linear_model import Ridge
-    from sklearn.neighbors import KNeighborsRegressor
-    from sklearn.neural_network import MLPRegressor
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    random_state = seed % 2**32
-    if name == "knn":
-        return make_pipeline(
-            StandardScaler(), KNeighborsRegressor(n_neighbors=10, weights="distance", n_jobs=1)
-        )
-    if name == "random_forest":
-        return RandomForestRegressor(
-            n_estimators=60,
-            max_features=0.1,
-            min_samples_leaf=5,
-            n_jobs=1,
-            random_state=random_state,
-        )
-    if name == "ridge":
-        return make_pipeline(StandardScaler(), Ridge(alpha=10.0))
-    if name == "mlp":
-        return make_pipeline(
-            StandardScaler(),
-            MLPRegressor(
-                hidden_layer_sizes=(256, 128),
-                alpha=1e-4,
-                batch_size=256,
-                learning_rate_init=1e-3,
-                max_iter=200,
-                early_stopping=True,
-                validation_fraction=0.1,
-                n_iter_no_change=10,
-                random_state=random_state,
-            ),
-        )
-    raise ConfigError(f"regressor {name!r} is not one of {list(REGRESSORS)}")
-
-
-def _loggable(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str, tuple))
-
-
-def regressor_params(model: Any) -> dict[str, Any]:
-    """Flat, loggable parameters of a regressor or pipeline (``<step>.<param>``)."""
-    steps = getattr(model, "steps", None) or [(type(model).__name__.lower(), model)]
-    params: dict[str, Any] = {}
-    for step, estimator in steps:
-        params[f"{step}.estimator"] = type(estimator).__name__
-        for key, value in sorted(estimator.get_params(deep=False).items()):
-            if _loggable(value):
-                params[f"{step}.{key}"] = list(value) if isinstance(value, tuple) else value
-    return params
 
 
 # --- NNLS -------------------------------------------------------------------------------------

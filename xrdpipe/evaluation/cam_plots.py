@@ -12,7 +12,7 @@ over the class's mean pattern, so one sees which two-theta regions drive the dec
 * :func:`plot_confusion_matrix`: counts, coloured by the row-normalised share (recall).
 
 CAMs come from :func:`~xrdpipe.models.acnn.class_activation_maps` (batched numpy wrapper:
-:func:`~xrdpipe.evaluation.classification.acnn_cams`). Every function writes one PNG with
+:func:`~xrdpipe.evaluation.cv.acnn_cams`). Every function writes one PNG with
 the Agg backend and returns its path. (:mod:`xrdpipe.tracking` imports MLflow at import time,
 so evaluation code draws its own figures and the flows log the files.)
 """

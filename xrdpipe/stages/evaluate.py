@@ -370,22 +370,23 @@ def classification_runner(
     """Paper 000's tables on ``subset`` as a step of :func:`run_evaluation` (its report section).
 
     Both protocols, all nine methods, 5 folds. The a-CNN of each fold trains with
-    ``preset_name``: ``cv`` is :data:`~xrdpipe.evaluation.classification.CV_PRESET` (the
+    ``preset_name``: ``cv`` is :data:`~xrdpipe.evaluation.tables.CV_PRESET` (the
     ``binned`` variant, at most 45 s a fold: the tables take ~15 minutes on 2 cores); any
     other name is the catalog's classifier preset of that name (``paper``: the paper's
     training, for a GPU).
     """
     from xrdpipe.config import load_catalog, resolve_subset
-    from xrdpipe.evaluation import classification as clf
+    from xrdpipe.evaluation.tables import CV_PRESET
+    from xrdpipe.stages.classifiers import run_classification_evaluation
 
     cat = load_catalog(catalog, settings)
     config = resolve_subset(cat, subset, settings)
-    preset = clf.CV_PRESET if preset_name == "cv" else cat.preset("classifier", preset_name)
+    preset = CV_PRESET if preset_name == "cv" else cat.preset("classifier", preset_name)
     store_path = settings.store_path(subset)
 
     def run(folder: Path) -> dict[str, Any]:
         log(f"classification tables on {subset} ({target}), both protocols")
-        evaluation = clf.run_classification_evaluation(
+        evaluation = run_classification_evaluation(
             store_path, config, preset, target=target, plot_dir=folder / "classification"
         )
         table = evaluation.table.copy()

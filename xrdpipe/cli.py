@@ -54,7 +54,12 @@ def fetch(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Fetch a COD subset: download CIFs, parse, filter, and write its structure manifest."""
-    from xrdpipe.fetch import acquire_cifs, build_subset_manifest, find_candidates, make_report
+    from xrdpipe.stages.fetch import (
+        acquire_cifs,
+        build_subset_manifest,
+        find_candidates,
+        make_report,
+    )
 
     settings = _settings(data_dir)
     try:
@@ -97,7 +102,7 @@ def simulate(
 ) -> None:
     """Simulate a fetched subset's strained peak lists into its Zarr store (on Dask)."""
     from xrdpipe.parallel import dask_client
-    from xrdpipe.simulation import run_simulation
+    from xrdpipe.stages.simulate import run_simulation
 
     settings = _settings(data_dir)
     try:

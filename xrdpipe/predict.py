@@ -41,7 +41,7 @@ import numpy as np
 import typer
 
 from xrdpipe.errors import XrdpipeError
-from xrdpipe.measured import ModelGrid, PreparedPattern, prepare_pattern, read_pattern
+from xrdpipe.readers import ModelGrid, PreparedPattern, prepare_pattern, read_pattern
 
 DEFAULT_ALIAS = "champion"
 FALLBACK_ALIAS = "candidate"

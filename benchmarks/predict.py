@@ -31,8 +31,8 @@ from xrdpipe.config import SubsetConfig
 from xrdpipe.models import ACNN, ACNNConfig, PhaseCNN, PhaseCNNConfig
 from xrdpipe.patterns.config import ProfileConfig
 from xrdpipe.patterns.render import render_profiles
-from xrdpipe.predict import load_model_ensemble, predict_files
 from xrdpipe.readers import prepare_pattern, read_pattern
+from xrdpipe.stages.predict import load_model_ensemble, predict_files
 from xrdpipe.training.checkpoints import save_checkpoint
 
 FILE_PROFILE = ProfileConfig(

@@ -475,7 +475,7 @@ def _five_files(tiny, folder: Path) -> list[tuple[Path, np.ndarray, list[int]]]:
 
 
 def test_predictions_on_simulated_files_are_right(registry, tmp_path):
-    from xrdpipe.predict import load_model_ensemble, predict_files
+    from xrdpipe.stages.predict import load_model_ensemble, predict_files
 
     phase = load_model_ensemble(PHASE)
     classifier = load_model_ensemble(CLASSIFIER)
@@ -574,7 +574,7 @@ def test_cli_batch_goes_on_past_bad_files(registry, tmp_path):
 
 
 def test_cam_and_reference_peaks_come_from_checkpoint_and_store(registry):
-    from xrdpipe.predict import load_model_ensemble
+    from xrdpipe.stages.predict import load_model_ensemble
 
     classifier = load_model_ensemble(CLASSIFIER, version=1, ensemble=False)
     x = np.random.default_rng(0).random(1501).astype(np.float32)

@@ -349,7 +349,7 @@ from xrdpipe.cli_evaluate import register_cli as _register_evaluate_cli  # noqa:
 
 _register_evaluate_cli(app)  # xrdpipe evaluate / report
 
-from xrdpipe.predict import predict_command  # noqa: E402
+from xrdpipe.stages.predict import predict_command  # noqa: E402
 
 app.command("predict")(predict_command)  # xrdpipe predict FILE...
 

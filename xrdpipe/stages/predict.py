@@ -12,7 +12,7 @@
    each other seed, up to ``max_members`` in all. Reported: the members' mean
    probabilities/fractions and their standard deviation (population std, ``ddof=0``); with
    one member the std is 0 and a note says there is no ensemble.
-3. Per file: read (:mod:`xrdpipe.measured`), put on each model's grid (Bragg conversion,
+3. Per file: read (:mod:`xrdpipe.readers`), put on each model's grid (Bragg conversion,
    interpolation, background, min-max normalisation), predict, plot (measured pattern
    on the grid, the a-CNN's CAM for its top class, the reference peak positions of the phases
    with a predicted fraction >= :data:`SHOWN_FRACTION` from the store's ``reference`` split,

@@ -28,11 +28,11 @@ import yaml
 
 from xrdpipe import tracking
 from xrdpipe.config import SubsetConfig
-from xrdpipe.measured import prepare_pattern, read_pattern
 from xrdpipe.models import ACNN, ACNNConfig, PhaseCNN, PhaseCNNConfig
 from xrdpipe.patterns.config import ProfileConfig
 from xrdpipe.patterns.render import render_profiles
-from xrdpipe.predict import load_model_ensemble, predict_files
+from xrdpipe.readers import prepare_pattern, read_pattern
+from xrdpipe.stages.predict import load_model_ensemble, predict_files
 from xrdpipe.training.checkpoints import save_checkpoint
 
 FILE_PROFILE = ProfileConfig(

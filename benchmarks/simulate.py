@@ -199,7 +199,7 @@ def dask_speedup(quick: bool) -> None:
 
     from xrdpipe.config import Settings, SimulationConfig, SubsetConfig
     from xrdpipe.parallel import dask_client
-    from xrdpipe.simulation import run_simulation
+    from xrdpipe.stages.simulate import run_simulation
 
     n_materials, repeats = (20, 1) if quick else (40, 3)
     manifest = _benchmark_manifest(n_materials)

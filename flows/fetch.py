@@ -9,9 +9,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import resolve
-from xrdpipe import fetch as fetch_stage
 from xrdpipe.cod.client import DownloadResult
 from xrdpipe.config import Settings, SubsetConfig
+from xrdpipe.stages import fetch as fetch_stage
 
 NETWORK_RETRIES = dict(retries=3, retry_delay_seconds=[2, 5, 15])
 

@@ -9,7 +9,7 @@ from flows.common import resolve
 from flows.fetch import fetch
 from xrdpipe.config import Settings, SubsetConfig
 from xrdpipe.parallel import dask_client
-from xrdpipe.simulation import BlockReport, run_simulation
+from xrdpipe.stages.simulate import BlockReport, run_simulation
 
 
 @task(name="simulate-patterns", cache_policy=NO_CACHE)

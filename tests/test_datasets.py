@@ -17,7 +17,7 @@ from xrdpipe.patterns.datasets import (
     render_store_profiles,
 )
 from xrdpipe.patterns.render import render_clean
-from xrdpipe.simulation import run_simulation
+from xrdpipe.stages.simulate import run_simulation
 from xrdpipe.structures.manifest import CifEntry, build_manifest
 
 IDS = ["1009031", "2100862", "9008488", "3000024"]

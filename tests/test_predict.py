@@ -22,15 +22,15 @@ from tests.test_train_stage import (
 )
 from xrdpipe import tracking
 from xrdpipe.errors import MeasuredPatternError
-from xrdpipe.measured import (
+from xrdpipe.patterns.config import ProfileConfig
+from xrdpipe.patterns.render import render_clean, render_profiles
+from xrdpipe.readers import (
     ModelGrid,
     bragg_convert,
     parse_xrdml,
     prepare_pattern,
     read_pattern,
 )
-from xrdpipe.patterns.config import ProfileConfig
-from xrdpipe.patterns.render import render_clean, render_profiles
 
 KA1, KA2, RATIO = 1.5405980, 1.5444260, 0.5
 MO_KA1 = 0.709300
@@ -328,7 +328,7 @@ def test_coverage_errors_state_both_ranges_and_partial_is_opt_in(tmp_path):
 
 def test_background_subtraction_and_normalisation():
     grid = MODEL_GRID.two_theta
-    from xrdpipe.measured import MeasuredPattern
+    from xrdpipe.readers import MeasuredPattern
 
     peak = np.exp(-0.5 * ((grid - 40) / 0.1) ** 2)
     y = 1000 * peak + 300 * np.exp(-(grid - 10) / 20) + 50
@@ -475,7 +475,7 @@ def _five_files(tiny, folder: Path) -> list[tuple[Path, np.ndarray, list[int]]]:
 
 
 def test_predictions_on_simulated_files_are_right(registry, tmp_path):
-    from xrdpipe.predict import load_model_ensemble, predict_files
+    from xrdpipe.stages.predict import load_model_ensemble, predict_files
 
     phase = load_model_ensemble(PHASE)
     classifier = load_model_ensemble(CLASSIFIER)
@@ -574,7 +574,7 @@ def test_cli_batch_goes_on_past_bad_files(registry, tmp_path):
 
 
 def test_cam_and_reference_peaks_come_from_checkpoint_and_store(registry):
-    from xrdpipe.predict import load_model_ensemble
+    from xrdpipe.stages.predict import load_model_ensemble
 
     classifier = load_model_ensemble(CLASSIFIER, version=1, ensemble=False)
     x = np.random.default_rng(0).random(1501).astype(np.float32)

@@ -19,7 +19,7 @@ import pytest
 from xrdpipe.config import Settings, SimulationConfig, SubsetConfig
 from xrdpipe.errors import StoreError
 from xrdpipe.parallel import dask_client
-from xrdpipe.simulation import (
+from xrdpipe.stages.simulate import (
     BlockReport,
     plan_blocks,
     rebuild_structure,

@@ -81,7 +81,7 @@ def tiny_store(root: Path, subset: SubsetConfig = TINY_SUBSET, ids: list[str] = 
     """A folder with ``manifest.parquet`` and ``patterns.zarr`` (profiles rendered), built once
     per session and configuration; copy it before writing to it."""
     from xrdpipe.patterns.datasets import render_store_profiles
-    from xrdpipe.simulation import run_simulation
+    from xrdpipe.stages.simulate import run_simulation
 
     key = f"{subset.fingerprint()}-{len(ids)}"
     if key not in _STORES:

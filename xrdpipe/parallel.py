@@ -1,6 +1,6 @@
 """The one Dask helper: a client on the configured scheduler, or on a private LocalCluster.
 
-Science code never imports Dask; flows and :mod:`xrdpipe.simulation` take the client this
+Science code never imports Dask; flows and :mod:`xrdpipe.stages.simulate` take the client this
 yields. Everything listens on 127.0.0.1 only.
 """
 

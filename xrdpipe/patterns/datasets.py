@@ -29,7 +29,6 @@ from xrdpipe.patterns.render import render_clean, two_theta_grid
 SPLITS = ("train", "test", "reference")
 
 
-
 @dataclass(frozen=True)
 class StorePeaks:
     """Peak lists of one split of a store, in memory.

@@ -8,15 +8,10 @@ from typing import Annotated
 
 import typer
 
-from xrdpipe.config import Settings, load_catalog
+from xrdpipe.cli import common
+from xrdpipe.cli.common import EvaluateCatalogOpt, EvaluateDataDirOpt, fail
+from xrdpipe.config import load_catalog
 from xrdpipe.errors import XrdpipeError
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    settings = Settings()
-    if data_dir is not None:
-        settings = settings.model_copy(update={"data_dir": data_dir})
-    return settings
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -48,17 +43,17 @@ def evaluate_command(
         str | None,
         typer.Option("--classification", help="Also run paper 000's tables on this subset."),
     ] = None,
-    catalog: Annotated[Path | None, typer.Option("--catalog", help="Another catalog.")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")] = None,
+    catalog: EvaluateCatalogOpt = None,
+    data_dir: EvaluateDataDirOpt = None,
 ) -> None:
     """Run paper 002's N/K grid (CNN and baselines) and write the report, all in MLflow."""
     from xrdpipe.config import resolve_subset
-    from xrdpipe.evaluate import run_evaluation
     from xrdpipe.evaluation.baselines import BASELINES
     from xrdpipe.evaluation.grid import GridSpec
+    from xrdpipe.stages.evaluate import run_evaluation
     from xrdpipe.store import store_exists
 
-    settings = _settings(data_dir)
+    settings = common.settings(data_dir)
     try:
         cat = load_catalog(catalog, settings)
         config = resolve_subset(cat, subset, settings)
@@ -90,8 +85,7 @@ def evaluate_command(
             log=typer.echo,
         )
     except XrdpipeError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from exc
+        fail(exc)
     typer.echo(outcome.wide.to_string(index=False))
     typer.echo(f"wall time {outcome.wall_s / 60:.1f} min; MLflow run {outcome.parent_run_id}")
     typer.echo(f"report: {outcome.report_path}")
@@ -108,20 +102,19 @@ def classifiers_command(
             "--target", help="lattice_system, crystal_system, space_group or dimensionality."
         ),
     ] = "lattice_system",
-    catalog: Annotated[Path | None, typer.Option("--catalog", help="Another catalog.")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")] = None,
+    catalog: EvaluateCatalogOpt = None,
+    data_dir: EvaluateDataDirOpt = None,
 ) -> None:
     """Paper 000's tables: the a-CNN and eight classical classifiers, 5-fold CV, both protocols."""
-    from xrdpipe.evaluate import run_classification_report
+    from xrdpipe.stages.evaluate import run_classification_report
 
-    settings = _settings(data_dir)
+    settings = common.settings(data_dir)
     try:
         run_id, report, _ = run_classification_report(
             settings, subset, preset, catalog, target=target, log=typer.echo
         )
     except XrdpipeError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from exc
+        fail(exc)
     typer.echo(f"MLflow run {run_id}; report: {report}")
 
 
@@ -130,25 +123,17 @@ def report_command(
         Path | None, typer.Option("--output", "-o", help="Folder to write report.html into.")
     ] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")] = None,
+    data_dir: EvaluateDataDirOpt = None,
 ) -> None:
     """Write (and optionally open) the newest evaluation report from MLflow."""
     from xrdpipe import tracking
 
-    settings = _settings(data_dir)
+    settings = common.settings(data_dir)
     tracking.configure(settings.tracking_uri())
     try:
         path = tracking.download_latest_report(output or settings.data_dir / "reports" / "latest")
     except XrdpipeError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from exc
+        fail(exc)
     typer.echo(f"report: {path.resolve()}")
     if open_browser:
         webbrowser.open(path.resolve().as_uri())
-
-
-def register_cli(app: typer.Typer) -> None:
-    """Add ``evaluate``, ``evaluate-classifiers`` and ``report`` to the ``xrdpipe`` app."""
-    app.command("evaluate")(evaluate_command)
-    app.command("evaluate-classifiers")(classifiers_command)
-    app.command("report")(report_command)

@@ -12,7 +12,7 @@
    each other seed, up to ``max_members`` in all. Reported: the members' mean
    probabilities/fractions and their standard deviation (population std, ``ddof=0``); with
    one member the std is 0 and a note says there is no ensemble.
-3. Per file: read (:mod:`xrdpipe.measured`), put on each model's grid (Bragg conversion,
+3. Per file: read (:mod:`xrdpipe.readers`), put on each model's grid (Bragg conversion,
    interpolation, background, min-max normalisation), predict, plot (measured pattern
    on the grid, the a-CNN's CAM for its top class, the reference peak positions of the phases
    with a predicted fraction >= :data:`SHOWN_FRACTION` from the store's ``reference`` split,
@@ -31,17 +31,15 @@ results and the CLI lists them and exits with code 1.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import typer
 
 from xrdpipe.errors import XrdpipeError
-from xrdpipe.measured import ModelGrid, PreparedPattern, prepare_pattern, read_pattern
+from xrdpipe.readers import ModelGrid, PreparedPattern, prepare_pattern, read_pattern
 
 DEFAULT_ALIAS = "champion"
 FALLBACK_ALIAS = "candidate"
@@ -508,104 +506,3 @@ def predict_files(
         summary = {"results": [r.as_dict() for r in results], "failed": failures}
         (Path(out_dir) / "predictions.json").write_text(json.dumps(summary, indent=2))
     return results, failures
-
-
-# --- the command ---------------------------------------------------------------------------
-
-
-def predict_command(
-    files: Annotated[
-        list[Path], typer.Argument(help="Measured patterns: .xy .csv .txt .dat .xrdml")
-    ],
-    classifier: Annotated[
-        str | None,
-        typer.Option("--classifier", help="Registered a-CNN, e.g. xrdpipe-lattice-system-acnn."),
-    ] = None,
-    phase_model: Annotated[
-        str | None, typer.Option("--phase-model", help="Registered phase-fraction model.")
-    ] = None,
-    alias: Annotated[
-        str, typer.Option("--alias", help="Alias to load (champion falls back to candidate).")
-    ] = DEFAULT_ALIAS,
-    version: Annotated[
-        int | None, typer.Option("--version", help="This version of every named model instead.")
-    ] = None,
-    wavelength: Annotated[
-        float | None,
-        typer.Option("--wavelength", help="Angstrom, for two-column files (default: the model's)."),
-    ] = None,
-    background: Annotated[
-        bool | None,
-        typer.Option(
-            "--background/--no-background",
-            help="Subtract a rolling-minimum background for every model (default: for the "
-            "a-CNN only, trained without background).",
-            show_default=False,
-        ),
-    ] = None,
-    partial: Annotated[
-        bool,
-        typer.Option(
-            "--partial/--no-partial", help="Accept patterns covering >= 50 % of the range."
-        ),
-    ] = False,
-    ensemble: Annotated[
-        bool,
-        typer.Option("--ensemble/--no-ensemble", help="Add same-task versions of other seeds."),
-    ] = True,
-    out: Annotated[
-        Path, typer.Option("--out", help="Folder for plots and predictions.json.")
-    ] = Path("predictions"),
-    tracking_uri: Annotated[
-        str | None, typer.Option("--tracking-uri", help="MLflow URI (else XRDPIPE_ settings).")
-    ] = None,
-) -> None:
-    """Predict measured patterns with registered models: classes, phase fractions, plots."""
-    from tqdm import tqdm
-
-    from xrdpipe import tracking
-    from xrdpipe.config import Settings
-
-    if classifier is None and phase_model is None:
-        typer.secho("error: name a model: --classifier and/or --phase-model", fg="red", err=True)
-        raise typer.Exit(code=2)
-    try:
-        tracking.configure(tracking_uri or Settings().tracking_uri())
-        models = [
-            load_model_ensemble(name, alias, version, ensemble=ensemble)
-            for name in (classifier, phase_model)
-            if name is not None
-        ]
-    except XrdpipeError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(code=2) from exc
-    for model in models:
-        for note in model.notes:
-            typer.secho(f"notice: {note}", fg="yellow", err=True)
-    bar = tqdm(
-        total=len(files), desc="patterns", unit="file", file=sys.stderr, disable=len(files) < 2
-    )
-
-    def show(item: Any) -> None:
-        bar.update()
-        if isinstance(item, FilePrediction):
-            tqdm.write(format_prediction(item))
-        else:
-            tqdm.write(f"{item[0]}: FAILED: {item[1]}")
-
-    _, failures = predict_files(
-        files,
-        models,
-        wavelength=wavelength,
-        background=background,
-        allow_partial=partial,
-        out_dir=out,
-        on_result=show,
-    )
-    bar.close()
-    typer.echo(f"{len(files) - len(failures)} of {len(files)} file(s) predicted; see {out}")
-    if failures:
-        typer.secho(f"{len(failures)} file(s) failed:", fg="red", err=True)
-        for path, message in failures.items():
-            typer.secho(f"  {path}: {message}", fg="red", err=True)
-        raise typer.Exit(code=1)

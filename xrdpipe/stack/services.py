@@ -1,120 +1,45 @@
-"""The local stack: a Prefect server, a process worker and an MLflow server on 127.0.0.1.
-
-``xrdpipe up`` starts, in this order,
-
-1. ``prefect server start`` with its SQLite database in ``<data>/stack/prefect/prefect.db``
-   (``PREFECT_HOME`` is ``<data>/stack/prefect``), and ``mlflow server`` with a SQLite
-   backend ``<data>/stack/mlflow/mlflow.db`` and proxied artifacts under
-   ``<data>/stack/mlflow/artifacts``, both at once;
-2. when both answer their health checks (``GET /api/health``, ``GET /health``), one
-   ``prefect worker start --pool xrdpipe --type process`` whose environment points every
-   flow run at that Prefect API, at that MLflow server and at the data directory (and
-   passes on ``XRDPIPE_DASK_ADDRESS`` and the rest of the caller's environment).
-
-Each service runs detached in its own session (process group), logs to
-``<data>/stack/logs/<name>.log`` and has a pid file ``<data>/stack/<name>.pid`` (JSON: pid,
-process group, start time, port, URL). ``xrdpipe down`` sends SIGTERM to every process of
-each service (its group and every descendant, including flow runs and their Dask workers),
-waits, sends SIGKILL to what is left, and checks that nothing remains. Ports come from the
-settings (``XRDPIPE_PREFECT_PORT``, ``XRDPIPE_MLFLOW_PORT``). Nothing binds to anything but
-127.0.0.1.
+"""The stack's services: their commands, health checks, up/down/status, deploy, instructions.
 
 Prefect is driven through its command line only: nothing here imports prefect or mlflow.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import httpx
-import psutil
-import typer
 
 from xrdpipe.config import Settings
-from xrdpipe.errors import XrdpipeError
+from xrdpipe.stack.processes import (
+    HOST,
+    QUIET_ENV,
+    SERVICES,
+    STOP_GRACE_S,
+    ServiceRecord,
+    StackError,
+    StackPaths,
+    _live_records,
+    _port_free,
+    _process,
+    _spawn,
+    _stop_record,
+    _tail,
+    read_records,
+)
 
-HOST = "127.0.0.1"
-"""Every service of the stack binds to loopback only."""
 WORK_POOL = "xrdpipe"
 """The process work pool of ``deploy/prefect.yaml``."""
 WORKER_NAME = "xrdpipe-local"
-SERVICES = ("prefect-server", "mlflow", "prefect-worker")
-"""Start order; ``down`` stops them in reverse."""
 START_TIMEOUT_S = 180.0
 """A fresh Prefect database takes ~20 s to migrate and MLflow ~15 s on 2 busy cores."""
-STOP_GRACE_S = 20.0
-"""Seconds between SIGTERM and SIGKILL."""
 HEALTH_TIMEOUT_S = 3.0
 """Timeout of one health request."""
-QUIET_ENV = {
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-}
-"""No telemetry from any service."""
-
-_CHILDREN: dict[int, subprocess.Popen] = {}
-"""Services started by this process, kept to reap them (no zombies in a long-lived caller)."""
-
-
-class StackError(XrdpipeError):
-    """The local stack could not be started, checked or stopped (names the service and log)."""
-
-
-@dataclass(frozen=True)
-class StackPaths:
-    """Where the stack keeps its databases, artifacts, logs and pid files."""
-
-    root: Path
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> StackPaths:
-        """``<data_dir>/stack`` (absolute)."""
-        return cls(Path(settings.data_dir).resolve() / "stack")
-
-    @property
-    def prefect_home(self) -> Path:
-        return self.root / "prefect"
-
-    @property
-    def prefect_db(self) -> Path:
-        return self.prefect_home / "prefect.db"
-
-    @property
-    def mlflow_dir(self) -> Path:
-        return self.root / "mlflow"
-
-    @property
-    def mlflow_db(self) -> Path:
-        return self.mlflow_dir / "mlflow.db"
-
-    @property
-    def mlflow_artifacts(self) -> Path:
-        return self.mlflow_dir / "artifacts"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    def pid_file(self, name: str) -> Path:
-        return self.root / f"{name}.pid"
-
-    def log_file(self, name: str) -> Path:
-        return self.logs / f"{name}.log"
-
-    def make(self) -> None:
-        for folder in (self.prefect_home, self.mlflow_artifacts, self.logs):
-            folder.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -138,29 +63,6 @@ class Endpoints:
 
 
 @dataclass(frozen=True)
-class ServiceRecord:
-    """One started service, as written to its pid file."""
-
-    name: str
-    pid: int
-    pgid: int
-    create_time: float
-    log: str
-    cmd: list[str]
-    port: int | None = None
-    url: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    """The stack's own variables given to the service (not the inherited environment)."""
-
-    @classmethod
-    def read(cls, path: Path) -> ServiceRecord | None:
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-
-@dataclass(frozen=True)
 class ServiceStatus:
     """What ``xrdpipe status`` reports for one service."""
 
@@ -178,106 +80,6 @@ class StackInfo:
     endpoints: Endpoints
     services: dict[str, ServiceRecord]
     client_env: dict[str, str]
-
-
-# --- processes ------------------------------------------------------------------------------
-
-
-def _process(record: ServiceRecord) -> psutil.Process | None:
-    """The service's leader process if it still runs (same pid *and* start time)."""
-    try:
-        proc = psutil.Process(record.pid)
-        if abs(proc.create_time() - record.create_time) > 1.0:
-            return None  # the pid was reused
-        return proc if _is_running(proc) else None
-    except psutil.Error:
-        return None
-
-
-def _is_running(proc: psutil.Process) -> bool:
-    child = _CHILDREN.get(proc.pid)
-    if child is not None and child.poll() is not None:
-        return False
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def service_processes(record: ServiceRecord) -> list[psutil.Process]:
-    """Every live process of a service: its group, its leader and all their descendants.
-
-    Flow runs may start their own sessions; they are found as descendants of the worker.
-    """
-    found: dict[int, psutil.Process] = {}
-    leader = _process(record)
-    roots = [leader] if leader is not None else []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == record.pgid and proc.pid != os.getpid():
-                roots.append(proc)
-        except (OSError, psutil.Error):
-            continue
-    for root in roots:
-        found[root.pid] = root
-        try:
-            for child in root.children(recursive=True):
-                found[child.pid] = child
-        except psutil.Error:
-            continue
-    return [p for p in found.values() if _is_running(p)]
-
-
-def _reap() -> None:
-    for pid, child in list(_CHILDREN.items()):
-        if child.poll() is not None:
-            del _CHILDREN[pid]
-
-
-def _stop_record(record: ServiceRecord, grace_s: float) -> list[int]:
-    """SIGTERM every process of a service, SIGKILL what is left; the pids still alive."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0), (signal.SIGKILL, 5.0)):
-        procs = service_processes(record)
-        if not procs:
-            break
-        for proc in procs:
-            try:
-                proc.send_signal(sig)
-            except psutil.Error:
-                pass
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            _reap()
-            if not any(_is_running(p) for p in procs):
-                break
-            time.sleep(0.2)
-    _reap()
-    return [p.pid for p in service_processes(record)]
-
-
-def _port_free(port: int) -> bool:
-    """Nothing listens on the port (connections in TIME_WAIT do not count, as for a server)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    """A port of 127.0.0.1 that is free now (for tests and ``--port 0`` style use)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: str | Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # --- commands and environments ----------------------------------------------------------------
@@ -346,7 +148,7 @@ def find_project_dir(explicit: Path | str | None = None) -> Path | None:
     (editable install), the current directory.
     """
     candidates = [explicit, os.environ.get("XRDPIPE_PROJECT_DIR")]
-    candidates += [Path(__file__).resolve().parents[1], Path.cwd()]
+    candidates += [Path(__file__).resolve().parents[2], Path.cwd()]
     for candidate in candidates:
         if candidate and (Path(candidate) / "deploy" / "prefect.yaml").is_file():
             return Path(candidate).resolve()
@@ -356,49 +158,6 @@ def find_project_dir(explicit: Path | str | None = None) -> Path | None:
 
 
 # --- start, check, stop -------------------------------------------------------------------------
-
-
-def _spawn(
-    paths: StackPaths,
-    name: str,
-    cmd: list[str],
-    env_overrides: Mapping[str, str],
-    cwd: Path,
-    port: int | None = None,
-    url: str | None = None,
-) -> ServiceRecord:
-    log = paths.log_file(name)
-    env = {**os.environ, **QUIET_ENV, **env_overrides}
-    with log.open("ab") as fh:
-        fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
-        fh.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-    _CHILDREN[proc.pid] = proc
-    try:
-        create_time = psutil.Process(proc.pid).create_time()
-    except psutil.Error:
-        create_time = time.time()
-    record = ServiceRecord(
-        name=name,
-        pid=proc.pid,
-        pgid=proc.pid,  # start_new_session: the leader's pid is the group's id
-        create_time=create_time,
-        log=str(log),
-        cmd=cmd,
-        port=port,
-        url=url,
-        env=dict(env_overrides),
-    )
-    paths.pid_file(name).write_text(json.dumps(asdict(record), indent=2))
-    return record
 
 
 def _http_ok(url: str, accept: Callable[[httpx.Response], bool]) -> bool:
@@ -461,16 +220,6 @@ def _wait(records: Iterable[tuple[ServiceRecord, Callable[[], bool]]], timeout_s
         time.sleep(0.5)
 
 
-def read_records(paths: StackPaths) -> dict[str, ServiceRecord]:
-    """The pid files present, by service name."""
-    records = {}
-    for name in SERVICES:
-        record = ServiceRecord.read(paths.pid_file(name))
-        if record is not None:
-            records[name] = record
-    return records
-
-
 def _endpoints(settings: Settings, records: Mapping[str, ServiceRecord]) -> Endpoints:
     prefect = records.get("prefect-server")
     mlflow = records.get("mlflow")
@@ -478,17 +227,6 @@ def _endpoints(settings: Settings, records: Mapping[str, ServiceRecord]) -> Endp
         prefect.port if prefect and prefect.port else settings.prefect_port,
         mlflow.port if mlflow and mlflow.port else settings.mlflow_port,
     )
-
-
-def _live_records(paths: StackPaths) -> dict[str, ServiceRecord]:
-    """Pid files of services that still run; stale pid files are removed."""
-    live = {}
-    for name, record in read_records(paths).items():
-        if _process(record) is not None:
-            live[name] = record
-        else:
-            paths.pid_file(name).unlink(missing_ok=True)
-    return live
 
 
 def start_worker(
@@ -708,74 +446,3 @@ def instructions(info: StackInfo) -> str:
         "  prefect deployment run pipeline/demo --watch\n"
         "Stop everything with `xrdpipe down`."
     )
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory (else XRDPIPE_DATA_DIR).")
-]
-
-
-def _cli_settings(data_dir: Path | None) -> Settings:
-    settings = Settings()
-    return settings if data_dir is None else settings.model_copy(update={"data_dir": data_dir})
-
-
-def _cli_fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
-def up_command(
-    deploy: Annotated[
-        bool, typer.Option("--deploy", help="Also deploy every deployment of prefect.yaml.")
-    ] = False,
-    project_dir: Annotated[
-        Path | None, typer.Option("--project-dir", help="Folder with deploy/prefect.yaml.")
-    ] = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Start the local stack: Prefect server, a worker of pool xrdpipe, MLflow server."""
-    settings = _cli_settings(data_dir)
-    typer.echo(f"starting the stack under {StackPaths.for_settings(settings).root} ...")
-    try:
-        info = up(settings, project_dir=project_dir, deploy=deploy)
-    except XrdpipeError as exc:
-        _cli_fail(exc)
-    for record in info.services.values():
-        typer.echo(f"  {record.name}: pid {record.pid}, log {record.log}")
-    if deploy:
-        typer.echo("deployed every deployment of deploy/prefect.yaml")
-    typer.echo(instructions(info))
-
-
-def down_command(data_dir: DataDirOpt = None) -> None:
-    """Stop every process of the local stack (SIGTERM, then SIGKILL)."""
-    try:
-        stopped = down(_cli_settings(data_dir))
-    except XrdpipeError as exc:
-        _cli_fail(exc)
-    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
-
-
-def status_command(data_dir: DataDirOpt = None) -> None:
-    """Show which services of the local stack run: pids, health and UI URLs."""
-    states = status(_cli_settings(data_dir))
-    for s in states:
-        if not s.running or s.record is None:
-            typer.echo(f"{s.name:15s} stopped")
-            continue
-        health = "healthy" if s.healthy else "NOT answering"
-        where = f"  {s.record.url}" if s.record.url else ""
-        typer.echo(f"{s.name:15s} running (pid {s.record.pid}), {health}{where}")
-    if not any(s.running for s in states):
-        raise typer.Exit(code=1)
-
-
-def register_cli(app: typer.Typer) -> None:
-    """Add ``up``, ``down`` and ``status`` to the ``xrdpipe`` command line."""
-    app.command("up")(up_command)
-    app.command("down")(down_command)
-    app.command("status")(status_command)

@@ -100,18 +100,9 @@ class ModelEnsemble:
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std over members of the outputs for patterns ``(B, n_points)``."""
-        import torch
+        from xrdpipe.training.inference import predict_batched
 
-        outputs = []
-        with torch.no_grad():
-            for member in self.members:
-                parts = [
-                    member.module(torch.from_numpy(np.ascontiguousarray(x[i : i + BATCH])))
-                    .float()
-                    .numpy()
-                    for i in range(0, len(x), BATCH)
-                ]
-                outputs.append(np.concatenate(parts))
+        outputs = [predict_batched(m.module, x, BATCH).numpy() for m in self.members]
         stacked = np.stack(outputs)
         return stacked.mean(axis=0), stacked.std(axis=0)
 

@@ -17,6 +17,7 @@ from tests.test_train_stage import (
     tiny_store,
 )
 from xrdpipe import tracking
+from xrdpipe.stages.train import train_task
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def _artifacts(client: MlflowClient, run_id: str) -> set[str]:
 
 
 def test_phase_fraction_run_is_logged_registered_and_loads_back(store, mlflow_uri, tmp_path):
-    result, tracked = tracking.train_task(
+    result, tracked = train_task(
         "phase-fractions",
         "tiny",
         TINY_SUBSET,
@@ -108,7 +109,7 @@ def test_phase_fraction_run_is_logged_registered_and_loads_back(store, mlflow_ur
 
 
 def test_classifier_run_logs_variants_confusion_and_loads_back(store, mlflow_uri):
-    result, tracked = tracking.train_task(
+    result, tracked = train_task(
         "lattice-system",
         "tiny",
         TINY_SUBSET,
@@ -141,7 +142,7 @@ def test_classifier_run_logs_variants_confusion_and_loads_back(store, mlflow_uri
             loaded(x), result.model.cpu().eval().predict(x), rtol=0, atol=1e-6
         )
     # a second run of the same task adds version 2 and moves the candidate alias to it
-    _, again = tracking.train_task(
+    _, again = train_task(
         "lattice-system",
         "tiny",
         TINY_SUBSET,

@@ -3,5 +3,6 @@
 Each stage reads its inputs through the store and the readers, calls the pure science, and
 returns values; tracking logs them.
 
-- :mod:`xrdpipe.stages.train`: the train stage (task dispatch).
+- :mod:`xrdpipe.stages.train`: the train stage (task dispatch, tracked training).
+- :mod:`xrdpipe.stages.refresh`: the pipeline's refresh rules (stale store, training identity).
 """

@@ -4,17 +4,19 @@ A checkpoint's model part (``<stem>.safetensors`` and ``<stem>.json``) is read a
 :mod:`xrdpipe.models.checkpoints`; its names are re-exported here. This module adds the
 optional ``<stem>.train.pt``: optimizer state, epoch, RNG states, history, best weights,
 plain dicts of tensors and numbers written with ``torch.save`` and read back with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)``, and the helpers that save and restore what it holds
+(:func:`rng_states`, :func:`restore_training_state`, :func:`with_state`).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from xrdpipe.models import checkpoints as model_checkpoints
 from xrdpipe.models.checkpoints import (
@@ -36,8 +38,11 @@ __all__ = [
     "load_state_dict",
     "load_training_state",
     "read_metadata",
+    "restore_training_state",
+    "rng_states",
     "save_checkpoint",
     "save_training_state",
+    "with_state",
 ]
 
 
@@ -94,3 +99,40 @@ def load_training_state(
         return torch.load(paths.training_state, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for a bad or unsafe file
         raise CheckpointError(f"cannot read training state {paths.training_state}: {exc}") from exc
+
+
+def rng_states() -> dict[str, Any]:
+    """The torch (and CUDA) RNG states, for a resumable checkpoint."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def with_state(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
+    """``model`` if it already holds ``state``; otherwise a CPU copy holding it."""
+    current = model.state_dict()
+    if all(torch.equal(current[k].cpu(), v) for k, v in state.items()):
+        return model
+    clone = copy.deepcopy(getattr(model, "_orig_mod", model)).cpu()
+    clone.load_state_dict(state)
+    return clone
+
+
+def restore_training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    path: str | os.PathLike[str],
+    device: torch.device,
+) -> dict[str, Any]:
+    """Load weights, optimizer state and RNG states of a ``last`` checkpoint; return the rest.
+
+    The caller checks first that the checkpoint holds ``model``'s config.
+    """
+    state = load_training_state(path, "cpu")
+    model.load_state_dict(load_state_dict(path, device))
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return state

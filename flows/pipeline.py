@@ -21,52 +21,14 @@ from flows.common import resolve
 from flows.fetch import fetch
 from flows.simulate import simulate
 from flows.train import train
-from xrdpipe.config import Settings, SubsetConfig, load_catalog
-from xrdpipe.diffraction.peaks import SIMULATOR_VERSION
+from xrdpipe.config import load_catalog
+from xrdpipe.stages.refresh import store_is_stale, training_identity
 from xrdpipe.stages.train import preset_kind
-from xrdpipe.store import config_fingerprint, store_exists, store_fingerprint
-from xrdpipe.structures.manifest import manifest_sha256
 
 TRAINED_RECORD = "trained.json"
 """Per subset: what the pipeline last trained and registered, keyed by training identity."""
 
 PipelineTask = Literal["phase-fractions", "lattice-system"]
-
-
-def training_identity(
-    settings: Settings,
-    subset: str,
-    config: SubsetConfig,
-    task: str,
-    preset: dict[str, Any],
-    arguments: dict[str, Any],
-) -> dict[str, Any]:
-    """Everything a trained model depends on.
-
-    The store's fingerprint (manifest sha256, simulation settings, simulator version), the
-    whole subset config (profiles), the preset, the task's arguments and the tracking store.
-    """
-    store = settings.store_path(subset)
-    return {
-        "task": task,
-        "subset": subset,
-        "store_fingerprint": store_fingerprint(store),
-        "subset_config": config.fingerprint(),
-        "preset": preset,
-        "arguments": arguments,
-        "tracking_uri": settings.tracking_uri(),
-    }
-
-
-def store_is_stale(settings: Settings, subset: str, config: SubsetConfig) -> bool:
-    """The store exists but was made from another manifest or other simulation settings."""
-    folder = settings.subset_dir(subset)
-    store = settings.store_path(subset)
-    manifest = folder / "manifest.parquet"
-    if not (store_exists(store) and manifest.is_file()):
-        return False
-    wanted = config_fingerprint(config, SIMULATOR_VERSION, manifest_sha256(manifest))
-    return store_fingerprint(store) != wanted
 
 
 def identity_key(identity: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import resolve
 from xrdpipe import tracking
 from xrdpipe.config import Settings, SubsetConfig, load_catalog
-from xrdpipe.stages.train import preset_kind
+from xrdpipe.stages.train import preset_kind, train_task
 from xrdpipe.store import store_exists
 
 TaskName = Literal[
@@ -44,7 +44,7 @@ def train_and_log(
         )
 
     tracking.configure(settings.tracking_uri())
-    result, tracked = tracking.train_task(
+    result, tracked = train_task(
         task_name,
         subset,
         config,

@@ -18,7 +18,6 @@ own matching, so a bug there is not mirrored here.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support import COD_SAMPLE
+
 HTML_ERROR = (
     b"<!DOCTYPE html><html><head><title>COD: error</title></head><body>"
     b"<h1>Too many results</h1><p>Your query returned more entries than the limit.</p>"
@@ -36,19 +37,9 @@ HTML_ERROR = (
 )
 
 
-def shared_dir() -> Path:
-    """The shared data folder: ``$XRDPIPE_SHARED_DIR`` or ``../shared`` beside the repo."""
-    env = os.environ.get("XRDPIPE_SHARED_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
-
-
-SHARED_DIR = shared_dir()
-"""The shared data folder as found at import."""
-
-
 def cod_sample_dir() -> Path:
     """The COD sample (``index.json`` and ``cif/``)."""
-    return shared_dir() / "cod-sample"
+    return COD_SAMPLE
 
 
 @dataclass

@@ -1,14 +1,17 @@
-"""Shared fixtures: environment hygiene for the whole session and the real COD test server."""
+"""Shared fixtures: environment hygiene, the real COD test server, the tiny store, one thread."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
-from tests.cod_server import CodTestServer, cod_sample_dir
+from tests.cod_server import CodTestServer
+from tests.support import COD_SAMPLE, build_tiny_store
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,7 +36,7 @@ def _env_hygiene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def cod_sample() -> Path:
     """The shared COD sample (``index.json``, ``cif/``); skips if it is not there."""
-    folder = cod_sample_dir()
+    folder = COD_SAMPLE
     if not (folder / "index.json").is_file():
         pytest.skip(f"COD sample not found at {folder} (set XRDPIPE_SHARED_DIR)")
     return folder
@@ -66,3 +69,27 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_store_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny real store's folder (``manifest.parquet``, ``patterns.zarr`` with rendered
+    profiles: 7 sample materials, 10 + 4 strains), built once per session; read only."""
+    return build_tiny_store(tmp_path_factory.getbasetemp() / "train-stores")
+
+
+@pytest.fixture
+def tiny_store(tiny_store_built: Path, tmp_path: Path) -> Path:
+    """A writable copy of the tiny store: ``<tmp>/data/tiny/patterns.zarr``."""
+    target = tmp_path / "data" / "tiny"
+    shutil.copytree(tiny_store_built, target)
+    return target / "patterns.zarr"
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for the test (deterministic, and fair to a parallel run)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy.optimize import nnls
 
-from tests.test_train_stage import TINY_IDS, TINY_SUBSET, tiny_store
+from tests.support import TINY_IDS, TINY_SUBSET
 from xrdpipe.errors import ConfigError
 from xrdpipe.evaluation.baselines import (
     BASELINES,
@@ -50,18 +49,13 @@ CLEAN = PROFILE.model_copy(
 """Mixtures with the dictionary's own peak shape and neither noise nor background."""
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    """The tiny store of ``tests/test_train_stage.py`` (7 materials, 10 + 4 strains)."""
-    return tiny_store(tmp_path_factory.getbasetemp() / "train-stores") / "patterns.zarr"
+@pytest.fixture
+def store(tiny_store_built: Path) -> Path:
+    """The tiny store, read only (no test here writes to it)."""
+    return tiny_store_built / "patterns.zarr"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- metrics ----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_train_stage import (
+from tests.support import (
     TINY_CLASSIFIER_PRESET,
     TINY_PHASE_PRESET,
     TINY_SUBSET,
-    tiny_store,
+    build_tiny_store,
 )
 
 REL = 1e-6
@@ -300,12 +299,7 @@ GOLDEN: dict[str, Any] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _seeded(compute: Any, store_path: Path) -> dict[str, Any]:
@@ -428,14 +422,9 @@ def _approx(value: Any) -> Any:
     return value
 
 
-@pytest.fixture(scope="module")
-def built_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_store(tmp_path_factory.getbasetemp() / "train-stores")
-
-
 @pytest.mark.parametrize("name", list(COMPUTE))
-def test_behaviour_is_unchanged(name: str, built_store: Path, tmp_path: Path) -> None:
-    observed = _seeded(COMPUTE[name], _copy(built_store, tmp_path))
+def test_behaviour_is_unchanged(name: str, tiny_store_built: Path, tmp_path: Path) -> None:
+    observed = _seeded(COMPUTE[name], _copy(tiny_store_built, tmp_path))
     assert observed == _approx(GOLDEN[name])
 
 
@@ -444,7 +433,7 @@ if __name__ == "__main__":  # re-record (see the module docstring)
 
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp())
-    built = tiny_store(root / "build")
+    built = build_tiny_store(root / "build")
     print(
         json.dumps(
             {n: _seeded(f, _copy(built, Path(tempfile.mkdtemp()))) for n, f in COMPUTE.items()},

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,11 +14,12 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from tests.test_train_stage import TINY_SUBSET, tiny_store
+from tests.support import TINY_SUBSET
 from xrdpipe.config import ClassifierPreset
 from xrdpipe.evaluation import cam_plots
 from xrdpipe.evaluation.cv import METHODS, CVResult, acnn_cams, cross_validate_classifiers
 from xrdpipe.evaluation.folds import make_folds
+from xrdpipe.evaluation.plots import plot_confusion_matrix
 from xrdpipe.evaluation.tables import PAPER_000_REPORTED, classification_table
 from xrdpipe.models import ACNN, ACNNConfig
 from xrdpipe.stages.classifiers import run_classification_evaluation
@@ -198,9 +196,7 @@ def test_cam_plots_write_pngs(tmp_path):
         cam_plots.plot_misclassified_cams(
             two_theta, x, cams, y_true, y_true, names, tmp_path / "none.png"
         ),
-        cam_plots.plot_confusion_matrix(
-            confusion_matrix(y_true, y_pred), names, tmp_path / "c.png", "test"
-        ),
+        plot_confusion_matrix(confusion_matrix(y_true, y_pred), names, tmp_path / "c.png", "test"),
     ]
     for path in paths:
         assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 2000
@@ -208,18 +204,10 @@ def test_cam_plots_write_pngs(tmp_path):
         cam_plots.plot_class_mean_cams(two_theta, x, cams[:, :-1], y_true, names, tmp_path / "x")
 
 
-@pytest.fixture
-def store(tmp_path_factory, tmp_path) -> Path:
-    built = tiny_store(tmp_path_factory.getbasetemp() / "train-stores")
-    target = tmp_path / "data" / "tiny"
-    shutil.copytree(built, target)
-    return target / "patterns.zarr"
-
-
-def test_run_classification_evaluation_on_a_tiny_store(store, tmp_path):
+def test_run_classification_evaluation_on_a_tiny_store(tiny_store, tmp_path):
     methods = ("acnn", "naive_bayes", "random_forest")  # all nine: see the synthetic tests
     evaluation = run_classification_evaluation(
-        store,
+        tiny_store,
         TINY_SUBSET,
         TINY_PRESET,
         "lattice_system",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.cod_server import SHARED_DIR
+from tests.support import SHARED_DIR
 from xrdpipe.config import SubsetConfig
 from xrdpipe.errors import StoreError
 from xrdpipe.patterns.config import MixtureConfig, ProfileConfig

@@ -1,9 +1,7 @@
 """The batched simulator against pymatgen's XRDCalculator (the reference), and strains."""
 
-import os
 import warnings
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from pymatgen.core import DummySpecies, Lattice, Structure
 from pymatgen.io.cif import CifParser
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from tests import support
 from xrdpipe.diffraction import (
     PeakTable,
     apply_strain,
@@ -24,8 +23,7 @@ from xrdpipe.diffraction import (
 )
 from xrdpipe.errors import StructureError
 
-SHARED = Path(os.environ.get("XRDPIPE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
-CIF_DIR = SHARED / "cod-sample" / "cif"
+CIF_DIR = support.CIF_DIR
 
 # one small entry of each crystal system, plus a partially occupied one (reference.csv)
 ENTRIES = {

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.test_train_stage import TINY_PHASE_PRESET, TINY_SUBSET, store  # noqa: F401
+from tests.support import TINY_PHASE_PRESET, TINY_SUBSET
 from xrdpipe.config import default_catalog_path
 from xrdpipe.errors import ConfigError
 from xrdpipe.evaluation.grid import CNN, GridSpec, cell_preset, grid_table, wide_table
@@ -35,10 +35,10 @@ def _catalog(tmp_path) -> str:
 
 
 @pytest.fixture
-def tracking_uri(store, tmp_path, monkeypatch) -> str:  # noqa: F811
+def tracking_uri(tiny_store, tmp_path, monkeypatch) -> str:
     """The tiny store's data dir and a fresh SQLite MLflow store, in the environment."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("XRDPIPE_DATA_DIR", str(store.parent.parent))
+    monkeypatch.setenv("XRDPIPE_DATA_DIR", str(tiny_store.parent.parent))
     monkeypatch.setenv("XRDPIPE_MLFLOW_TRACKING_URI", uri)
     return uri
 
@@ -54,7 +54,7 @@ def test_grid_spec_validates_and_scales_the_budget_with_n():
 
 def test_tiny_grid_through_prefect_logs_parent_children_plots_and_report(
     prefect_harness,
-    store,  # noqa: F811
+    tiny_store,
     tracking_uri,
     tmp_path,
 ):
@@ -148,7 +148,7 @@ def test_tvd_is_half_the_l1_distance():
 
 
 def test_cells_run_in_parallel_on_dask_and_log_from_the_parent(
-    store,  # noqa: F811
+    tiny_store,
     tmp_path,
 ):
     from mlflow.tracking import MlflowClient
@@ -157,7 +157,7 @@ def test_cells_run_in_parallel_on_dask_and_log_from_the_parent(
     from xrdpipe.stages.evaluate import run_evaluation
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    settings = Settings(data_dir=store.parent.parent, mlflow_tracking_uri=uri)
+    settings = Settings(data_dir=tiny_store.parent.parent, mlflow_tracking_uri=uri)
     spec = GridSpec(n_values=(2, 3), k_values=(2,), seeds=(0,), baselines=("nnls_reference",))
     outcome = run_evaluation(
         settings,
@@ -181,7 +181,7 @@ def test_cells_run_in_parallel_on_dask_and_log_from_the_parent(
 
 
 def test_classifier_tables_command_logs_one_run_with_every_method_and_the_report(
-    store,  # noqa: F811
+    tiny_store,
     tracking_uri,
     tmp_path,
 ):
@@ -214,5 +214,7 @@ def test_classifier_tables_command_logs_one_run_with_every_method_and_the_report
     assert float(rf.split(" ± ")[0]) == pytest.approx(
         metrics["clf_strain_random_forest_accuracy"], abs=5e-4
     )
-    report = (store.parent.parent / "reports").glob(f"tiny-classification-{run.info.run_id[:8]}*")
+    report = (tiny_store.parent.parent / "reports").glob(
+        f"tiny-classification-{run.info.run_id[:8]}*"
+    )
     assert "binned" in next(report).read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.cod_server import SHARED_DIR
+from tests.support import SHARED_DIR
 
 REFERENCE = SHARED_DIR / "cod-sample" / "reference.csv"
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.cod_server import SHARED_DIR
+from tests.support import SHARED_DIR
 from xrdpipe.config import default_catalog_path
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,13 +22,7 @@ from xrdpipe.models import (
 )
 from xrdpipe.models.phase_cnn import ConvLayer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Table 1 of paper 002 at n_points = 4501, worked out by hand: valid convolutions shorten by

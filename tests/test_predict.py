@@ -14,11 +14,11 @@ import torch
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from tests.test_train_stage import (
+from tests.support import (
     TINY_CLASSIFIER_PRESET,
     TINY_PHASE_PRESET,
     TINY_SUBSET,
-    tiny_store,
+    build_tiny_store,
 )
 from xrdpipe import tracking
 from xrdpipe.errors import MeasuredPatternError
@@ -31,6 +31,7 @@ from xrdpipe.readers import (
     prepare_pattern,
     read_pattern,
 )
+from xrdpipe.stages.train import train_task
 
 KA1, KA2, RATIO = 1.5405980, 1.5444260, 0.5
 MO_KA1 = 0.709300
@@ -349,7 +350,7 @@ def test_background_subtraction_and_normalisation():
 def test_bragg_resampling_moves_mo_peaks_to_cu_positions(tmp_path, tmp_path_factory):
     from xrdpipe.patterns.datasets import load_peaks
 
-    built = tiny_store(tmp_path_factory.getbasetemp() / "train-stores")
+    built = build_tiny_store(tmp_path_factory.getbasetemp() / "train-stores")
     ref = load_peaks(built / "patterns.zarr", "reference")
     m = 3  # BaTiO3 (cubic): few, strong, well-separated reflections
     d = ref.peaks.d_spacing[m, 0][ref.peaks.peak_mask[m, 0]].numpy().astype(np.float64)
@@ -407,7 +408,7 @@ PHASE = tracking.registered_model_name("phase-fractions", "tiny", 3, max_phases=
 def tiny(tmp_path_factory):
     """A tiny store, a phase-fraction model (N=3, K=2) and two a-CNN seeds, registered."""
     root = tmp_path_factory.mktemp("predict")
-    built = tiny_store(tmp_path_factory.getbasetemp() / "train-stores")
+    built = build_tiny_store(tmp_path_factory.getbasetemp() / "train-stores")
     yield build_registry(root, built)
     mlflow.set_tracking_uri("")
 
@@ -418,7 +419,7 @@ def build_registry(root: Path, built: Path) -> dict:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     tracking.configure(uri, artifact_root=root / "artifacts")
     torch.manual_seed(0)
-    phase, _ = tracking.train_task(
+    phase, _ = train_task(
         "phase-fractions",
         "tiny",
         TINY_SUBSET,
@@ -431,7 +432,7 @@ def build_registry(root: Path, built: Path) -> dict:
         progress=False,
     )
     classifiers = [
-        tracking.train_task(
+        train_task(
             "lattice-system",
             "tiny",
             TINY_SUBSET,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.support import manifest_row
 from xrdpipe.config import Settings, SimulationConfig, SubsetConfig
 from xrdpipe.errors import StoreError
 from xrdpipe.parallel import dask_client
@@ -27,11 +28,8 @@ from xrdpipe.stages.simulate import (
     simulate_material,
 )
 from xrdpipe.store import layout as st
-from xrdpipe.structures.parse import parse_structure
-from xrdpipe.structures.symmetry import analyse_symmetry
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 COD_IDS = (
     "9008506",  # Mg, hexagonal
     "1009031",  # PdO, tetragonal
@@ -52,37 +50,17 @@ class Interrupted(Exception):
 
 
 def _manifest() -> pd.DataFrame:
-    rows = []
-    for cod_id in COD_IDS:
-        if cod_id is None:
-            rows.append(
-                {
-                    "cod_id": BROKEN_ID,
-                    "formula": "X1",
-                    "reduced_formula": "X",
-                    "space_group_number": 1,
-                    "space_group_symbol": "P1",
-                    "crystal_system": "triclinic",
-                    "lattice_system": "triclinic",
-                    "structure_json": json.dumps({"lattice": "not a lattice"}),
-                }
-            )
-            continue
-        structure = parse_structure(SHARED / "cod-sample" / "cif" / f"{cod_id}.cif")
-        info = analyse_symmetry(structure)
-        rows.append(
-            {
-                "cod_id": cod_id,
-                "formula": structure.composition.formula,
-                "reduced_formula": structure.composition.reduced_formula,
-                "space_group_number": info.space_group_number,
-                "space_group_symbol": info.space_group_symbol,
-                "crystal_system": info.crystal_system,
-                "lattice_system": info.lattice_system,
-                "structure_json": json.dumps(structure.as_dict()),
-            }
-        )
-    return pd.DataFrame(rows)
+    broken = {
+        "cod_id": BROKEN_ID,
+        "formula": "X1",
+        "reduced_formula": "X",
+        "space_group_number": 1,
+        "space_group_symbol": "P1",
+        "crystal_system": "triclinic",
+        "lattice_system": "triclinic",
+        "structure_json": json.dumps({"lattice": "not a lattice"}),
+    }
+    return pd.DataFrame([broken if i is None else manifest_row(i) for i in COD_IDS])
 
 
 SUBSET = SubsetConfig(

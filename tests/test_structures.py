@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from pymatgen.analysis.dimensionality import get_dimensionality_larsen
 from pymatgen.core import Lattice, Structure
 
+from tests import support
 from xrdpipe.config import Filters, SubsetConfig, load_catalog
 from xrdpipe.errors import StructureError
 from xrdpipe.structures import (
@@ -45,8 +45,7 @@ from xrdpipe.structures.manifest import allocate_strata
 from xrdpipe.structures.parse import read_cif_text
 from xrdpipe.structures.symmetry import bonded_structure, lattice_system_of
 
-SHARED = Path(os.environ.get("XRDPIPE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
-SAMPLE = SHARED / "cod-sample"
+SAMPLE = support.COD_SAMPLE
 HUGE_CELL = "2104374"  # about 6,400 sites: pymatgen takes minutes
 DUMMY_ATOM = "2010123"  # contains the dummy atom M
 OVER_ONE = ("9000087", "9008434", "1101169")  # occupancies summing slightly over 1

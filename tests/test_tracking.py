@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-
 import mlflow
 import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.test_train_stage import (
+from tests.support import (
     TINY_CLASSIFIER_PRESET,
     TINY_PHASE_PRESET,
     TINY_SUBSET,
-    tiny_store,
 )
 from xrdpipe import tracking
-
-
-@pytest.fixture
-def store(tmp_path_factory, tmp_path):
-    built = tiny_store(tmp_path_factory.getbasetemp() / "train-stores")
-    shutil.copytree(built, tmp_path / "data" / "tiny")
-    return tmp_path / "data" / "tiny" / "patterns.zarr"
+from xrdpipe.stages.train import train_task
 
 
 @pytest.fixture
@@ -50,14 +41,14 @@ def _artifacts(client: MlflowClient, run_id: str) -> set[str]:
     return {a.path for a in client.list_artifacts(run_id)}
 
 
-def test_phase_fraction_run_is_logged_registered_and_loads_back(store, mlflow_uri, tmp_path):
-    result, tracked = tracking.train_task(
+def test_phase_fraction_run_is_logged_registered_and_loads_back(tiny_store, mlflow_uri, tmp_path):
+    result, tracked = train_task(
         "phase-fractions",
         "tiny",
         TINY_SUBSET,
         "tiny",
         TINY_PHASE_PRESET,
-        store,
+        tiny_store,
         n_materials=3,
         max_phases=2,
         seed=0,
@@ -107,14 +98,14 @@ def test_phase_fraction_run_is_logged_registered_and_loads_back(store, mlflow_ur
     np.testing.assert_allclose(pyfunc.predict(x.numpy()), expected.numpy(), atol=1e-6)
 
 
-def test_classifier_run_logs_variants_confusion_and_loads_back(store, mlflow_uri):
-    result, tracked = tracking.train_task(
+def test_classifier_run_logs_variants_confusion_and_loads_back(tiny_store, mlflow_uri):
+    result, tracked = train_task(
         "lattice-system",
         "tiny",
         TINY_SUBSET,
         "tiny",
         TINY_CLASSIFIER_PRESET,
-        store,
+        tiny_store,
         seed=0,
         progress=False,
     )
@@ -141,13 +132,13 @@ def test_classifier_run_logs_variants_confusion_and_loads_back(store, mlflow_uri
             loaded(x), result.model.cpu().eval().predict(x), rtol=0, atol=1e-6
         )
     # a second run of the same task adds version 2 and moves the candidate alias to it
-    _, again = tracking.train_task(
+    _, again = train_task(
         "lattice-system",
         "tiny",
         TINY_SUBSET,
         "tiny",
         TINY_CLASSIFIER_PRESET.model_copy(update={"epochs": 1, "variants": ("paper",)}),
-        store,
+        tiny_store,
         seed=1,
         progress=False,
     )
@@ -156,7 +147,7 @@ def test_classifier_run_logs_variants_confusion_and_loads_back(store, mlflow_uri
     assert str(alias.version) == "2"
 
 
-def test_logged_requirements_pin_this_torch(store, mlflow_uri, tmp_path):
+def test_logged_requirements_pin_this_torch(tiny_store, mlflow_uri, tmp_path):
     from xrdpipe.models import ACNN, ACNNConfig
 
     model = ACNN(ACNNConfig(n_points=200, n_classes=3))

@@ -3,104 +3,24 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from tests.cod_server import SHARED_DIR
+from tests.support import (
+    TINY_CLASSIFIER_PRESET,
+    TINY_IDS,
+    TINY_PHASE_PRESET,
+    TINY_SUBSET,
+    build_tiny_store,
+)
 from xrdpipe.config import (
     LATTICE_SYSTEMS,
-    ClassifierPreset,
-    PhaseFractionPreset,
-    ProfileConfig,
     SimulationConfig,
-    SubsetConfig,
     default_catalog_path,
 )
-
-TINY_IDS = ["1000054", "1009031", "2003120", "2100862", "2242045", "3000024", "9008488"]
-DIMENSIONALITY = [3, 3, 2, 3, 3, 2, 3]  # made-up labels for the dimensionality target
-TINY_SUBSET = SubsetConfig(
-    seed=3,
-    simulation=SimulationConfig(
-        n_train_strains=10, n_test_strains=4, strain_mode="symmetry", materials_per_chunk=4
-    ),
-    profile=ProfileConfig(n_points=1501),
-)
-TINY_PHASE_PRESET = PhaseFractionPreset(
-    width=0.1,
-    batch_size=32,
-    lr=2e-3,
-    epochs=4,
-    epoch_size=128,
-    n_validation=64,
-    n_test=96,
-    device="cpu",
-)
-TINY_CLASSIFIER_PRESET = ClassifierPreset(
-    batch_size=16,
-    lr=3e-3,
-    epochs=4,
-    early_stopping_patience=None,
-    augment=False,
-    rf_trees=10,
-    device="cpu",
-)
-_STORES: dict[str, Path] = {}
-
-
-def _manifest(ids: list[str]) -> pd.DataFrame:
-    from xrdpipe.structures.parse import parse_structure
-    from xrdpipe.structures.symmetry import analyse_symmetry
-
-    rows = []
-    for cod_id, dim in zip(ids, DIMENSIONALITY, strict=False):
-        structure = parse_structure(SHARED_DIR / "cod-sample" / "cif" / f"{cod_id}.cif")
-        info = analyse_symmetry(structure)
-        rows.append(
-            {
-                "cod_id": cod_id,
-                "formula": structure.composition.formula,
-                "reduced_formula": structure.composition.reduced_formula,
-                "space_group_number": info.space_group_number,
-                "space_group_symbol": info.space_group_symbol,
-                "crystal_system": info.crystal_system,
-                "lattice_system": info.lattice_system,
-                "dimensionality": dim,
-                "structure_json": json.dumps(structure.as_dict()),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def tiny_store(root: Path, subset: SubsetConfig = TINY_SUBSET, ids: list[str] = TINY_IDS) -> Path:
-    """A folder with ``manifest.parquet`` and ``patterns.zarr`` (profiles rendered), built once
-    per session and configuration; copy it before writing to it."""
-    from xrdpipe.patterns.datasets import render_store_profiles
-    from xrdpipe.stages.simulate import run_simulation
-
-    key = f"{subset.fingerprint()}-{len(ids)}"
-    if key not in _STORES:
-        folder = root / f"store-{key}"
-        folder.mkdir(parents=True)
-        manifest = _manifest(ids)
-        manifest.to_parquet(folder / "manifest.parquet")
-        run_simulation(manifest, folder / "patterns.zarr", subset)
-        render_store_profiles(folder / "patterns.zarr", subset.profile)
-        _STORES[key] = folder
-    return _STORES[key]
-
-
-@pytest.fixture
-def store(tmp_path_factory, tmp_path) -> Path:
-    built = tiny_store(tmp_path_factory.getbasetemp() / "train-stores")
-    target = tmp_path / "data" / "tiny"
-    shutil.copytree(built, target)
-    return target / "patterns.zarr"
 
 
 def test_grid_material_order_is_seeded_and_independent_of_row_order():
@@ -114,7 +34,7 @@ def test_grid_material_order_is_seeded_and_independent_of_row_order():
     assert order == [["1000054", "1009031", "2100862", "9008488"][i] for i in expected]
 
 
-def test_phase_fractions_train_and_report_a_fixed_test_set(store):
+def test_phase_fractions_train_and_report_a_fixed_test_set(tiny_store):
     from xrdpipe.patterns import MixtureConfig
     from xrdpipe.patterns.datasets import fixed_mixture_set
     from xrdpipe.training.phase_fractions import (
@@ -127,7 +47,7 @@ def test_phase_fractions_train_and_report_a_fixed_test_set(store):
 
     records = []
     result = train_phase_fractions(
-        store,
+        tiny_store,
         TINY_SUBSET,
         TINY_PHASE_PRESET,
         n_materials=3,
@@ -139,13 +59,13 @@ def test_phase_fractions_train_and_report_a_fixed_test_set(store):
     history = result.train.history
     assert len(history) == 4 and [r["epoch"] for r in records] == [1, 2, 3, 4]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    expected = grid_material_order(completed_material_table(store), TINY_SUBSET.seed)[:3]
+    expected = grid_material_order(completed_material_table(tiny_store), TINY_SUBSET.seed)[:3]
     assert result.materials == expected
     # the test set is the documented one: seeded by the subset, from the test strains,
     # drawn in batches of FIXED_SET_BATCH, and recorded by its spec beside the store
     cfg = MixtureConfig(n_materials=3, max_phases=2, batch_size=FIXED_SET_BATCH)
     again = fixed_mixture_set(
-        store,
+        tiny_store,
         "test",
         expected,
         cfg,
@@ -155,7 +75,7 @@ def test_phase_fractions_train_and_report_a_fixed_test_set(store):
     )
     assert result.test_set_sha256 == again.sha256 and result.test_set_key == again.key
     assert result.n_test == 96
-    assert (store.parent / "fixed_sets" / f"{again.key}.json").is_file()
+    assert (tiny_store.parent / "fixed_sets" / f"{again.key}.json").is_file()
     assert result.predictions.shape == result.targets.shape == (96, 3)
     np.testing.assert_allclose(result.predictions.sum(axis=1), 1.0, rtol=1e-5)
     tvd = 0.5 * np.abs(result.predictions - result.targets).sum(axis=1)
@@ -164,11 +84,11 @@ def test_phase_fractions_train_and_report_a_fixed_test_set(store):
     assert result.config["model"]["width"] == 0.1
 
 
-def test_classifier_trains_both_variants_and_the_forest(store):
+def test_classifier_trains_both_variants_and_the_forest(tiny_store):
     from xrdpipe.training.classifier import train_classifier
 
     result = train_classifier(
-        store,
+        tiny_store,
         TINY_SUBSET,
         TINY_CLASSIFIER_PRESET,
         "lattice_system",
@@ -192,12 +112,12 @@ def test_classifier_trains_both_variants_and_the_forest(store):
     assert {"test_accuracy", "paper/test_accuracy", "rf_test_accuracy"} <= set(metrics)
 
 
-def test_classifier_material_protocol_and_manifest_labels(store):
+def test_classifier_material_protocol_and_manifest_labels(tiny_store):
     from xrdpipe.training.classifier import train_classifier
 
     preset = TINY_CLASSIFIER_PRESET.model_copy(update={"variants": ("paper",), "epochs": 1})
     result = train_classifier(
-        store, TINY_SUBSET, preset, "dimensionality", "material", seed=0, progress=False
+        tiny_store, TINY_SUBSET, preset, "dimensionality", "material", seed=0, progress=False
     )
     assert result.class_names == ["2D", "3D"]
     assert result.counts["materials"] == {"2D": 2, "3D": 5}
@@ -206,12 +126,12 @@ def test_classifier_material_protocol_and_manifest_labels(store):
     assert len(result.y_true) == 2 * 4
 
 
-def test_space_group_classes_need_enough_materials(store):
+def test_space_group_classes_need_enough_materials(tiny_store):
     from xrdpipe.training.classifier import TaskError, train_classifier
 
     preset = TINY_CLASSIFIER_PRESET.model_copy(update={"min_materials_per_class": 2})
     with pytest.raises(TaskError, match="space_group"):
-        train_classifier(store, TINY_SUBSET, preset, "space_group", progress=False)
+        train_classifier(tiny_store, TINY_SUBSET, preset, "space_group", progress=False)
 
 
 def test_classifier_refuses_an_unconstrained_strain_store(tmp_path_factory):
@@ -227,13 +147,15 @@ def test_classifier_refuses_an_unconstrained_strain_store(tmp_path_factory):
             )
         }
     )
-    path = tiny_store(tmp_path_factory.mktemp("unconstrained"), subset, TINY_IDS[:2])
+    path = build_tiny_store(tmp_path_factory.mktemp("unconstrained"), subset, TINY_IDS[:2])
     path = path / "patterns.zarr"
     with pytest.raises(TaskError, match="unconstrained"):
         train_classifier(path, subset, TINY_CLASSIFIER_PRESET, "lattice_system")
 
 
-def test_train_flow_creates_a_tracked_registered_run(prefect_harness, store, tmp_path, monkeypatch):
+def test_train_flow_creates_a_tracked_registered_run(
+    prefect_harness, tiny_store, tmp_path, monkeypatch
+):
     from mlflow.tracking import MlflowClient
 
     from flows.train import train

@@ -29,13 +29,7 @@ from xrdpipe.training import (
     train,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- synthetic data
@@ -387,16 +381,17 @@ def test_device_choice_and_config_validation():
 
 
 def test_cosine_schedule_anneals_by_epochs_or_wall_time():
-    from xrdpipe.training.loop import TrainConfig, _lr_at
+    from xrdpipe.training.loop import TrainConfig
+    from xrdpipe.training.schedule import lr_at
 
     cfg = TrainConfig(epochs=10, lr=1.0, lr_schedule="cosine", max_minutes=5.0)
-    assert _lr_at(cfg, 1) == pytest.approx(1.0)
-    assert _lr_at(cfg, 6) == pytest.approx(0.5)
+    assert lr_at(cfg, 1) == pytest.approx(1.0)
+    assert lr_at(cfg, 6) == pytest.approx(0.5)
     # half the wall-clock budget used at epoch 2: the schedule is half way
-    assert _lr_at(cfg, 2, time_fraction=0.5) == pytest.approx(0.5)
-    assert _lr_at(cfg, 2, time_fraction=1.2) == pytest.approx(0.0)
+    assert lr_at(cfg, 2, time_fraction=0.5) == pytest.approx(0.5)
+    assert lr_at(cfg, 2, time_fraction=1.2) == pytest.approx(0.0)
     constant = TrainConfig(epochs=10, lr=1.0)
-    assert _lr_at(constant, 7, time_fraction=0.9) == 1.0
+    assert lr_at(constant, 7, time_fraction=0.9) == 1.0
 
 
 def test_weight_average_follows_the_formula_and_gives_the_weights_back():

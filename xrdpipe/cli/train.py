@@ -41,7 +41,7 @@ def train(
 ) -> None:
     """Train a model of the papers on a subset's store; log and register it in MLflow."""
     from xrdpipe import tracking
-    from xrdpipe.stages.train import preset_kind
+    from xrdpipe.stages.train import preset_kind, train_task
     from xrdpipe.store import store_exists
 
     settings = common.settings(data_dir)
@@ -56,7 +56,7 @@ def train(
             simulate(subset, overwrite=False, catalog=catalog, data_dir=data_dir)
         tracking.configure(settings.tracking_uri())
         typer.echo(f"training {task} on {subset} with preset {preset} ({chosen})")
-        result, tracked = tracking.train_task(
+        result, tracked = train_task(
             task,
             subset,
             config,

@@ -9,7 +9,6 @@ over the class's mean pattern, so one sees which two-theta regions drive the dec
   itself as a shaded area underneath;
 * :func:`plot_misclassified_cams`: a grid of misclassified patterns, each with the CAM the
   caller passes (usually that of the *predicted* class: what the network saw instead);
-* :func:`plot_confusion_matrix`: counts, coloured by the row-normalised share (recall).
 
 CAMs come from :func:`~xrdpipe.models.acnn.class_activation_maps` (batched numpy wrapper:
 :func:`~xrdpipe.evaluation.cv.acnn_cams`). Every function writes one PNG with
@@ -188,44 +187,4 @@ def plot_misclassified_cams(
     fig.suptitle("Misclassified patterns, coloured by the CAM")
     if line is not None:
         fig.colorbar(line, ax=list(axes.flat), label="CAM (scaled)", fraction=0.02, pad=0.01)
-    return _save(fig, path)
-
-
-def plot_confusion_matrix(
-    confusion: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = ""
-) -> Path:
-    """A confusion matrix (rows true, columns predicted): counts, coloured by row share.
-
-    Args:
-        confusion: ``(C, C)`` counts.
-        class_names: the ``C`` class names.
-        path: the PNG to write.
-        title: figure title.
-
-    Returns:
-        ``path``.
-    """
-    confusion = np.asarray(confusion)
-    c = len(class_names)
-    if confusion.shape != (c, c):
-        raise ValueError(f"confusion {confusion.shape} does not match {c} class_names")
-    rows = confusion.sum(axis=1, keepdims=True)
-    share = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
-    size = 2.0 + 0.55 * c
-    fig, ax = plt.subplots(figsize=(size + 1.0, size), layout="constrained")
-    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-    if c <= 30:
-        for i in range(c):
-            for j in range(c):
-                ax.text(
-                    j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=8,
-                    color="white" if share[i, j] > 0.5 else "black",
-                )  # fmt: skip
-    ax.set_xticks(range(c), [str(n) for n in class_names], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(c), [str(n) for n in class_names], fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, label="share of true class", fraction=0.046, pad=0.04)
     return _save(fig, path)

@@ -14,6 +14,7 @@ import numpy as np
 
 from xrdpipe.evaluation import cam_plots
 from xrdpipe.evaluation.cv import ACNN_METHODS, CVResult, acnn_cams
+from xrdpipe.evaluation.plots import plot_confusion_matrix
 from xrdpipe.evaluation.tables import METHOD_LABELS
 
 
@@ -26,7 +27,7 @@ def write_cv_plots(
     for protocol, result in results.items():
         for method in result.methods:
             name = f"confusion_{protocol}_{method}"
-            written[name] = cam_plots.plot_confusion_matrix(
+            written[name] = plot_confusion_matrix(
                 result.pooled[method]["confusion"],
                 result.class_names,
                 folder / f"{name}.png",

@@ -2,7 +2,7 @@
 
 Every model keeps its frozen config dataclass in ``model.config``; :func:`build_model` and
 :func:`config_from_dict` rebuild a model from a config's plain-dict form, which is what a
-checkpoint stores (see :mod:`xrdpipe.training.checkpoints`).
+checkpoint stores (see :mod:`xrdpipe.models.checkpoints`).
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
-"""The train stage: which task trains which model, with which preset table.
+"""The train stage: which task trains which model, with which preset table, tracked in MLflow.
 
 :func:`run_task` dispatches a task of :data:`TASKS` to
 :func:`~xrdpipe.training.phase_fractions.train_phase_fractions` or
-:func:`~xrdpipe.training.classifier.train_classifier`.
+:func:`~xrdpipe.training.classifier.train_classifier`; :func:`train_task` (what the CLI and
+the train flow call) runs it inside a tracking run and logs and registers the result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from xrdpipe import store
+from xrdpipe import store, tracking
 from xrdpipe.config import ClassifierPreset, PhaseFractionPreset, SubsetConfig
 from xrdpipe.errors import ConfigError
 from xrdpipe.training.classifier import ClassifierResult, train_classifier
@@ -78,3 +81,92 @@ def run_task(
         )
     result.config["preset_name"] = preset_name
     return result
+
+
+def run_name(task: str, subset: str, preset: str, n_materials: int, max_phases: int, seed: int):
+    """A readable run name, e.g. ``demo-cpu-N5-K3-s0`` or ``demo-cpu-strain-s0``."""
+    nk = f"-N{n_materials}-K{max_phases}" if task == "phase-fractions" else ""
+    return f"{subset}-{preset}{nk}-s{seed}"
+
+
+def train_task(
+    task: str,
+    subset: str,
+    subset_config: Any,
+    preset_name: str,
+    preset: Any,
+    store_path: str | Path,
+    *,
+    n_materials: int = 5,
+    max_phases: int = 3,
+    seed: int = 0,
+    protocol: str = "strain",
+    device: str | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[Mapping[str, Any]], Any]] = (),
+    register: bool = True,
+) -> tuple[Any, tracking.TrackedModel]:
+    """Train a task of :data:`TASKS` and track it (the CLI and flow call this).
+
+    Logs the task arguments and the preset before training, every epoch during it, and the
+    result, plots, checkpoint and model after; registers the model as
+    :func:`~xrdpipe.tracking.registered_model_name` with the alias ``candidate``. Call
+    :func:`xrdpipe.tracking.configure` first.
+
+    Returns:
+        ``(PhaseFractionResult | ClassifierResult, TrackedModel)``.
+    """
+    args: dict[str, Any] = {
+        "task": task,
+        "subset_name": subset,
+        "preset_name": preset_name,
+        "seed": seed,
+    }
+    if task == "phase-fractions":
+        args |= {"n_materials": n_materials, "max_phases": max_phases}
+    else:
+        args["protocol"] = protocol
+    params = {"args": args, "preset": preset.model_dump(mode="json")}
+    name = (
+        tracking.registered_model_name(
+            task, subset, n_materials, protocol, max_phases if task == "phase-fractions" else None
+        )
+        if register
+        else None
+    )
+    with tracking.training_run(
+        task,
+        run_name=run_name(task, subset, preset_name, n_materials, max_phases, seed),
+        params=params,
+        tags={"xrdpipe.subset": subset, "xrdpipe.preset": preset_name},
+    ) as run:
+        result = run_task(
+            task,
+            store_path,
+            subset_config,
+            preset,
+            preset_name=preset_name,
+            n_materials=n_materials,
+            max_phases=max_phases,
+            seed=seed,
+            protocol=protocol,  # type: ignore[arg-type]
+            device=device,
+            callbacks=[run.log_epoch, *callbacks],
+            progress=progress,
+        )
+        tracked = log_result(task, result, name)
+        if name is not None:
+            tracking.tag_registered_model(name, tracked.version)
+    return result, tracked
+
+
+def log_result(
+    task: str, result: PhaseFractionResult | ClassifierResult, registered_name: str | None
+) -> tracking.TrackedModel:
+    """Log a finished task to the active run; a new phase-fraction version may be promoted."""
+    if task == "phase-fractions":
+        tracked = tracking.log_phase_fractions(result, registered_name)
+        if registered_name is not None and tracked.version is not None:
+            tracking.promote_if_better(registered_name, tracked.version)
+        return tracked
+    return tracking.log_classifier(result, registered_name)

@@ -1,84 +1,49 @@
-"""Checkpoints that carry their config and never unpickle arbitrary objects.
+"""The training-state part of a checkpoint: what resuming a run needs.
 
-A checkpoint ``<stem>`` is up to three files side by side:
-
-* ``<stem>.safetensors``: the model's ``state_dict`` (safetensors: no code can run on load);
-* ``<stem>.json``: the sidecar: format version, model name, model config, train config and any
-  extra metadata (class names, material ids, metrics); a copy sits in the safetensors header;
-* ``<stem>.train.pt`` (optional): what resuming needs (optimizer state, epoch, RNG states,
-  history, best weights), plain dicts of tensors and numbers written with ``torch.save`` and
-  read back with ``torch.load(weights_only=True)``.
-
-Paths may be given as the stem or as any of the three files.
+A checkpoint's model part (``<stem>.safetensors`` and ``<stem>.json``) is read and written by
+:mod:`xrdpipe.models.checkpoints`; its names are re-exported here. This module adds the
+optional ``<stem>.train.pt``: optimizer state, epoch, RNG states, history, best weights,
+plain dicts of tensors and numbers written with ``torch.save`` and read back with
+``torch.load(weights_only=True)``, and the helpers that save and restore what it holds
+(:func:`rng_states`, :func:`restore_training_state`, :func:`with_state`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
+import copy
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
-from torch import nn
+from torch import Tensor, nn
 
-from xrdpipe.errors import XrdpipeError
-from xrdpipe.models import build_model, config_from_dict, config_to_dict, model_name
+from xrdpipe.models import checkpoints as model_checkpoints
+from xrdpipe.models.checkpoints import (
+    FORMAT_VERSION,
+    HEADER_KEY,
+    CheckpointError,
+    CheckpointPaths,
+    load_checkpoint,
+    load_state_dict,
+    read_metadata,
+)
 
-FORMAT_VERSION = 1
-"""Version of the sidecar layout; bumped when a key changes meaning."""
-
-HEADER_KEY = "xrdpipe"
-"""Key of the JSON sidecar copy inside the safetensors header metadata."""
-
-
-class CheckpointError(XrdpipeError):
-    """A checkpoint is missing, unreadable or does not match the model it should restore."""
-
-
-@dataclass(frozen=True)
-class CheckpointPaths:
-    """The files of one checkpoint."""
-
-    weights: Path
-    sidecar: Path
-    training_state: Path
-
-    @classmethod
-    def of(cls, path: str | os.PathLike[str]) -> CheckpointPaths:
-        """The files of the checkpoint named by its stem or by any of its files."""
-        path = Path(path)
-        name = path.name
-        for suffix in (".train.pt", ".safetensors", ".json"):
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
-                break
-        stem = path.with_name(name)
-        return cls(
-            weights=stem.with_name(name + ".safetensors"),
-            sidecar=stem.with_name(name + ".json"),
-            training_state=stem.with_name(name + ".train.pt"),
-        )
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses, paths and non-finite floats to strict-JSON values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # strict JSON has no nan or inf
-    return value
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER_KEY",
+    "CheckpointError",
+    "CheckpointPaths",
+    "load_checkpoint",
+    "load_state_dict",
+    "load_training_state",
+    "read_metadata",
+    "restore_training_state",
+    "rng_states",
+    "save_checkpoint",
+    "save_training_state",
+    "with_state",
+]
 
 
 def save_checkpoint(
@@ -102,86 +67,22 @@ def save_checkpoint(
     Returns:
         The path of the ``.safetensors`` file.
     """
-    model = getattr(model, "_orig_mod", model)
-    paths = CheckpointPaths.of(path)
-    paths.weights.parent.mkdir(parents=True, exist_ok=True)
-    sidecar = {
-        "format_version": FORMAT_VERSION,
-        "model": model_name(model),
-        "model_config": config_to_dict(model.config),
-        "train_config": _plain(train_config),
-        "metadata": _plain(metadata or {}),
-        "torch_version": torch.__version__,
-    }
-    text = json.dumps(sidecar, indent=2, sort_keys=True, allow_nan=False)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    for target, write in (
-        (paths.weights, lambda tmp: save_file(state, tmp, metadata={HEADER_KEY: text})),
-        (paths.sidecar, lambda tmp: tmp.write_text(text + "\n")),
-    ):
-        tmp = target.with_name(target.name + ".tmp")
-        write(tmp)
-        os.replace(tmp, target)
+    weights = model_checkpoints.save_checkpoint(
+        path, model, train_config=train_config, metadata=metadata
+    )
     if training_state is not None:
-        tmp = paths.training_state.with_name(paths.training_state.name + ".tmp")
-        torch.save(training_state, tmp)
-        os.replace(tmp, paths.training_state)
-    return paths.weights
+        save_training_state(path, training_state)
+    return weights
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The sidecar dict of a checkpoint (from the ``.json`` file, else the safetensors header)."""
+def save_training_state(path: str | os.PathLike[str], training_state: dict[str, Any]) -> Path:
+    """Write the resume state of a checkpoint (``<stem>.train.pt``); its path."""
     paths = CheckpointPaths.of(path)
-    try:
-        if paths.sidecar.exists():
-            sidecar = json.loads(paths.sidecar.read_text())
-        else:
-            with safe_open(paths.weights, framework="pt") as handle:
-                sidecar = json.loads((handle.metadata() or {})[HEADER_KEY])
-    except (OSError, KeyError, ValueError, SafetensorError) as exc:
-        raise CheckpointError(
-            f"checkpoint {paths.weights} has no readable sidecar ({paths.sidecar.name}) or "
-            f"header metadata: {exc}"
-        ) from exc
-    version = sidecar.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {paths.sidecar} has format_version={version!r}; this xrdpipe reads "
-            f"{FORMAT_VERSION}"
-        )
-    return sidecar
-
-
-def load_state_dict(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict:
-    """The model weights of a checkpoint, as a ``state_dict`` on ``device``."""
-    paths = CheckpointPaths.of(path)
-    try:
-        return load_file(paths.weights, device=str(device))
-    except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"cannot read weights {paths.weights}: {exc}") from exc
-
-
-def load_checkpoint(
-    path: str | os.PathLike[str], device: str | torch.device = "cpu"
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint was saved from, with its weights, in eval mode.
-
-    Args:
-        path: the checkpoint's stem or one of its files.
-        device: where to put the weights.
-
-    Returns:
-        ``(model, sidecar)``; ``sidecar["metadata"]`` holds what the caller saved (class names,
-        material ids, ...), ``sidecar["train_config"]`` the training config as a dict.
-    """
-    sidecar = read_metadata(path)
-    config = config_from_dict(sidecar["model"], sidecar["model_config"])
-    model = build_model(config)
-    try:
-        model.load_state_dict(load_state_dict(path, device))
-    except RuntimeError as exc:
-        raise CheckpointError(f"weights of {path} do not fit {sidecar['model']}: {exc}") from exc
-    return model.to(device).eval(), sidecar
+    paths.training_state.parent.mkdir(parents=True, exist_ok=True)
+    tmp = paths.training_state.with_name(paths.training_state.name + ".tmp")
+    torch.save(training_state, tmp)
+    os.replace(tmp, paths.training_state)
+    return paths.training_state
 
 
 def load_training_state(
@@ -198,3 +99,40 @@ def load_training_state(
         return torch.load(paths.training_state, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for a bad or unsafe file
         raise CheckpointError(f"cannot read training state {paths.training_state}: {exc}") from exc
+
+
+def rng_states() -> dict[str, Any]:
+    """The torch (and CUDA) RNG states, for a resumable checkpoint."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def with_state(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
+    """``model`` if it already holds ``state``; otherwise a CPU copy holding it."""
+    current = model.state_dict()
+    if all(torch.equal(current[k].cpu(), v) for k, v in state.items()):
+        return model
+    clone = copy.deepcopy(getattr(model, "_orig_mod", model)).cpu()
+    clone.load_state_dict(state)
+    return clone
+
+
+def restore_training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    path: str | os.PathLike[str],
+    device: torch.device,
+) -> dict[str, Any]:
+    """Load weights, optimizer state and RNG states of a ``last`` checkpoint; return the rest.
+
+    The caller checks first that the checkpoint holds ``model``'s config.
+    """
+    state = load_training_state(path, "cpu")
+    model.load_state_dict(load_state_dict(path, device))
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return state

@@ -25,47 +25,19 @@ SCIENCE = (
 (``cod`` is the one owner of COD over HTTP)."""
 OUTSIDE_WORLD = ("prefect", "mlflow", "typer", "httpx")
 PUBLIC_API = {
-    "xrdpipe.diffraction": [
-        "PeakTable",
-        "SCALED_INTENSITY_TOL",
-        "SIMULATOR_VERSION",
-        "TWO_THETA_TOL",
-        "apply_strain",
-        "has_scattering_factors",
-        "point_group_rotations",
-        "project_onto_point_group",
-        "reflection_upper_bound",
-        "sample_strains",
-        "scattering_coefficients",
-        "simulate_peaks",
-        "strain_conditions",
-        "wavelength_angstrom",
-    ],
-    "xrdpipe.patterns": [
-        "AugmentConfig",
-        "MixtureConfig",
-        "MixtureDataset",
-        "MixtureSampler",
-        "PeakArrays",
-        "ProfileConfig",
-        "augment_peak_list",
-        "augment_profiles",
-        "eliminate_peaks",
-        "find_peaks",
-        "make_fixed_mixture_set",
-        "mixture_intensities",
-        "mixture_loader",
-        "render_clean",
-        "render_naive",
-        "render_peaks",
-        "render_profiles",
-        "scale_peaks",
-        "scherrer_fwhm_deg",
-        "shift_patterns",
-        "split_train_validation",
-        "strain_patterns",
-        "two_theta_grid",
-    ],
+    "xrdpipe.diffraction": (
+        "PeakTable SCALED_INTENSITY_TOL SIMULATOR_VERSION TWO_THETA_TOL apply_strain "
+        "has_scattering_factors point_group_rotations project_onto_point_group "
+        "reflection_upper_bound sample_strains scattering_coefficients simulate_peaks "
+        "strain_conditions wavelength_angstrom"
+    ).split(),
+    "xrdpipe.patterns": (
+        "AugmentConfig MixtureConfig MixtureDataset MixtureSampler PeakArrays ProfileConfig "
+        "augment_peak_list augment_profiles eliminate_peaks find_peaks make_fixed_mixture_set "
+        "mixture_intensities mixture_loader render_clean render_naive render_peaks "
+        "render_profiles scale_peaks scherrer_fwhm_deg shift_patterns split_train_validation "
+        "strain_patterns two_theta_grid"
+    ).split(),
 }
 """Public names recorded before the house restructuring (issue 14); they stay importable."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -202,29 +203,23 @@ def test_fingerprint_mismatch_refused_overwrite_allowed(store):
         store, materials(), N_PEAKS, subset(), simulator_version="sim-1", manifest_sha256="a" * 64
     )
     assert bool(again["completed"].values[0])
-    with pytest.raises(StoreError) as info:
-        st.create_store(
-            store,
-            materials(),
-            N_PEAKS,
-            subset(max_strain=0.02),
-            simulator_version="sim-2",
-            manifest_sha256="a" * 64,
-        )
-    message = str(info.value)
-    assert "max_strain: store has 0.04, requested 0.02" in message
-    assert "simulator_version: store has 'sim-1', requested 'sim-2'" in message
-    assert "fingerprint" in message and "overwrite=True" in message
-    assert "n_train" not in message
-    new = st.create_store(
+    other = functools.partial(
+        st.create_store,
         store,
         materials(),
         N_PEAKS,
         subset(max_strain=0.02),
         simulator_version="sim-2",
         manifest_sha256="a" * 64,
-        overwrite=True,
     )
+    with pytest.raises(StoreError) as info:
+        other()
+    message = str(info.value)
+    assert "max_strain: store has 0.04, requested 0.02" in message
+    assert "simulator_version: store has 'sim-1', requested 'sim-2'" in message
+    assert "fingerprint" in message and "overwrite=True" in message
+    assert "n_train" not in message
+    new = other(overwrite=True)
     assert new.attrs["max_strain"] == 0.02
     assert not st.completed_materials(store).any()
     assert np.isnan(new["density"].values).all() and not new["two_theta"].values.any()

@@ -108,22 +108,13 @@ def run(
     simulate(subset, overwrite=False, catalog=catalog, data_dir=data_dir)
     settings = common.settings(data_dir)
     if train_models:
-        train(
-            "phase-fractions",
-            subset=subset,
-            preset=preset,
-            n_materials=5,
-            max_phases=3,
-            seed=0,
-            protocol="strain",
-            device=None,
-            catalog=catalog,
-            data_dir=data_dir,
-        )
         strain_mode = load_catalog(catalog, settings).subset(subset).simulation.strain_mode
-        if strain_mode == "symmetry":
+        for task in ("phase-fractions", "lattice-system"):
+            if task == "lattice-system" and strain_mode != "symmetry":
+                typer.echo(f"no lattice-system classifier: {subset} uses {strain_mode} strain")
+                continue
             train(
-                "lattice-system",
+                task,
                 subset=subset,
                 preset=preset,
                 n_materials=5,
@@ -134,8 +125,6 @@ def run(
                 catalog=catalog,
                 data_dir=data_dir,
             )
-        else:
-            typer.echo(f"no lattice-system classifier: {subset} uses {strain_mode} strain")
     if train_models and evaluate_grid:
         evaluate_command(
             subset,

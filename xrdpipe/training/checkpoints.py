@@ -54,18 +54,10 @@ def save_checkpoint(
     metadata: dict[str, Any] | None = None,
     training_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a model checkpoint (and optionally the state to resume training).
+    """:func:`xrdpipe.models.checkpoints.save_checkpoint`, and the state to resume training.
 
-    Args:
-        path: the checkpoint's stem or one of its file names; parent folders are created.
-        model: a registered model (``model.config`` names the class); a ``torch.compile``
-            wrapper is unwrapped.
-        train_config: the training config (a dataclass or a dict), stored in the sidecar.
-        metadata: extra JSON-ready values (class names, material ids, metrics, run ids).
-        training_state: plain dict of tensors, numbers, strings, lists and dicts for resuming.
-
-    Returns:
-        The path of the ``.safetensors`` file.
+    ``training_state`` (plain dicts of tensors, numbers, strings and lists) goes to
+    ``<stem>.train.pt``. Returns the path of the ``.safetensors`` file.
     """
     weights = model_checkpoints.save_checkpoint(
         path, model, train_config=train_config, metadata=metadata

@@ -213,18 +213,22 @@ def train_phase_fractions(
     set_cfg = mix_cfg.model_copy(update={"batch_size": FIXED_SET_BATCH})
     if record_dir is None and "://" not in str(store_path):
         record_dir = Path(store_path).parent / "fixed_sets"
-    val_set = fixed_mixture_set(
-        store_path,
-        "train",
-        ids,
-        set_cfg,
-        profile,
-        n=preset.n_validation,
-        seed=subset_config.seed + VALIDATION_SEED_OFFSET,
-        record_dir=record_dir,
-        device=dev,
-        strain_index=val_idx,
-    )
+
+    def fixed_set(split: str, n: int, seed_offset: int, strain_index: Any = None) -> Any:
+        return fixed_mixture_set(
+            store_path,
+            split,
+            ids,
+            set_cfg,
+            profile,
+            n=n,
+            seed=subset_config.seed + seed_offset,
+            record_dir=record_dir,
+            device=dev,
+            strain_index=strain_index,
+        )
+
+    val_set = fixed_set("train", preset.n_validation, VALIDATION_SEED_OFFSET, val_idx)
     val_x, val_y, val_sha = val_set.patterns, val_set.phase_fractions, val_set.sha256
     model_cfg = PhaseCNNConfig(
         n_points=profile.n_points,
@@ -299,17 +303,7 @@ def train_phase_fractions(
         checkpoint_metadata={"task": "phase-fractions", "materials": ids},
     )
     del val_x, val_y
-    test_set = fixed_mixture_set(
-        store_path,
-        "test",
-        ids,
-        set_cfg,
-        profile,
-        n=preset.n_test,
-        seed=subset_config.seed + TEST_SEED_OFFSET,
-        record_dir=record_dir,
-        device=dev,
-    )
+    test_set = fixed_set("test", preset.n_test, TEST_SEED_OFFSET)
     test_x, test_y, test_sha = test_set.patterns, test_set.phase_fractions, test_set.sha256
     model.eval()
     pred = predict_batched(model.predict, test_x, PREDICT_BATCH, next(model.parameters()).device)

@@ -1,7 +1,7 @@
 """Reading the MLflow UI in a real headless browser (Debian's chromium), for the tests.
 
 Playwright drives ``/usr/bin/chromium`` (no browser download). ``.ci/run`` installs it;
-without it the browser test skips. The end-to-end test (``tests/test_stack_e2e.py``) uses
+without it the browser test skips. The end-to-end test (``tests/stack/test_stack_e2e.py``) uses
 :func:`mlflow_ui_texts` on the shared stack's own runs and registered models.
 """
 

@@ -10,8 +10,8 @@ Classification: accuracy, balanced accuracy (mean per-class recall over the clas
 (rows: true class, columns: predicted class), all from the confusion matrix. They agree with
 scikit-learn's ``accuracy_score``, ``balanced_accuracy_score``, ``f1_score(average=...,
 zero_division=0)``, ``precision_recall_fscore_support(zero_division=0)`` and
-``confusion_matrix`` (checked in ``tests/test_baselines.py``). A class that is never predicted
-has precision 0 (and one never present has recall 0), silently: no warnings.
+``confusion_matrix`` (checked in ``tests/evaluation/test_baselines.py``). A class that is
+never predicted has precision 0 (and one never present has recall 0), silently: no warnings.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ Algorithm, per peak p of sample b (all peaks of a batch at once, no loop over pe
    peak's area ``sum * step`` equals its stick intensity ``I_p`` (up to the grid sampling and
    the tails that leave the grid).
 
-Fast evaluation (exact up to ~1e-4 of the pattern maximum, see ``tests/test_patterns.py``):
+Fast evaluation (exact up to ~1e-4 of the pattern maximum, see
+``tests/patterns/test_render_mixtures_augment.py``):
 
 * Near part: each peak is evaluated on a window of ``2w+1`` grid points around ``j``, with
   ``w >= WINDOW_HWHM * gamma`` (in grid points); peaks are grouped into a few buckets of

@@ -12,7 +12,7 @@ import yaml
 from tests.support import SHARED_DIR
 from xrdpipe.config import default_catalog_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_IDS = ["1000054", "1009031", "2003120", "2100862", "2242045", "3000024", "9008488"]
 
 

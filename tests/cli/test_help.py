@@ -1,6 +1,6 @@
 """Every command's ``--help`` is a snapshot: restructuring the CLI must not change it.
 
-Re-record after an intended change with ``python -m tests.test_cli_help`` and review the diff.
+Re-record after an intended change with ``python -m tests.cli.test_help`` and review the diff.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from xrdpipe.config import Settings, default_catalog_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N_MATERIALS = 8
 EXPERIMENTS = ("xrdpipe/phase-fractions", "xrdpipe/lattice-system")
 MODELS = ("xrdpipe-phase-fractions-demo-N5-K3", "xrdpipe-lattice-system-demo")

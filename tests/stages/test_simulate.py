@@ -29,7 +29,7 @@ from xrdpipe.stages.simulate import (
 )
 from xrdpipe.store import layout as st
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COD_IDS = (
     "9008506",  # Mg, hexagonal
     "1009031",  # PdO, tetragonal

@@ -70,7 +70,7 @@ def test_plotted_peaks_match_the_sticks():
 
 
 def test_plot_command_names_the_missing_store(tmp_path):
-    """The CLI on a real store is run in tests/test_flow_simulate.py; here: no store."""
+    """The CLI on a real store is run in tests/flows/test_simulate.py; here: no store."""
     proc = subprocess.run(
         [sys.executable, "-m", "xrdpipe.cli", "plot-mixtures", "demo", "--data-dir", str(tmp_path)],
         capture_output=True,

@@ -11,7 +11,7 @@ import pytest
 from tests.support import SHARED_DIR
 
 REFERENCE = SHARED_DIR / "cod-sample" / "reference.csv"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

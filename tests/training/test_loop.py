@@ -437,3 +437,22 @@ def test_weight_average_is_validated_kept_and_resumed(tmp_path):
     assert loss == pytest.approx(resumed.best_val_loss, rel=1e-5)
     with pytest.raises(TrainingError, match="without ema_decay"):
         run(5, resume=True, folder="raw")
+
+
+def test_a_time_budgeted_bar_counts_minutes_of_the_budget_and_epochs(capsys):
+    import dataclasses
+    import time
+
+    from xrdpipe.training.progress import TrainingBar
+
+    cfg = TrainConfig(epochs=40, steps_per_epoch=1000, batch_size=8, max_minutes=2.5)
+    bar = TrainingBar(cfg, 1, True, time.perf_counter() - 30.0)  # 30 s of the budget used
+    assert bar.total == 2.5  # minutes, not 40,000 steps
+    bar.update(1)
+    bar.epoch_done(3, val="0.1")
+    assert bar.minutes_used() == pytest.approx(0.5, abs=0.05)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "0.5/2.5 min" in err and "epoch=3/40" in err and "budget 2.5 min" in err
+    steps = TrainingBar(dataclasses.replace(cfg, max_minutes=None), 3, False, time.perf_counter())
+    assert steps.total == 40_000 and steps.bar.n == 2_000  # a resumed run starts at epoch 3

@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from xrdpipe.models import config_from_dict
 from xrdpipe.training.averaging import WeightAverage
@@ -52,6 +51,7 @@ from xrdpipe.training.devices import (
     synchronize,
     torch_settings,
 )
+from xrdpipe.training.progress import TrainingBar
 from xrdpipe.training.schedule import lr_at, make_optimizer
 
 __all__ = [
@@ -93,7 +93,7 @@ def train_one_epoch(
     grad_clip: float | None = None,
     sync_timing: bool = True,
     deadline: float | None = None,
-    progress: tqdm | None = None,
+    progress: TrainingBar | None = None,
     after_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run up to ``steps`` optimisation steps (all batches when ``None``).
@@ -109,7 +109,7 @@ def train_one_epoch(
         grad_clip: maximum global gradient norm, or ``None``.
         sync_timing: synchronise the accelerator so batch-production time is exact.
         deadline: ``time.perf_counter()`` value after which the epoch is cut short.
-        progress: a tqdm bar advanced by one per step.
+        progress: the run's bar, advanced by one per step.
         after_step: called after each optimizer step (the weight average's update).
 
     Returns:
@@ -271,13 +271,7 @@ def train(
         step_model = torch.compile(model) if cfg.compile else model
         batches = EpochBatches(train_batches)
         steps = cfg.steps_per_epoch
-        bar = tqdm(
-            total=None if steps is None else steps * cfg.epochs,
-            initial=0 if steps is None else steps * (run.start_epoch - 1),
-            disable=not progress,
-            desc="train",
-            dynamic_ncols=True,
-        )
+        bar = TrainingBar(cfg, run.start_epoch, progress, wall_start)
         stop_reason = "completed"
         epoch = run.start_epoch - 1
         try:
@@ -316,9 +310,7 @@ def train(
                     is_best = _track_best(run, model, validation, val_loss, epoch, cfg)
                 record = _record(epoch, stats, val_loss, metrics, lr, epoch_start, is_best)
                 run.history.append(record)
-                bar.set_postfix(
-                    epoch=epoch, train=f"{record['train_loss']:.4g}", val=f"{val_loss:.4g}"
-                )
+                bar.epoch_done(epoch, train=f"{record['train_loss']:.4g}", val=f"{val_loss:.4g}")
                 stop_reason = _stop_reason(record, stats, deadline, validation, cfg, run, callbacks)
                 last = stop_reason != "completed" or epoch == cfg.epochs
                 if checkpoint_dir and (epoch % cfg.checkpoint_every == 0 or last):

@@ -528,3 +528,47 @@ def test_a_batch_goes_on_past_bad_lab_files(tmp_path):
     results, failures = predict_files([good, bad, also_good], [])
     assert [Path(r.path).name for r in results] == ["good.raw", "good.ras"]
     assert list(failures) == [str(bad)] and "not a readable zip archive" in failures[str(bad)]
+
+
+XRDML_SLIT = """<?xml version="1.0" encoding="UTF-8"?>
+<xrdMeasurements xmlns="http://www.xrdml.com/XRDMeasurement/1.5"
+ xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <xrdMeasurement measurementType="Scan">
+    <usedWavelength><kAlpha1 unit="Angstrom">1.5405980</kAlpha1></usedWavelength>
+    <incidentBeamPath>
+      <radius unit="mm">240.00</radius>
+      <divergenceSlit xsi:type="{slit}" id="1" name="slit">
+        <distanceToSample unit="mm">100.00</distanceToSample>
+        {extra}
+      </divergenceSlit>
+    </incidentBeamPath>
+    <scan><dataPoints>
+      <positions axis="2Theta" unit="deg"><startPosition>10</startPosition>
+      <endPosition>29</endPosition></positions>
+      <intensities unit="counts">{counts}</intensities>
+    </dataPoints></scan>
+  </xrdMeasurement>
+</xrdMeasurements>
+"""
+
+
+@pytest.mark.parametrize(
+    ("slit", "extra", "kind", "note"),
+    [
+        ("fixedDivergenceSlitType", '<angle unit="deg">0.5</angle>', FIXED_SLIT, "angle 0.5 deg"),
+        (
+            "programmableDivergenceSlitType",
+            '<irradiatedLength unit="mm">10</irradiatedLength>',
+            AUTOMATIC_SLIT,
+            "irradiatedLength 10 mm",
+        ),
+        ("programmableDivergenceSlitType", "", None, "mode not stated"),
+    ],
+)
+def test_xrdml_divergence_slit_kind(tmp_path, slit, extra, kind, note):
+    path = tmp_path / "slit.xrdml"
+    path.write_text(XRDML_SLIT.format(slit=slit, extra=extra, counts=" ".join(["5"] * 20)))
+    pattern = read_pattern(path)
+    assert pattern.divergence_slit == kind
+    assert any(n.startswith("divergence slit: ") and note in n for n in pattern.notes)
+    np.testing.assert_array_equal(pattern.two_theta, np.arange(10.0, 30.0))

@@ -251,10 +251,10 @@ def _grid_ok_pattern() -> tuple[np.ndarray, np.ndarray]:
     ("name", "content", "what", "accepted"),
     [
         (
-            "scan.raw",
+            "scan.spc",
             "10 1\n",
-            "extension '.raw' is not supported",
-            ".xy, .csv, .txt, .dat, .xrdml",
+            "extension '.spc' is not supported",
+            ".xy, .csv, .txt, .dat, .xrdml, .xye, .brml, .raw, .ras, .rasx",
         ),
         ("short.xy", "10 1\n11 2\n12 3\n", "only 3 data points", "at least 16 points"),
         ("nan.xy", "NAN", "NaN or infinite intensity value(s), first at point 5", "finite"),

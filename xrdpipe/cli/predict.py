@@ -24,7 +24,10 @@ from xrdpipe.stages.predict import (
 
 def predict_command(
     files: Annotated[
-        list[Path], typer.Argument(help="Measured patterns: .xy .csv .txt .dat .xrdml")
+        list[Path],
+        typer.Argument(
+            help="Measured patterns: .xy .csv .txt .dat .xye .xrdml .brml .raw .ras .rasx"
+        ),
     ],
     classifier: Annotated[
         str | None,

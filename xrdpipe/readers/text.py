@@ -1,4 +1,4 @@
-"""Two-column text patterns: ``.xy``, ``.csv``, ``.txt``, ``.dat``."""
+"""Column text patterns: ``.xy``, ``.csv``, ``.txt``, ``.dat`` and GSAS ``.xye``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from xrdpipe.readers.base import _error
+from xrdpipe.readers.base import MeasuredPattern, _error
 
 TEXT_EXTENSIONS = (".xy", ".csv", ".txt", ".dat")
 """Two-column text formats: two-theta (degrees), intensity; extra columns are ignored."""
@@ -89,3 +89,31 @@ def parse_xy(text: str, source: str = "<text>") -> tuple[np.ndarray, np.ndarray]
         raise _error(source, "no data lines found", accepted)
     data = np.asarray(rows, dtype=np.float64)
     return data[:, 0], data[:, 1]
+
+
+XYE_EXTENSIONS = (".xye",)
+"""GSAS three-column text: two-theta (degrees), intensity, its esd."""
+_C_COMMENT = re.compile(r"^\s*/\*.*?\*/", re.DOTALL)
+
+
+def parse_xye(text: str, source: str = "<xye>") -> MeasuredPattern:
+    """A GSAS ``.xye`` document to a :class:`MeasuredPattern` (no wavelength).
+
+    Columns: two-theta (degrees), intensity, esd (the esd is not used). Accepts a leading
+    ``/* ... */`` comment block, ``#`` comments and one header line, as :func:`parse_xy`.
+
+    Raises:
+        MeasuredPatternError: an unterminated ``/*`` block, or any error of :func:`parse_xy`.
+    """
+    stripped = text.lstrip()
+    if stripped.startswith("/*"):
+        match = _C_COMMENT.match(stripped)
+        if match is None:
+            raise _error(
+                source,
+                "the '/*' comment block has no closing '*/'",
+                "GSAS .xye: an optional /* ... */ block, then 'two_theta intensity esd' lines",
+            )
+        stripped = stripped[match.end() :]
+    two_theta, intensity = parse_xy(stripped, source)
+    return MeasuredPattern(source, two_theta, intensity, notes=("GSAS xye: esd column not used",))

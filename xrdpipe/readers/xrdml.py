@@ -6,22 +6,18 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from xrdpipe.readers.base import MeasuredPattern, _error
+from xrdpipe.readers.base import (
+    AUTOMATIC_SLIT,
+    FIXED_SLIT,
+    MeasuredPattern,
+    _error,
+    _find,
+    _local,
+    _parse_xml,
+)
 
 XML_EXTENSIONS = (".xrdml",)
 """PANalytical XRDML (any 1.x namespace)."""
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _find(element: ET.Element, name: str) -> ET.Element | None:
-    """First descendant with local tag ``name`` (namespace-agnostic)."""
-    for child in element.iter():
-        if child is not element and _local(child.tag) == name:
-            return child
-    return None
 
 
 def _children(element: ET.Element, name: str) -> list[ET.Element]:
@@ -44,20 +40,15 @@ def parse_xrdml(text: str | bytes, source: str = "<xrdml>") -> MeasuredPattern:
     ``kAlpha1``/``kBeta`` is accepted), the scan's ``positions axis="2Theta"`` as
     ``listPositions`` or ``startPosition``/``endPosition`` (uniform), and ``intensities`` or
     ``counts``; intensities are divided by ``commonCountingTime`` or per-point
-    ``countingTimes`` when given (counts per second).
+    ``countingTimes`` when given (counts per second). The incident beam's ``divergenceSlit``
+    gives ``divergence_slit`` (see :func:`divergence_slit`).
 
     Raises:
         MeasuredPatternError: malformed or truncated XML, no scan, no 2Theta axis, or
             positions and intensities of different lengths.
     """
     accepted = "PANalytical XRDML 1.x with a 2Theta scan"
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        line, column = exc.position
-        raise _error(
-            source, f"malformed or truncated XML at line {line}, column {column} ({exc})", accepted
-        ) from exc
+    root = _parse_xml(text, source, accepted)
     if _local(root.tag) != "xrdMeasurements":
         raise _error(
             source, f"root element is <{_local(root.tag)}>, not <xrdMeasurements>", accepted
@@ -118,6 +109,9 @@ def parse_xrdml(text: str | bytes, source: str = "<xrdml>") -> MeasuredPattern:
         if seconds > 0:
             intensity = intensity / seconds
             notes.append(f"intensities divided by the counting time {seconds:g} s (counts/s)")
+    slit = divergence_slit(root)
+    if slit is not None:
+        notes.append(f"divergence slit: {slit[1]}")
     return MeasuredPattern(
         source=source,
         two_theta=two_theta,
@@ -127,4 +121,31 @@ def parse_xrdml(text: str | bytes, source: str = "<xrdml>") -> MeasuredPattern:
         ka2_ratio=ratio,
         wavelength_source="file" if ka1 is not None else "none",
         notes=tuple(notes),
+        divergence_slit=None if slit is None else slit[0],
     )
+
+
+_XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+
+def divergence_slit(root: ET.Element) -> tuple[str | None, str] | None:
+    """The incident beam's divergence slit: ``(kind, description)``, or ``None`` if absent.
+
+    ``kind`` is :data:`FIXED_SLIT` or :data:`AUTOMATIC_SLIT` from the element's ``xsi:type``
+    (``fixedDivergenceSlitType``, ``automaticDivergenceSlitType``...) or, for a programmable
+    slit, from the presence of an ``irradiatedLength`` (automatic) or a fixed ``angle``;
+    ``None`` when the file does not say.
+    """
+    beam = _find(root, "incidentBeamPath")
+    slit = None if beam is None else _find(beam, "divergenceSlit")
+    if slit is None:
+        return None
+    xsi = slit.get(_XSI_TYPE, "")
+    values = {_local(c.tag): f"{(c.text or '').strip()} {c.get('unit', '')}".strip() for c in slit}
+    kind = None
+    if "automatic" in xsi.lower() or "irradiatedLength" in values:
+        kind = AUTOMATIC_SLIT
+    elif "fixed" in xsi.lower() or "angle" in values:
+        kind = FIXED_SLIT
+    shown = ", ".join(f"{k} {v}" for k, v in values.items() if v)
+    return kind, f"{kind or 'mode not stated'} ({xsi or 'no type'}{'; ' + shown if shown else ''})"

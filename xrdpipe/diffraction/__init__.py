@@ -9,7 +9,13 @@ from xrdpipe.diffraction.peaks import (
     simulate_peaks,
     wavelength_angstrom,
 )
-from xrdpipe.diffraction.scattering import has_scattering_factors, scattering_coefficients
+from xrdpipe.diffraction.scattering import (
+    SITE_B_PROPERTY,
+    anomalous_factors,
+    has_scattering_factors,
+    photon_energy_ev,
+    scattering_coefficients,
+)
 from xrdpipe.diffraction.strain import (
     apply_strain,
     point_group_rotations,
@@ -21,10 +27,13 @@ from xrdpipe.diffraction.strain import (
 __all__ = [
     "SCALED_INTENSITY_TOL",
     "SIMULATOR_VERSION",
+    "SITE_B_PROPERTY",
     "TWO_THETA_TOL",
     "PeakTable",
+    "anomalous_factors",
     "apply_strain",
     "has_scattering_factors",
+    "photon_energy_ev",
     "point_group_rotations",
     "project_onto_point_group",
     "reflection_upper_bound",

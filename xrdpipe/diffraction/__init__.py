@@ -9,6 +9,15 @@ from xrdpipe.diffraction.peaks import (
     simulate_peaks,
     wavelength_angstrom,
 )
+from xrdpipe.diffraction.quantitative import (
+    MicroabsorptionWarning,
+    brindley_factors,
+    cell_mass,
+    hill_howard_weight_fractions,
+    linear_absorption_coefficient,
+    particle_absorption_factor,
+    weight_mode_scale,
+)
 from xrdpipe.diffraction.scattering import (
     SITE_B_PROPERTY,
     anomalous_factors,
@@ -25,6 +34,7 @@ from xrdpipe.diffraction.strain import (
 )
 
 __all__ = [
+    "MicroabsorptionWarning",
     "SCALED_INTENSITY_TOL",
     "SIMULATOR_VERSION",
     "SITE_B_PROPERTY",
@@ -32,7 +42,12 @@ __all__ = [
     "PeakTable",
     "anomalous_factors",
     "apply_strain",
+    "brindley_factors",
+    "cell_mass",
     "has_scattering_factors",
+    "hill_howard_weight_fractions",
+    "linear_absorption_coefficient",
+    "particle_absorption_factor",
     "photon_energy_ev",
     "point_group_rotations",
     "project_onto_point_group",
@@ -42,4 +57,5 @@ __all__ = [
     "simulate_peaks",
     "strain_conditions",
     "wavelength_angstrom",
+    "weight_mode_scale",
 ]

@@ -18,6 +18,7 @@ from xrdpipe.diffraction.quantitative import (
     hill_howard_weight_fractions,
     linear_absorption_coefficient,
     particle_absorption_factor,
+    particle_absorption_grid,
     weight_mode_scale,
 )
 from xrdpipe.patterns.mixtures import mixture_intensities
@@ -118,6 +119,13 @@ def test_particle_absorption_factor_against_own_quadratures() -> None:
     # small a: tau = 1 - 1.5 a (mean path 1.5 R at any angle)
     for angle in (0.0, 45.0, 90.0, 150.0):
         assert particle_absorption_factor(1e-4, angle) == pytest.approx(1 - 1.5e-4, abs=1e-7)
+
+
+def test_interpolated_grid_is_the_quadrature() -> None:
+    grid_a, grid_tau = particle_absorption_grid(90.0)
+    a = np.random.default_rng(0).uniform(-1, 1, 200)
+    np.testing.assert_allclose(np.interp(a, grid_a, grid_tau), particle_absorption_factor(a),
+                               rtol=1e-6)  # fmt: skip
 
 
 def test_two_phase_brindley_by_hand_and_hill_howard_recovers_the_weights() -> None:

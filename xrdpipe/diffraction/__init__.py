@@ -16,6 +16,7 @@ from xrdpipe.diffraction.quantitative import (
     hill_howard_weight_fractions,
     linear_absorption_coefficient,
     particle_absorption_factor,
+    particle_absorption_grid,
     weight_mode_scale,
 )
 from xrdpipe.diffraction.scattering import (
@@ -48,6 +49,7 @@ __all__ = [
     "hill_howard_weight_fractions",
     "linear_absorption_coefficient",
     "particle_absorption_factor",
+    "particle_absorption_grid",
     "photon_energy_ev",
     "point_group_rotations",
     "project_onto_point_group",

@@ -9,7 +9,23 @@ from xrdpipe.diffraction.peaks import (
     simulate_peaks,
     wavelength_angstrom,
 )
-from xrdpipe.diffraction.scattering import has_scattering_factors, scattering_coefficients
+from xrdpipe.diffraction.quantitative import (
+    MicroabsorptionWarning,
+    brindley_factors,
+    cell_mass,
+    hill_howard_weight_fractions,
+    linear_absorption_coefficient,
+    particle_absorption_factor,
+    particle_absorption_grid,
+    weight_mode_scale,
+)
+from xrdpipe.diffraction.scattering import (
+    SITE_B_PROPERTY,
+    anomalous_factors,
+    has_scattering_factors,
+    photon_energy_ev,
+    scattering_coefficients,
+)
 from xrdpipe.diffraction.strain import (
     apply_strain,
     point_group_rotations,
@@ -19,12 +35,22 @@ from xrdpipe.diffraction.strain import (
 )
 
 __all__ = [
+    "MicroabsorptionWarning",
     "SCALED_INTENSITY_TOL",
     "SIMULATOR_VERSION",
+    "SITE_B_PROPERTY",
     "TWO_THETA_TOL",
     "PeakTable",
+    "anomalous_factors",
     "apply_strain",
+    "brindley_factors",
+    "cell_mass",
     "has_scattering_factors",
+    "hill_howard_weight_fractions",
+    "linear_absorption_coefficient",
+    "particle_absorption_factor",
+    "particle_absorption_grid",
+    "photon_energy_ev",
     "point_group_rotations",
     "project_onto_point_group",
     "reflection_upper_bound",
@@ -33,4 +59,5 @@ __all__ = [
     "simulate_peaks",
     "strain_conditions",
     "wavelength_angstrom",
+    "weight_mode_scale",
 ]

@@ -43,9 +43,9 @@ from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
 from pymatgen.core import Structure
 
 from xrdpipe.diffraction.scattering import (
-    SpeciesGroup,
+    ScatteringModel,
     phase_sums,
-    species_groups,
+    scattering_model,
     squared_structure_factor,
 )
 from xrdpipe.diffraction.strain import apply_strain
@@ -358,8 +358,7 @@ def _simulate_batch(
     hkl_f: np.ndarray,
     codes: tuple[np.ndarray, np.ndarray, np.ndarray],
     phase: tuple[np.ndarray, np.ndarray],
-    species: list[SpeciesGroup],
-    dw: np.ndarray,
+    model: ScatteringModel,
     wavelength: float,
     min_r: float,
     max_r: float,
@@ -386,7 +385,7 @@ def _simulate_batch(
     theta = np.arcsin(sint)
     half_g = g / 2
     s2 = half_g * half_g
-    i_hkl = squared_structure_factor(s2, hidx, phase, species, dw)
+    i_hkl = squared_structure_factor(s2, hidx, phase, model.species, model.dw, model.anomalous)
     # sin(theta) is known, so cos(theta) and cos(2 theta) follow without more
     # transcendental calls (equal to pymatgen's cos/sin of arcsin within a few ulp)
     sin2 = sint * sint
@@ -491,8 +490,15 @@ def simulate_peaks(
     debye_waller_factors: Mapping[str, float] | None = None,
     max_peaks: int | None = None,
     max_reflections: int = DEFAULT_MAX_REFLECTIONS,
+    scattering: str = "pymatgen",
+    displacement: str = "overall",
+    overall_b: float = 0.0,
 ) -> PeakTable:
     """Peak lists of a structure under many homogeneous strains (pymatgen's rules).
+
+    The defaults reproduce pymatgen's ``XRDCalculator``; ``scattering="anomalous"`` adds
+    ``f' + i f''`` at the wavelength's energy, and ``displacement``/``overall_b`` a
+    Debye-Waller factor ``exp(-B s^2)`` per site (see :func:`scattering.scattering_model`).
 
     Args:
         structure: the unstrained crystal (may be partially occupied).
@@ -502,6 +508,10 @@ def simulate_peaks(
         debye_waller_factors: ``{element symbol: B}`` in angstrom^2, as pymatgen's.
         max_peaks: pad to this many peaks P (default: the most peaks of any strain).
         max_reflections: refuse structures with more candidate reflections than this.
+        scattering: ``pymatgen`` (real ``f0``) or ``anomalous`` (Chantler ``f'``, ``f''``).
+        displacement: ``overall`` (every site ``overall_b``) or ``cif`` (the sites'
+            ``b_iso`` property where given, else ``overall_b``).
+        overall_b: one ``B`` for the phase, angstrom^2 (0: none).
 
     Returns:
         The :class:`PeakTable`.
@@ -518,9 +528,9 @@ def simulate_peaks(
         raise ValueError(f"strains of shape {strains.shape} must be (S, 3, 3)")
     lam = wavelength_angstrom(wavelength)
     min_r, max_r = _radii(lam, two_theta_range)
-    species = species_groups(structure)
-    dw_map = dict(debye_waller_factors or {})
-    dw = np.array([float(dw_map.get(sp.symbol, 0.0)) for sp in species])
+    model = scattering_model(
+        structure, lam, debye_waller_factors, scattering, displacement, overall_b
+    )
 
     lattice = structure.lattice.matrix
     matrices = apply_strain(lattice, strains)  # (S, 3, 3)
@@ -534,7 +544,7 @@ def simulate_peaks(
     hkl, _ = _candidate_reflections(lattice, min_r, max_r, stretch, max_reflections)
 
     # cached per structure: phase sums, family codes, |g|^2 monomials
-    phase = phase_sums(hkl, species)
+    phase = phase_sums(hkl, model.species)
     codes = _family_codes(hkl)
     hf = hkl.astype(np.float64)
     # pymatgen's reciprocal_lattice_crystallographic, operation for operation
@@ -547,9 +557,7 @@ def simulate_peaks(
     pending: list[tuple[slice, _Batch]] = []
     for start in range(0, n_s, rows_per_batch):
         sl = slice(start, start + rows_per_batch)
-        batch = _simulate_batch(
-            recip[sl], is_hex[sl], hf, codes, phase, species, dw, lam, min_r, max_r
-        )
+        batch = _simulate_batch(recip[sl], is_hex[sl], hf, codes, phase, model, lam, min_r, max_r)
         batch.row += start
         n_peaks[sl] = np.bincount(batch.row - start, minlength=len(recip[sl]))
         if max_peaks is not None:

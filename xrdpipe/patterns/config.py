@@ -330,6 +330,14 @@ class ProfileConfig(_Frozen):
         """Grid spacing, degrees."""
         return (self.two_theta_max - self.two_theta_min) / (self.n_points - 1)
 
+    @property
+    def needs_orientation(self) -> bool:
+        """Whether rendering needs Miller indices and point groups (March-Dollase is on).
+
+        Then load the peaks with ``load_peaks(..., orientation=True)``.
+        """
+        return self.instrument is not None and self.instrument.preferred_orientation is not None
+
 
 class MixtureConfig(_Frozen):
     """How multi-phase training mixtures are drawn (paper 002).

@@ -361,11 +361,14 @@ class MixtureSampler:
             extras.update(draw_instrument(self.profile, n_samples, k_max, g, dev))
         if self._orientation is not None:
             inverse_norm, projections = self._orientation
-            factors = march_dollase_peak_factors(
-                take(pk.hkl),  # type: ignore[arg-type]
-                inverse_norm[materials, strains],
-                projections[materials, extras["march_dollase_axis"]],
-                extras["march_dollase_ratio"],
+            present = phase_mask.nonzero(as_tuple=True)  # absent phases keep factor 1
+            mat, strain = materials[present], strains[present]
+            factors = torch.ones_like(intensity)
+            factors[present] = march_dollase_peak_factors(
+                pk.hkl[mat, strain],  # type: ignore[index]
+                inverse_norm[mat, strain],
+                projections[mat, extras["march_dollase_axis"][present]],
+                extras["march_dollase_ratio"][present],
             )
             intensity = intensity * factors
         mask = take(pk.peak_mask) & phase_mask.unsqueeze(2)  # type: ignore[operator]

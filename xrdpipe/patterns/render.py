@@ -256,7 +256,12 @@ def render_peaks(
     b_gauss = (-(FOUR_LN2 / 4.0) / g2).unsqueeze(1)
     g4 = g2.square().unsqueeze(1)
     a_lor, g2 = a_lor.unsqueeze(1), g2.unsqueeze(1)
-    frac = None if frac is None else frac[order].unsqueeze(1)
+    if frac is not None:
+        # exact centres: Gaussian as exp(ln a + b x^2); the far terms the window removes are
+        # a_lor ((far2 + t step2) - g2 (far4 + t step4)), one (rows x 4) @ (4 x offsets)
+        frac = frac[order].unsqueeze(1)
+        log_a_gauss = torch.log(a_gauss)
+        far_coef = torch.cat([a_lor, -a_lor * g2, a_lor * frac, -a_lor * g2 * frac], dim=1)
     first = 0
     for k, count in enumerate(counts):
         w = widths[k]
@@ -270,7 +275,7 @@ def render_peaks(
         else:
             far2, far4 = _far_terms(d, cut)
             far2_next, far4_next = _far_terms(d - 1.0, cut)
-            step2, step4 = far2_next - far2, far4_next - far4
+            far_kernel = torch.stack([far2, far4, far2_next - far2, far4_next - far4])
         for start in range(first, first + count, rows_per_chunk):
             sl = slice(start, min(start + rows_per_chunk, first + count))
             if frac is None:
@@ -278,11 +283,10 @@ def render_peaks(
                 lor = torch.addcmul(inner, g4[sl], inv4) * a_lor[sl]
                 vals += lor / (dsq + g2[sl])
             else:
-                t = frac[sl]
-                xsq = (d - t).square()
-                vals = torch.exp(b_gauss[sl] * xsq) * a_gauss[sl]
-                far = torch.addcmul(far2, t, step2) - g2[sl] * torch.addcmul(far4, t, step4)
-                vals += (1.0 / (xsq + g2[sl]) - far) * a_lor[sl]
+                xsq = (d - frac[sl]).square_()
+                vals = torch.addcmul(log_a_gauss[sl], b_gauss[sl], xsq).exp_()
+                vals.addcdiv_(a_lor[sl].expand_as(xsq), xsq.add_(g2[sl]))
+                vals.addmm_(far_coef[sl], far_kernel, alpha=-1.0)
             positions = base[sl, None] + offsets
             buffer.index_add_(0, positions.reshape(-1), vals.reshape(-1))
         first += count

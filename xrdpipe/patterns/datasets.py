@@ -62,7 +62,7 @@ def manifest_beside(store_path: store.StorePath) -> str:
 def material_orientation(
     manifest_path: store.StorePath, cod_ids: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Point-group rotations and reciprocal bases of materials, from the manifest's structures.
+    """Laue-group rotations and reciprocal bases of materials, from the manifest's structures.
 
     The structures are the cells the simulator used, so the stored Miller indices refer to
     them (see :func:`xrdpipe.patterns.orientation.orientation_tables`; spglib with the

@@ -69,8 +69,8 @@ class PeakArrays:
         density: ``(M, S)`` g/cm^3 (``weight`` mode).
         hkl: ``(M, S, P, 3)`` each peak's representative Miller indices (preferred
             orientation).
-        rotations: ``(M, L, 3, 3)`` each material's proper point-group rotations acting on
-            Miller indices, repeated to a common length L (preferred orientation; see
+        rotations: ``(M, L, 3, 3)`` each material's proper Laue-group rotations, Cartesian,
+            repeated to a common length L (preferred orientation; see
             :mod:`xrdpipe.patterns.orientation`).
         reciprocal_basis: ``(M, 3, 3)`` reciprocal basis vectors as columns, 1/angstrom.
     """
@@ -295,7 +295,7 @@ class MixtureSampler:
         self._orientation = self._orientation_tables()
 
     def _orientation_tables(self) -> tuple[Tensor, Tensor] | None:
-        """``1/|B h|`` per peak and ``R_g^T B^T a`` per (material, axis), when needed."""
+        """``1/|B h|`` per peak and ``B^T Q_g^T a`` per (material, axis), when needed."""
         instrument = self.profile.instrument
         if instrument is None or instrument.preferred_orientation is None:
             return None

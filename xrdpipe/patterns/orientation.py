@@ -1,31 +1,30 @@
 r"""Preferred orientation (March-Dollase) of whole reflection families from one stored hkl.
 
-A powder peak's family ``{hkl}`` holds every ``R h`` for ``R`` in the crystal's point group
-(in the hkl basis). The store keeps one representative ``h`` per peak; the point-group
-rotations preserve the reciprocal metric, so every member has the same ``|g| = |B R h| =
-|B h| = 1/d``. With the preferred-orientation axis ``a`` (a unit Cartesian vector along a
-low-index reciprocal direction ``B h_a``), member ``g`` makes the angle
+A powder peak's family ``{hkl}`` holds the scattering vectors ``Q_g B h`` for the Cartesian
+rotations ``Q_g`` of the crystal's point group (``B``: reciprocal basis, ``g* = B h``). The
+store keeps one representative ``h`` per peak; the rotations preserve lengths, so every
+member has ``|g*| = |B h| = 1/d``. With the preferred-orientation axis ``a`` (a unit
+Cartesian vector along a low-index reciprocal direction ``B h_a``), member ``g`` makes the
+angle
 
-    cos(alpha_g) = (B R_g h) . a / |B h| = h . (R_g^T B^T a) / |B h|,
+    cos(alpha_g) = (Q_g B h) . a / |B h| = h . (B^T Q_g^T a) / |B h|,
 
 and the family's March-Dollase factor is the mean over the group
 
     P(h) = mean_g (r^2 cos^2 alpha_g + sin^2 alpha_g / r)^(-3/2),
 
 the same as the mean over the family's distinct members (each appears |G| / |orbit| times).
-Only proper rotations are used: the inversion (and so every improper operation) maps
-``cos`` to ``-cos``, which the factor does not see. Per material this needs the rotations
-(<= 24) and ``B``, computed once from the structure; per (sample, phase) the factors are one
-``(P x 3) @ (3 x n_ops)`` product. The proper point groups have orders 1, 2, 3, 4, 6, 8,
-12 and 24, all dividing 24, so tables are padded to a common length by repeating each group
-(the mean is unchanged).
-
-Conventions: ``B`` has the reciprocal basis vectors (no 2 pi) as columns, ``g = B h`` in
-1/angstrom; spglib's rotations ``W`` act on fractional coordinates, ``x' = W x``, so they act
-on Miller indices as ``h' = W^-T h``; over a whole group ``{W^-T} = {W^T}``.
+Each improper operation ``S`` is replaced by the proper ``-S`` (the factor sees only
+``cos^2``), which leaves the proper rotations of the Laue group. Per material this needs
+those rotations (<= 24, from :func:`xrdpipe.diffraction.point_group_rotations`: spglib,
+made exactly orthogonal) and ``B``, computed once from the structure; per (sample, phase)
+the factors are one ``(P x 3) @ (3 x n_ops)`` product. The proper point groups have orders
+1, 2, 3, 4, 6, 8, 12 and 24, all dividing 24, so tables are padded to a common length by
+repeating each group (the mean is unchanged).
 
 A stored peak that merges several families at one two-theta (cubic 300 and 221, accidental
-overlaps) gets the factor of its representative's family.
+overlaps) gets the factor of its representative's family; strained conditions use the
+unstrained cell's ``B`` (their Miller indices are the same).
 """
 
 from __future__ import annotations
@@ -72,23 +71,20 @@ def reciprocal_basis(structure: Any) -> np.ndarray:
     return np.linalg.inv(direct)  # columns of inv(A) = rows of inv(A)^T = a*, b*, c*
 
 
-def proper_rotations_hkl(
+def proper_laue_rotations(
     structure: Any, symprec: float = 0.1, angle_tolerance: float = 5.0
 ) -> np.ndarray:
-    """The point group's proper rotations acting on Miller indices, ``(G, 3, 3)`` int.
+    """The proper rotations of a structure's Laue group, Cartesian, ``(G, 3, 3)``, G <= 24.
 
-    From spglib via pymatgen's ``SpacegroupAnalyzer`` in the structure's own cell
-    (fractional ``W``, returned as ``W^T``; see the module docstring).
+    Each point-group operation ``S`` (:func:`xrdpipe.diffraction.point_group_rotations`,
+    exactly orthogonal) becomes ``det(S) S``; duplicates are dropped.
     """
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    from xrdpipe.diffraction import point_group_rotations  # pymatgen: only when needed
 
-    analyzer = SpacegroupAnalyzer(structure, symprec=symprec, angle_tolerance=angle_tolerance)
-    rotations = {
-        tuple(np.rint(op.rotation_matrix).astype(int).T.ravel())
-        for op in analyzer.get_point_group_operations(cartesian=False)
-        if round(np.linalg.det(op.rotation_matrix)) == 1
-    }
-    return np.array(sorted(rotations), dtype=np.int64).reshape(-1, 3, 3)
+    operations = point_group_rotations(structure, symprec, angle_tolerance)
+    proper = operations * np.sign(np.linalg.det(operations))[:, None, None]
+    _, keep = np.unique(np.round(proper, 6).reshape(len(proper), 9), axis=0, return_index=True)
+    return proper[np.sort(keep)]
 
 
 def orientation_tables(
@@ -103,12 +99,12 @@ def orientation_tables(
         angle_tolerance: spglib angle tolerance, degrees.
 
     Returns:
-        ``rotations (M, L, 3, 3)`` float64, each material's group repeated to the common
+        ``rotations (M, L, 3, 3)`` Cartesian, each material's group repeated to the common
         length L (the least common multiple of the orders, <= 24), and ``B (M, 3, 3)``.
     """
     if not structures:
         raise ValueError("orientation_tables needs at least one structure (got none)")
-    groups = [proper_rotations_hkl(s, symprec, angle_tolerance) for s in structures]
+    groups = [proper_laue_rotations(s, symprec, angle_tolerance) for s in structures]
     length = math.lcm(*(len(g) for g in groups))
     if PROPER_GROUP_LENGTH % length:
         raise ValueError(
@@ -117,21 +113,21 @@ def orientation_tables(
         )
     rotations = np.stack([np.tile(g, (length // len(g), 1, 1)) for g in groups])
     bases = np.stack([reciprocal_basis(s) for s in structures])
-    return rotations.astype(np.float64), bases
+    return rotations, bases
 
 
 def axis_projections(rotations: Tensor, basis: Tensor, axes: Tensor) -> Tensor:
-    """``u_g = R_g^T B^T a`` for each material, candidate axis and rotation: ``(M, C, L, 3)``.
+    """``u_g = B^T Q_g^T a`` for each material, candidate axis and rotation: ``(M, C, L, 3)``.
 
     Args:
-        rotations: ``(M, L, 3, 3)`` Miller-index rotations.
+        rotations: ``(M, L, 3, 3)`` Cartesian rotations ``Q_g``.
         basis: ``(M, 3, 3)`` reciprocal bases (columns).
         axes: ``(C, 3)`` Miller indices of the candidate axes.
     """
     cart = torch.einsum("mij,cj->mci", basis, axes.to(basis.dtype))  # B h_a
     unit = cart / cart.norm(dim=-1, keepdim=True)
-    along = torch.einsum("mji,mcj->mci", basis, unit)  # B^T a
-    return torch.einsum("mgji,mcj->mcgi", rotations, along)  # R_g^T (B^T a)
+    turned = torch.einsum("mgji,mcj->mcgi", rotations.to(basis.dtype), unit)  # Q_g^T a
+    return torch.einsum("mji,mcgj->mcgi", basis, turned)  # B^T (Q_g^T a)
 
 
 def inverse_reciprocal_norms(hkl: Tensor, basis: Tensor) -> Tensor:
@@ -157,7 +153,7 @@ def march_dollase_peak_factors(
     Args:
         hkl: ``(..., P, 3)`` representative Miller indices.
         inverse_norm: ``(..., P)`` ``1 / |B h|``.
-        projections: ``(..., L, 3)`` ``R_g^T B^T a`` of the phase's material and axis.
+        projections: ``(..., L, 3)`` ``B^T Q_g^T a`` of the phase's material and axis.
         ratio: ``(...)`` March-Dollase r of the phase.
 
     Returns:

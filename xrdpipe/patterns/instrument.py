@@ -43,6 +43,7 @@ from xrdpipe.patterns.physics import (
 from xrdpipe.patterns.render import (
     TINY,
     _doublet,
+    _uniform,
     render_peaks,
     scherrer_fwhm_deg,
     two_theta_grid,
@@ -52,16 +53,6 @@ POISSON_EXACT_BELOW = 50.0
 """Counts below which Poisson noise is drawn exactly (``torch.poisson``); at and above, by its
 normal limit ``round(lambda + sqrt(lambda) z)`` (same mean and variance, skewness
 ``lambda^-1/2 <= 0.14``), about 4x cheaper on a CPU."""
-
-
-def _uniform(
-    bounds: tuple[float, float],
-    shape: tuple[int, ...],
-    generator: torch.Generator,
-    device: torch.device,
-) -> Tensor:
-    lo, hi = bounds
-    return lo + (hi - lo) * torch.rand(shape, generator=generator, device=device)
 
 
 def instrument_of(cfg: ProfileConfig) -> InstrumentConfig:

@@ -15,6 +15,11 @@ Draw rules, per mixture (all mixtures of a batch at once, no Python loop over sa
 6. The ``k`` peak lists are concatenated into one padded ``(B, K * P)`` list with a phase
    index, so one render call handles the batch; each (sample, phase) gets its own ``eta``
    and crystallite size; then normalisation, noise and background (see ``render``).
+7. With ``ProfileConfig.instrument`` (after every draw above, so the draws of 1-6 are those
+   of the plain engine): the instrument's draws (:func:`~xrdpipe.patterns.instrument.
+   draw_instrument`), and with preferred orientation each present phase's peaks times
+   their family's March-Dollase factor (:mod:`~xrdpipe.patterns.orientation`); rendering
+   goes through :func:`~xrdpipe.patterns.instrument.render_instrument`.
 """
 
 from __future__ import annotations
@@ -33,12 +38,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from xrdpipe.errors import ConfigError
 from xrdpipe.patterns.config import CU_KA_MEAN, MixtureConfig, ProfileConfig
 from xrdpipe.patterns.instrument import draw_instrument
-from xrdpipe.patterns.orientation import (
-    axis_projections,
-    inverse_reciprocal_norms,
-    low_index_axes,
-    march_dollase_peak_factors,
-)
+from xrdpipe.patterns.orientation import orientation_lookup, phase_march_dollase
 from xrdpipe.patterns.render import render_profiles
 
 TRAIN_FRACTION = 0.6
@@ -305,14 +305,12 @@ class MixtureSampler:
                 "preferred_orientation needs hkl, rotations and reciprocal_basis in the peak "
                 "arrays: load them with load_peaks(..., orientation=True)"
             )
-        axes = low_index_axes(instrument.preferred_orientation.max_axis_index)
-        projections = axis_projections(
+        return orientation_lookup(
+            pk.hkl,  # type: ignore[arg-type]
             pk.rotations,  # type: ignore[arg-type]
             pk.reciprocal_basis,  # type: ignore[arg-type]
-            torch.as_tensor(axes, device=self.device),
+            instrument.preferred_orientation.max_axis_index,
         )
-        inverse_norm = inverse_reciprocal_norms(pk.hkl, pk.reciprocal_basis)  # type: ignore[arg-type]
-        return inverse_norm, projections
 
     def _uniform(self, bounds: tuple[float, float], shape: tuple[int, ...]) -> Tensor:
         lo, hi = bounds
@@ -360,17 +358,15 @@ class MixtureSampler:
         if self.profile.instrument is not None:
             extras.update(draw_instrument(self.profile, n_samples, k_max, g, dev))
         if self._orientation is not None:
-            inverse_norm, projections = self._orientation
-            present = phase_mask.nonzero(as_tuple=True)  # absent phases keep factor 1
-            mat, strain = materials[present], strains[present]
-            factors = torch.ones_like(intensity)
-            factors[present] = march_dollase_peak_factors(
-                pk.hkl[mat, strain],  # type: ignore[index]
-                inverse_norm[mat, strain],
-                projections[mat, extras["march_dollase_axis"][present]],
-                extras["march_dollase_ratio"][present],
+            intensity = intensity * phase_march_dollase(
+                pk.hkl,  # type: ignore[arg-type]
+                self._orientation,
+                materials,
+                strains,
+                phase_mask,
+                extras["march_dollase_axis"],
+                extras["march_dollase_ratio"],
             )
-            intensity = intensity * factors
         mask = take(pk.peak_mask) & phase_mask.unsqueeze(2)  # type: ignore[operator]
         d_spacing = take(pk.d_spacing)
         n_peaks = pk.max_peaks

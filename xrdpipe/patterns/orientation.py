@@ -172,3 +172,53 @@ def march_dollase_peak_factors(
         weight = torch.addcmul(offset[sl], slope[sl], cos2).rsqrt_().pow_(3)
         out[sl] = weight.mean(dim=-1)
     return out.reshape(*lead, n_peaks)
+
+
+def orientation_lookup(
+    hkl: Tensor, rotations: Tensor, basis: Tensor, max_axis_index: int
+) -> tuple[Tensor, Tensor]:
+    """What a sampler keeps: ``1/|B h| (M, S, P)`` and ``B^T Q_g^T a (M, C, L, 3)``.
+
+    Args:
+        hkl: ``(M, S, P, 3)`` Miller indices of the peaks.
+        rotations: ``(M, L, 3, 3)`` Cartesian rotations.
+        basis: ``(M, 3, 3)`` reciprocal bases.
+        max_axis_index: the candidate axes (:func:`low_index_axes`).
+    """
+    axes = torch.as_tensor(low_index_axes(max_axis_index), device=basis.device)
+    return inverse_reciprocal_norms(hkl, basis), axis_projections(rotations, basis, axes)
+
+
+def phase_march_dollase(
+    hkl: Tensor,
+    lookup: tuple[Tensor, Tensor],
+    materials: Tensor,
+    strains: Tensor,
+    phase_mask: Tensor,
+    axis: Tensor,
+    ratio: Tensor,
+) -> Tensor:
+    """March-Dollase factors of drawn phases' peaks, ``(B, K, P)``; 1 for absent phases.
+
+    Args:
+        hkl: ``(M, S, P, 3)`` Miller indices of the pool.
+        lookup: :func:`orientation_lookup`'s tables.
+        materials: ``(B, K)`` material of each phase slot.
+        strains: ``(B, K)`` strain condition of each slot.
+        phase_mask: ``(B, K)`` present slots.
+        axis: ``(B, K)`` index of each slot's axis among the candidates.
+        ratio: ``(B, K)`` March-Dollase r of each slot.
+    """
+    inverse_norm, projections = lookup
+    present = phase_mask.nonzero(as_tuple=True)
+    mat, strain = materials[present], strains[present]
+    factors = torch.ones(
+        (*materials.shape, hkl.shape[2]), dtype=projections.dtype, device=projections.device
+    )
+    factors[present] = march_dollase_peak_factors(
+        hkl[mat, strain],
+        inverse_norm[mat, strain],
+        projections[mat, axis[present]],
+        ratio[present],
+    )
+    return factors

@@ -4,6 +4,8 @@ Algorithm, per peak p of sample b (all peaks of a batch at once, no loop over pe
 
 1. Discretise the position: ``j = round((2theta - 2theta_min) / step)``; the peak is placed at
    grid point ``j`` (paper 002). Peaks whose ``j`` falls outside the grid are dropped.
+   With ``exact_centres=True`` (the instrument path) the peak stays at its exact position
+   (see :func:`render_peaks`).
 2. Width from Scherrer at the peak's own (undiscretised) angle:
    ``FWHM(rad) = K * lambda / (L * cos(theta))``, ``theta = 2theta / 2``, L the crystallite
    size of the peak's (sample, phase), lambda in the same unit as L.

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from pydantic import ValidationError
 
 from xrdpipe.errors import ConfigError
@@ -463,6 +465,20 @@ def test_defaults_are_neutral_and_bad_values_are_named() -> None:
     assert grid_points(10.0, 80.0, 0.02) == 3501
     with pytest.raises(ValueError, match="step_deg"):
         grid_points(10.0, 80.0, 0.03)
+
+
+def test_absent_instrument_keeps_old_dumps_and_the_docs_example_validates() -> None:
+    # dumps (subset fingerprints, fixed-set keys, checkpoints) as before the instrument model
+    assert "instrument" not in ProfileConfig().model_dump(mode="json")
+    with_one = ProfileConfig(instrument=InstrumentConfig(sample_displacement_mm=(-0.1, 0.1)))
+    assert ProfileConfig.model_validate(with_one.model_dump(mode="json")) == with_one
+    # the lab set-up documented in docs/patterns.md is one valid profile section
+    docs = (Path(__file__).parents[2] / "docs" / "patterns.md").read_text()
+    block = re.search(r"```yaml\n(profile:.*?)```", docs, re.S)
+    assert block is not None
+    profile = ProfileConfig.model_validate(yaml.safe_load(block.group(1))["profile"])
+    assert profile.needs_orientation and profile.step_deg == pytest.approx(0.02)
+    assert profile.instrument.divergence_slit == "automatic"
 
 
 def test_sampler_with_every_effect_is_seeded_and_records_its_draws(nacl_and_mg) -> None:

@@ -7,9 +7,17 @@ fails at construction with a :class:`pydantic.ValidationError` that names the fi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 CU_KA_MEAN = 1.54184
 """Cu K-alpha weighted mean wavelength, angstrom (pymatgen's ``CuKa``)."""
@@ -315,6 +323,18 @@ class ProfileConfig(_Frozen):
     def _shift(cls, value: tuple[float, float]) -> tuple[float, float]:
         _check_range("zero_shift_deg", value, -5.0, 5.0)
         return value
+
+    @model_serializer(mode="wrap")
+    def _without_absent_instrument(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Dumps without ``instrument`` when it is None.
+
+        So configs without one, and the fingerprints, fixed-set keys and checkpoints made
+        from them, read exactly as before the instrument model existed.
+        """
+        data = handler(self)
+        if self.instrument is None and isinstance(data, dict):
+            data.pop("instrument", None)
+        return data
 
     @model_validator(mode="after")
     def _grid(self) -> ProfileConfig:

@@ -342,10 +342,7 @@ def fixed_mixture_set(
         "strain_index": None if strain_index is None else [int(i) for i in strain_index],
         "materials": [str(m) for m in materials],
         "mixture": cfg.model_dump(mode="json"),
-        # without an instrument the spec (and so the key of existing records) is as before
-        "profile": profile.model_dump(
-            mode="json", exclude={"instrument"} if profile.instrument is None else None
-        ),
+        "profile": profile.model_dump(mode="json"),
         "n": n,
         "seed": seed,
         "device_type": "cpu",

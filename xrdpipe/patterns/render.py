@@ -208,13 +208,12 @@ def render_peaks(
     gamma_all = (0.5 / step) * fwhm.expand(n_samples, n_peaks)  # HWHM in grid points
     eta_all = torch.as_tensor(eta, dtype=torch.float32, device=device).expand(n_samples, n_peaks)
 
-    sample = torch.arange(n_samples, device=device).unsqueeze(1).expand(n_samples, n_peaks)
-    s = sample[valid]
-    j = index[valid].long()
-    frac = (position[valid] - index[valid]).float() if exact_centres else None
-    amp = intensity[valid] / step
-    e = eta_all[valid].float()
-    g = gamma_all[valid].float()
+    s, p = valid.nonzero(as_tuple=True)  # one nonzero; the gathers below reuse it
+    j = index[s, p].long()
+    frac = (position[s, p] - index[s, p]).float() if exact_centres else None
+    amp = intensity[s, p] / step
+    e = eta_all[s, p].float()
+    g = gamma_all[s, p].float()
     g2 = g.square()
     a_lor = amp * e * g / math.pi
 

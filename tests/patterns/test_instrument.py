@@ -365,6 +365,36 @@ def test_monochromator_and_slit_factors_hand_values() -> None:
     assert automatic_to_fixed_slit(3.0, 60.0) == pytest.approx(6.0)
 
 
+def test_slit_and_monochromator_reweight_rendered_peaks() -> None:
+    def areas(**instrument) -> tuple[float, float]:
+        inst = InstrumentConfig(widths=NARROW, **instrument)
+        cfg = ProfileConfig(two_theta_min=20.0, two_theta_max=100.0, n_points=8001, instrument=inst)
+        y = (
+            render_profiles(
+                np.array([[30.0, 90.0]]),
+                np.array([[1.0, 1.0]]),
+                np.ones((1, 2), bool),
+                cfg,
+                _gen(),
+                noise=False,
+                background=False,
+            )[0]
+            .double()
+            .numpy()
+        )
+        grid = _grid(cfg)
+        return tuple(float(y[np.abs(grid - t) < 1.0].sum()) for t in (30.0, 90.0))
+
+    fixed = areas()
+    assert fixed[1] / fixed[0] == pytest.approx(1.0, rel=1e-3)
+    auto = areas(divergence_slit="automatic")  # sin(45) / sin(15) = 2.732051
+    assert auto[1] / auto[0] == pytest.approx(2.732051, rel=1e-3)
+    mono = areas(monochromator_two_theta_deg=26.57)
+    # cos^2(2theta_m) = 0.8; at 90: 1.111154; at 30 (cos^2 60 = 0.75):
+    # (1 + 0.8 * 0.75) / 1.8 / ((1 + 0.75) / 2) = 1.015873
+    assert mono[1] / mono[0] == pytest.approx(1.111154 / 1.015873, rel=1e-3)
+
+
 def test_ka_doublet_keeps_area_and_puts_ka2_where_bragg_says() -> None:
     cfg = ProfileConfig(
         two_theta_min=60.0,

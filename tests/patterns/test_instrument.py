@@ -390,7 +390,7 @@ def test_slit_and_monochromator_reweight_rendered_peaks() -> None:
     auto = areas(divergence_slit="automatic")  # sin(45) / sin(15) = 2.732051
     assert auto[1] / auto[0] == pytest.approx(2.732051, rel=1e-3)
     mono = areas(monochromator_two_theta_deg=26.57)
-    # cos^2(2theta_m) = 0.8; at 90: 1.111154; at 30 (cos^2 60 = 0.75):
+    # cos^2(2theta_m) = 0.8; at 90: 1.111154; at 30 (cos^2 30 = 0.75):
     # (1 + 0.8 * 0.75) / 1.8 / ((1 + 0.75) / 2) = 1.015873
     assert mono[1] / mono[0] == pytest.approx(1.111154 / 1.015873, rel=1e-3)
 

@@ -5,7 +5,19 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
+    "AmorphousHumpConfig": "config",
     "AugmentConfig": "config",
+    "ChebyshevBackgroundConfig": "config",
+    "CountingNoiseConfig": "config",
+    "InstrumentConfig": "config",
+    "MarchDollaseConfig": "config",
+    "TCHWidthConfig": "config",
+    "automatic_to_fixed_slit": "physics",
+    "displacement_shift_deg": "physics",
+    "draw_instrument": "instrument",
+    "grid_points": "config",
+    "render_instrument": "instrument",
+    "tch_fwhm_eta": "physics",
     "MixtureConfig": "config",
     "MixtureDataset": "mixtures",
     "MixtureSampler": "mixtures",

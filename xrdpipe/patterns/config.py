@@ -7,9 +7,17 @@ fails at construction with a :class:`pydantic.ValidationError` that names the fi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 CU_KA_MEAN = 1.54184
 """Cu K-alpha weighted mean wavelength, angstrom (pymatgen's ``CuKa``)."""
@@ -29,6 +37,222 @@ def _check_range(name: str, value: tuple[float, float], low: float, high: float)
     lo, hi = value
     if not low <= lo <= hi <= high:
         raise ValueError(f"{name} {value!r} must satisfy {low} <= low <= high <= {high}")
+
+
+def _check_log_range(name: str, value: tuple[float, float]) -> None:
+    lo, hi = value
+    if not 0.0 < lo <= hi:
+        raise ValueError(f"{name} {value!r} must satisfy 0 < low <= high")
+
+
+class TCHWidthConfig(_Frozen):
+    """Thompson-Cox-Hastings pseudo-Voigt widths (replace the Scherrer width and drawn eta).
+
+    Gaussian FWHM ``G^2 = U tan^2(theta) + V tan(theta) + W`` (Caglioti), Lorentzian FWHM
+    ``L = X / cos(theta) + Y tan(theta)`` (size and strain), both in degrees two-theta; the
+    total FWHM and the Lorentzian fraction eta follow from TCH's formulas (see
+    ``docs/patterns.md``), eta is not drawn.
+
+    Attributes:
+        caglioti_u_deg2: U range, deg^2, drawn per sample (an instrument term).
+        caglioti_v_deg2: V range, deg^2, drawn per sample (usually <= 0).
+        caglioti_w_deg2: W range, deg^2, drawn per sample (> 0: the width at theta = 0).
+        lorentz_x_deg: X range, degrees, drawn per (sample, phase); ``None``: the Scherrer
+            term of the phase's drawn crystallite size, ``X = K lambda / L`` (radians, in
+            degrees).
+        lorentz_y_deg: Y range, degrees, drawn per (sample, phase) (microstrain).
+    """
+
+    caglioti_u_deg2: tuple[float, float] = (0.0, 0.01)
+    caglioti_v_deg2: tuple[float, float] = (-0.005, 0.0)
+    caglioti_w_deg2: tuple[float, float] = (0.001, 0.005)
+    lorentz_x_deg: tuple[float, float] | None = None
+    lorentz_y_deg: tuple[float, float] = (0.0, 0.05)
+
+    @field_validator("caglioti_u_deg2", "lorentz_y_deg")
+    @classmethod
+    def _non_negative(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("U or Y range", value, 0.0, 10.0)
+        return value
+
+    @field_validator("caglioti_v_deg2")
+    @classmethod
+    def _v(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("caglioti_v_deg2", value, -10.0, 10.0)
+        return value
+
+    @field_validator("caglioti_w_deg2")
+    @classmethod
+    def _w(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("caglioti_w_deg2", value, 1e-8, 10.0)
+        return value
+
+    @field_validator("lorentz_x_deg")
+    @classmethod
+    def _x(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None:
+            _check_range("lorentz_x_deg", value, 0.0, 10.0)
+        return value
+
+
+class MarchDollaseConfig(_Frozen):
+    """Preferred orientation per phase: March-Dollase with a random low-index axis.
+
+    Attributes:
+        ratio: March-Dollase r range, drawn per (sample, phase); r < 1: plates whose normal
+            (the axis) lies along the scattering vector, so reflections near the axis grow;
+            r > 1: needles; r = 1: random powder.
+        max_axis_index: the axis is a reciprocal-lattice direction ``[h k l]`` with
+            ``max |index| <= max_axis_index`` (1: the 13 directions 100, 110, 111 and
+            their permutations and signs, one of each +- pair), drawn uniformly per phase.
+    """
+
+    ratio: tuple[float, float] = (0.6, 1.0)
+    max_axis_index: int = Field(default=1, ge=1, le=3)
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("ratio", value, 0.05, 20.0)
+        return value
+
+
+class ChebyshevBackgroundConfig(_Frozen):
+    """A Chebyshev polynomial background, drawn per sample (fractions of the peak maximum).
+
+    ``b(x) = sum_k c_k T_k(x)`` with ``x = 2 (2theta - 2theta_min) / (2theta_max -
+    2theta_min) - 1`` in [-1, 1]; the sum is clipped at 0.
+
+    Attributes:
+        order: highest polynomial order (0..6).
+        constant: range of ``c_0``.
+        coefficient: range of every ``c_k``, ``k >= 1``.
+    """
+
+    order: int = Field(default=3, ge=0, le=6)
+    constant: tuple[float, float] = (0.0, 0.2)
+    coefficient: tuple[float, float] = (-0.05, 0.05)
+
+    @field_validator("constant")
+    @classmethod
+    def _constant(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("constant", value, 0.0, 10.0)
+        return value
+
+    @field_validator("coefficient")
+    @classmethod
+    def _coefficient(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("coefficient", value, -10.0, 10.0)
+        return value
+
+
+class AmorphousHumpConfig(_Frozen):
+    """A broad pseudo-Voigt hump (amorphous content, glass holder), drawn per sample.
+
+    Attributes:
+        height: peak height range, fraction of the (crystalline) peak maximum.
+        center_deg: position range, degrees two-theta.
+        fwhm_deg: FWHM range, degrees.
+        eta: Lorentzian fraction of its pseudo-Voigt shape (0: Gaussian).
+    """
+
+    height: tuple[float, float] = (0.0, 0.2)
+    center_deg: tuple[float, float] = (20.0, 30.0)
+    fwhm_deg: tuple[float, float] = (5.0, 15.0)
+    eta: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @field_validator("height")
+    @classmethod
+    def _height(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("height", value, 0.0, 10.0)
+        return value
+
+    @field_validator("center_deg")
+    @classmethod
+    def _center(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("center_deg", value, 0.0, 180.0)
+        return value
+
+    @field_validator("fwhm_deg")
+    @classmethod
+    def _fwhm(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("fwhm_deg", value, 1e-3, 180.0)
+        return value
+
+
+class CountingNoiseConfig(_Frozen):
+    """Poisson counting noise (replaces the Gaussian noise of ``noise_fraction``).
+
+    Attributes:
+        max_counts: range of the counts at the strongest point of the pattern (peaks plus
+            background), drawn log-uniformly per sample.
+    """
+
+    max_counts: tuple[float, float] = (1e3, 1e5)
+
+    @field_validator("max_counts")
+    @classmethod
+    def _counts(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_log_range("max_counts", value)
+        return value
+
+
+class InstrumentConfig(_Frozen):
+    """A Bragg-Brentano diffractometer and sample effects, nested in :class:`ProfileConfig`.
+
+    The lines (``ka_doublet``, ``ka1``, ``ka2``, ``ka2_ratio``), the grid (range, points) and
+    ``zero_shift_deg`` stay on :class:`ProfileConfig`; this holds the rest. Every effect is
+    neutral by default (``InstrumentConfig()`` only switches peak centres to their exact,
+    unrounded positions), each one on by its own field. Physics and sign conventions:
+    ``docs/patterns.md`` and :mod:`xrdpipe.patterns.physics`.
+
+    Attributes:
+        goniometer_radius_mm: R, goniometer radius, mm (for the sample displacement).
+        divergence_slit: ``fixed`` (what the store's intensities assume) or ``automatic``
+            (constant irradiated length: intensities times ``sin(theta)``).
+        monochromator_two_theta_deg: the monochromator's 2theta_m (graphite 002 at Cu K-alpha:
+            26.57); ``None``: no monochromator (unpolarised beam, the store's factor).
+        sample_displacement_mm: s range, mm, drawn per sample; positive s (sample surface
+            above the focusing circle) moves peaks to lower two-theta.
+        widths: TCH pseudo-Voigt widths; ``None``: Scherrer width and drawn eta.
+        preferred_orientation: March-Dollase per phase; ``None``: random powder.
+        chebyshev_background: Chebyshev background; ``None``: none.
+        amorphous_hump: broad hump; ``None``: none.
+        counting_noise: Poisson noise; ``None``: the Gaussian ``noise_fraction``.
+    """
+
+    goniometer_radius_mm: float = Field(default=240.0, gt=0.0)
+    divergence_slit: Literal["fixed", "automatic"] = "fixed"
+    monochromator_two_theta_deg: float | None = Field(default=None, ge=0.0, lt=180.0)
+    sample_displacement_mm: tuple[float, float] = (0.0, 0.0)
+    widths: TCHWidthConfig | None = None
+    preferred_orientation: MarchDollaseConfig | None = None
+    chebyshev_background: ChebyshevBackgroundConfig | None = None
+    amorphous_hump: AmorphousHumpConfig | None = None
+    counting_noise: CountingNoiseConfig | None = None
+
+    @field_validator("sample_displacement_mm")
+    @classmethod
+    def _displacement(cls, value: tuple[float, float]) -> tuple[float, float]:
+        _check_range("sample_displacement_mm", value, -5.0, 5.0)
+        return value
+
+
+def grid_points(two_theta_min: float, two_theta_max: float, step_deg: float) -> int:
+    """``n_points`` of a grid from its range and step (a scan's ``start, stop, step``).
+
+    Raises:
+        ValueError: the step is not positive or does not divide the range (to 1e-6 of it).
+    """
+    if step_deg <= 0.0:
+        raise ValueError(f"step_deg {step_deg!r} must be positive")
+    intervals = (two_theta_max - two_theta_min) / step_deg
+    if intervals < 1 or abs(intervals - round(intervals)) > 1e-6 * max(intervals, 1.0):
+        raise ValueError(
+            f"step_deg {step_deg!r} must divide the range [{two_theta_min}, {two_theta_max}] "
+            "into a whole number (>= 1) of steps"
+        )
+    return int(round(intervals)) + 1
 
 
 class ProfileConfig(_Frozen):
@@ -54,6 +278,8 @@ class ProfileConfig(_Frozen):
         zero_shift_deg: instrument zero shift added to every peak of a sample, degrees.
         clean_eta: fixed pseudo-Voigt mixing of :func:`render_clean` (stored profiles).
         clean_crystallite_size_nm: fixed crystallite size of :func:`render_clean`, nm.
+        instrument: diffractometer and sample effects (:class:`InstrumentConfig`); ``None``
+            (default): paper 002's engine exactly (rounded peak centres, no instrument).
     """
 
     two_theta_min: float = Field(default=10.0, ge=0.0, lt=180.0)
@@ -72,6 +298,7 @@ class ProfileConfig(_Frozen):
     zero_shift_deg: tuple[float, float] = (0.0, 0.0)
     clean_eta: float = Field(default=0.5, ge=0.0, le=1.0)
     clean_crystallite_size_nm: float = Field(default=50.0, gt=0.0)
+    instrument: InstrumentConfig | None = None
 
     @field_validator("eta_range")
     @classmethod
@@ -97,6 +324,18 @@ class ProfileConfig(_Frozen):
         _check_range("zero_shift_deg", value, -5.0, 5.0)
         return value
 
+    @model_serializer(mode="wrap")
+    def _without_absent_instrument(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Dumps without ``instrument`` when it is None.
+
+        So configs without one, and the fingerprints, fixed-set keys and checkpoints made
+        from them, read exactly as before the instrument model existed.
+        """
+        data = handler(self)
+        if self.instrument is None and isinstance(data, dict):
+            data.pop("instrument", None)
+        return data
+
     @model_validator(mode="after")
     def _grid(self) -> ProfileConfig:
         if not self.two_theta_min < self.two_theta_max:
@@ -110,6 +349,14 @@ class ProfileConfig(_Frozen):
     def step_deg(self) -> float:
         """Grid spacing, degrees."""
         return (self.two_theta_max - self.two_theta_min) / (self.n_points - 1)
+
+    @property
+    def needs_orientation(self) -> bool:
+        """Whether rendering needs Miller indices and point groups (March-Dollase is on).
+
+        Then load the peaks with ``load_peaks(..., orientation=True)``.
+        """
+        return self.instrument is not None and self.instrument.preferred_orientation is not None
 
 
 class MixtureConfig(_Frozen):

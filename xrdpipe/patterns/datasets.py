@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +54,50 @@ def material_table(ds: xr.Dataset) -> pd.DataFrame:
     return pd.DataFrame({c: ds[c].values for c in store.MATERIAL_COORDS if c in ds.coords})
 
 
+def manifest_beside(store_path: store.StorePath) -> str:
+    """The subset's ``manifest.parquet`` in the folder of its pattern store (path or URL)."""
+    return posixpath.join(posixpath.dirname(os.fspath(store_path).rstrip("/")), "manifest.parquet")
+
+
+def material_orientation(
+    manifest_path: store.StorePath, cod_ids: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Laue-group rotations and reciprocal bases of materials, from the manifest's structures.
+
+    The structures are the cells the simulator used, so the stored Miller indices refer to
+    them (see :func:`xrdpipe.patterns.orientation.orientation_tables`; spglib with the
+    manifest's tolerances).
+
+    Raises:
+        StoreError: the manifest cannot be read or lacks a material.
+    """
+    from xrdpipe.patterns.orientation import orientation_tables
+    from xrdpipe.structures.manifest import structure_from_json
+    from xrdpipe.structures.symmetry import ANGLE_TOLERANCE, SYMPREC
+
+    try:
+        manifest = pd.read_parquet(manifest_path, columns=["cod_id", "structure_json"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise StoreError(
+            f"preferred orientation needs the manifest's structures; cannot read "
+            f"{manifest_path}: {exc}"
+        ) from exc
+    by_id = dict(zip(manifest["cod_id"].astype(str), manifest["structure_json"], strict=True))
+    missing = [str(i) for i in cod_ids if str(i) not in by_id]
+    if missing:
+        raise StoreError(f"materials {missing[:5]} are not in the manifest {manifest_path}")
+    structures = [structure_from_json(by_id[str(i)]) for i in cod_ids]
+    return orientation_tables(structures, SYMPREC, ANGLE_TOLERANCE)
+
+
 def load_peaks(
     store_path: store.StorePath,
     split: str = "train",
     materials: list[str] | None = None,
     device: torch.device | str = "cpu",
+    *,
+    orientation: bool = False,
+    manifest_path: store.StorePath | None = None,
 ) -> StorePeaks:
     """Read one split of a store's completed materials into memory, once.
 
@@ -66,6 +106,10 @@ def load_peaks(
         split: ``train``, ``test`` or ``reference`` (the unstrained condition).
         materials: COD ids to keep, in this order (default: every completed material).
         device: where the tensors live.
+        orientation: also load what preferred orientation (March-Dollase) needs: each
+            peak's Miller indices and each material's point-group rotations and reciprocal
+            basis (from the manifest's structures, once).
+        manifest_path: the subset's manifest (default: :func:`manifest_beside` the store).
 
     Raises:
         StoreError: unknown split, or a requested material missing or not completed.
@@ -88,6 +132,13 @@ def load_peaks(
         name: ds[name].values
         for name in ("two_theta", "intensity", "peak_mask", "intensity_raw", "d_spacing")
     }
+    oriented: dict[str, np.ndarray] = {}
+    if orientation:
+        cod_ids = [str(i) for i in ds["cod_id"].values]
+        rotations, basis = material_orientation(
+            manifest_path if manifest_path is not None else manifest_beside(store_path), cod_ids
+        )
+        oriented = {"hkl": ds["hkl"].values, "rotations": rotations, "reciprocal_basis": basis}
     peaks = PeakArrays.from_arrays(
         arrays["two_theta"],
         arrays["intensity"],
@@ -97,6 +148,7 @@ def load_peaks(
         volume=ds["volume"].values,
         density=ds["density"].values,
         device=device,
+        **oriented,
     )
     return StorePeaks(
         peaks=peaks,
@@ -280,7 +332,7 @@ def fixed_mixture_set(
     """
     target_device = torch.device(device)
     device = "cpu"
-    peaks = load_peaks(store_path, split, materials, device)
+    peaks = load_peaks(store_path, split, materials, device, orientation=profile.needs_orientation)
     arrays = peaks.peaks
     if strain_index is not None:
         arrays = arrays.select_strains(torch.as_tensor(np.asarray(strain_index)))

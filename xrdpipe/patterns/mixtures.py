@@ -15,6 +15,11 @@ Draw rules, per mixture (all mixtures of a batch at once, no Python loop over sa
 6. The ``k`` peak lists are concatenated into one padded ``(B, K * P)`` list with a phase
    index, so one render call handles the batch; each (sample, phase) gets its own ``eta``
    and crystallite size; then normalisation, noise and background (see ``render``).
+7. With ``ProfileConfig.instrument`` (after every draw above, so the draws of 1-6 are those
+   of the plain engine): the instrument's draws (:func:`~xrdpipe.patterns.instrument.
+   draw_instrument`), and with preferred orientation each present phase's peaks times
+   their family's March-Dollase factor (:mod:`~xrdpipe.patterns.orientation`); rendering
+   goes through :func:`~xrdpipe.patterns.instrument.render_instrument`.
 """
 
 from __future__ import annotations
@@ -32,10 +37,14 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from xrdpipe.errors import ConfigError
 from xrdpipe.patterns.config import CU_KA_MEAN, MixtureConfig, ProfileConfig
+from xrdpipe.patterns.instrument import draw_instrument
+from xrdpipe.patterns.orientation import orientation_lookup, phase_march_dollase
 from xrdpipe.patterns.render import render_profiles
 
 TRAIN_FRACTION = 0.6
 """Paper 002's training share of the training strain conditions (the rest validates)."""
+
+_PER_PEAK = ("two_theta", "intensity", "peak_mask", "intensity_raw", "d_spacing")
 
 
 def _tensor(value: Any, dtype: torch.dtype, device: torch.device) -> Tensor | None:
@@ -58,6 +67,12 @@ class PeakArrays:
         d_spacing: ``(M, S, P)`` angstrom (needed for the K-alpha doublet).
         volume: ``(M, S)`` cell volume, angstrom^3 (``weight`` mode).
         density: ``(M, S)`` g/cm^3 (``weight`` mode).
+        hkl: ``(M, S, P, 3)`` each peak's representative Miller indices (preferred
+            orientation).
+        rotations: ``(M, L, 3, 3)`` each material's proper Laue-group rotations, Cartesian,
+            repeated to a common length L (preferred orientation; see
+            :mod:`xrdpipe.patterns.orientation`).
+        reciprocal_basis: ``(M, 3, 3)`` reciprocal basis vectors as columns, 1/angstrom.
     """
 
     two_theta: Tensor
@@ -67,6 +82,9 @@ class PeakArrays:
     d_spacing: Tensor | None = None
     volume: Tensor | None = None
     density: Tensor | None = None
+    hkl: Tensor | None = None
+    rotations: Tensor | None = None
+    reciprocal_basis: Tensor | None = None
 
     @classmethod
     def from_arrays(
@@ -79,6 +97,10 @@ class PeakArrays:
         volume: Any = None,
         density: Any = None,
         device: torch.device | str = "cpu",
+        *,
+        hkl: Any = None,
+        rotations: Any = None,
+        reciprocal_basis: Any = None,
     ) -> PeakArrays:
         """Tensors (float32, bool mask) on ``device`` from numpy arrays or tensors."""
         dev = torch.device(device)
@@ -92,15 +114,20 @@ class PeakArrays:
             d_spacing=_tensor(d_spacing, torch.float32, dev),
             volume=_tensor(volume, torch.float32, dev),
             density=_tensor(density, torch.float32, dev),
+            hkl=_tensor(hkl, torch.float32, dev),
+            rotations=_tensor(rotations, torch.float32, dev),
+            reciprocal_basis=_tensor(reciprocal_basis, torch.float32, dev),
         )
-        for name in ("intensity", "peak_mask", "intensity_raw", "d_spacing"):
+        m, s, p = tt.shape
+        expected = {name: (m, s, p) for name in _PER_PEAK}
+        expected.update({"volume": (m, s), "density": (m, s), "hkl": (m, s, p, 3)})
+        expected["reciprocal_basis"] = (m, 3, 3)
+        if arrays.rotations is not None:
+            expected["rotations"] = (m, arrays.rotations.shape[1], 3, 3)
+        for name, shape in expected.items():
             value = getattr(arrays, name)
-            if value is not None and value.shape != tt.shape:
-                raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {tt.shape}")
-        for name in ("volume", "density"):
-            value = getattr(arrays, name)
-            if value is not None and value.shape != tt.shape[:2]:
-                raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {tt.shape[:2]}")
+            if value is not None and tuple(value.shape) != shape:
+                raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {shape}")
         return arrays.trimmed()
 
     @property
@@ -118,14 +145,22 @@ class PeakArrays:
         """P (after trimming: the longest peak list)."""
         return int(self.two_theta.shape[2])
 
+    @property
+    def has_orientation(self) -> bool:
+        """Whether the arrays carry what preferred orientation needs (hkl, rotations, B)."""
+        return all(v is not None for v in (self.hkl, self.rotations, self.reciprocal_basis))
+
     def _map(self, fn: Any) -> PeakArrays:
+        """Applies ``fn(value, axes)`` to every array; ``axes`` names its leading axes."""
         updates = {}
-        for name in ("two_theta", "intensity", "peak_mask", "intensity_raw", "d_spacing"):
-            value = getattr(self, name)
-            updates[name] = None if value is None else fn(value, True)
-        for name in ("volume", "density"):
-            value = getattr(self, name)
-            updates[name] = None if value is None else fn(value, False)
+        for names, axes in (
+            ((*_PER_PEAK, "hkl"), "msp"),
+            (("volume", "density"), "ms"),
+            (("rotations", "reciprocal_basis"), "m"),
+        ):
+            for name in names:
+                value = getattr(self, name)
+                updates[name] = None if value is None else fn(value, axes)
         return replace(self, **updates)
 
     def trimmed(self) -> PeakArrays:
@@ -134,21 +169,21 @@ class PeakArrays:
         used = max(used, 1)
         if used == self.max_peaks:
             return self
-        return self._map(lambda v, per_peak: v[..., :used] if per_peak else v)
+        return self._map(lambda v, axes: v[:, :, :used] if axes == "msp" else v)
 
     def select_strains(self, indices: Any) -> PeakArrays:
         """Only the strain conditions ``indices`` (e.g. the training split)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=self.two_theta.device)
-        return self._map(lambda v, per_peak: v[:, idx])
+        return self._map(lambda v, axes: v[:, idx] if "s" in axes else v)
 
     def select_materials(self, indices: Any) -> PeakArrays:
         """Only the materials ``indices`` (e.g. the first N of a subset)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=self.two_theta.device)
-        return self._map(lambda v, per_peak: v[idx])
+        return self._map(lambda v, axes: v[idx])
 
     def to(self, device: torch.device | str) -> PeakArrays:
         """A copy on ``device``."""
-        return self._map(lambda v, per_peak: v.to(device))
+        return self._map(lambda v, axes: v.to(device))
 
 
 def mixture_intensities(
@@ -198,7 +233,10 @@ class MixtureDraw:
         phase_index: ``(B, K * P)`` slot 0..K-1 of each peak.
         phase_fractions: ``(B, N)`` target fractions (sum 1).
         extras: per-slot draws: ``n_phases (B,)``, ``materials``, ``strains``, ``fractions``,
-            ``eta``, ``crystallite_size_nm`` ``(B, K)`` and ``phase_mask`` ``(B, K)``.
+            ``eta``, ``crystallite_size_nm`` ``(B, K)`` and ``phase_mask`` ``(B, K)``; with
+            ``ProfileConfig.instrument``, also every instrument draw
+            (:func:`~xrdpipe.patterns.instrument.draw_instrument`: zero shift, displacement,
+            widths, March-Dollase ratio and axis, backgrounds, noise level).
     """
 
     two_theta: Tensor
@@ -254,6 +292,25 @@ class MixtureSampler:
         if generator is None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
         self.generator = generator
+        self._orientation = self._orientation_tables()
+
+    def _orientation_tables(self) -> tuple[Tensor, Tensor] | None:
+        """``1/|B h|`` per peak and ``B^T Q_g^T a`` per (material, axis), when needed."""
+        instrument = self.profile.instrument
+        if instrument is None or instrument.preferred_orientation is None:
+            return None
+        pk = self.peaks
+        if not pk.has_orientation:
+            raise ConfigError(
+                "preferred_orientation needs hkl, rotations and reciprocal_basis in the peak "
+                "arrays: load them with load_peaks(..., orientation=True)"
+            )
+        return orientation_lookup(
+            pk.hkl,  # type: ignore[arg-type]
+            pk.rotations,  # type: ignore[arg-type]
+            pk.reciprocal_basis,  # type: ignore[arg-type]
+            instrument.preferred_orientation.max_axis_index,
+        )
 
     def _uniform(self, bounds: tuple[float, float], shape: tuple[int, ...]) -> Tensor:
         lo, hi = bounds
@@ -289,6 +346,27 @@ class MixtureSampler:
             volume=take(pk.volume),
             density=take(pk.density),
         )
+        extras = {
+            "n_phases": n_phases,
+            "materials": materials,
+            "strains": strains,
+            "fractions": fractions,
+            "phase_mask": phase_mask,
+            "eta": eta,
+            "crystallite_size_nm": size,
+        }
+        if self.profile.instrument is not None:
+            extras.update(draw_instrument(self.profile, n_samples, k_max, g, dev))
+        if self._orientation is not None:
+            intensity = intensity * phase_march_dollase(
+                pk.hkl,  # type: ignore[arg-type]
+                self._orientation,
+                materials,
+                strains,
+                phase_mask,
+                extras["march_dollase_axis"],
+                extras["march_dollase_ratio"],
+            )
         mask = take(pk.peak_mask) & phase_mask.unsqueeze(2)  # type: ignore[operator]
         d_spacing = take(pk.d_spacing)
         n_peaks = pk.max_peaks
@@ -302,15 +380,7 @@ class MixtureSampler:
             d_spacing=None if d_spacing is None else d_spacing.reshape(n_samples, -1),
             phase_index=phase_index,
             phase_fractions=target,
-            extras={
-                "n_phases": n_phases,
-                "materials": materials,
-                "strains": strains,
-                "fractions": fractions,
-                "phase_mask": phase_mask,
-                "eta": eta,
-                "crystallite_size_nm": size,
-            },
+            extras=extras,
         )
 
     def sample(self, batch_size: int | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
@@ -336,6 +406,7 @@ class MixtureSampler:
             phase_index=draw.phase_index,
             eta=draw.extras["eta"],
             crystallite_size_nm=draw.extras["crystallite_size_nm"],
+            instrument_draws=draw.extras if self.profile.instrument is not None else None,
         )
         return patterns, draw.phase_fractions, draw.extras
 

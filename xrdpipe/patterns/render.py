@@ -4,6 +4,8 @@ Algorithm, per peak p of sample b (all peaks of a batch at once, no loop over pe
 
 1. Discretise the position: ``j = round((2theta - 2theta_min) / step)``; the peak is placed at
    grid point ``j`` (paper 002). Peaks whose ``j`` falls outside the grid are dropped.
+   With ``exact_centres=True`` (the instrument path) the peak stays at its exact position
+   (see :func:`render_peaks`).
 2. Width from Scherrer at the peak's own (undiscretised) angle:
    ``FWHM(rad) = K * lambda / (L * cos(theta))``, ``theta = 2theta / 2``, L the crystallite
    size of the peak's (sample, phase), lambda in the same unit as L.
@@ -39,6 +41,7 @@ final min-max rescaling to [0, 1] (paper 002's order: normalise, noise, backgrou
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -157,6 +160,9 @@ def render_peaks(
     crystallite_size_nm: Tensor,
     cfg: ProfileConfig,
     wavelength: Tensor | float = CU_KA_MEAN,
+    *,
+    fwhm_deg: Tensor | None = None,
+    exact_centres: bool = False,
 ) -> Tensor:
     """Deterministic sum of area-normalised pseudo-Voigt peaks on the grid (no noise).
 
@@ -168,6 +174,14 @@ def render_peaks(
         crystallite_size_nm: Scherrer size per peak, nm, ``(B, P)`` (broadcasts).
         cfg: grid and Scherrer constant.
         wavelength: angstrom, a float or a per-peak tensor (K-alpha doublets).
+        fwhm_deg: per-peak FWHM, degrees, ``(B, P)``; given, it replaces the Scherrer width
+            (``crystallite_size_nm`` and ``wavelength`` are then unused).
+        exact_centres: centre each peak at its exact position (between grid points) instead
+            of the nearest grid point (paper 002); peaks whose centre lies outside
+            ``[two_theta_min, two_theta_max]`` are dropped. The far-tail sticks are then
+            split linearly between the two grid points around the centre, and each window
+            subtracts exactly what that split adds, so only the tails beyond the window carry
+            the interpolation error (``<= 0.75 / d^2`` of the tail at ``d`` points).
 
     Returns:
         ``(B, n_points)`` float32 profile, intensity per degree: ``sum * step ~= sum(I)``.
@@ -180,18 +194,26 @@ def render_peaks(
     two_theta = two_theta.float()
     intensity = intensity.float()
     # float64 so that the rounding matches the float64 reference at near-ties
-    index = torch.round((two_theta.double() - cfg.two_theta_min) / step)
-    valid = mask & (index >= 0) & (index <= n - 1) & (intensity != 0)
-    fwhm = scherrer_fwhm_deg(two_theta, crystallite_size_nm, wavelength, cfg.scherrer_k)
+    position = (two_theta.double() - cfg.two_theta_min) / step
+    if exact_centres:
+        index = torch.floor(position)
+        valid = mask & (position >= 0) & (position <= n - 1) & (intensity != 0)
+    else:
+        index = torch.round(position)
+        valid = mask & (index >= 0) & (index <= n - 1) & (intensity != 0)
+    if fwhm_deg is None:
+        fwhm = scherrer_fwhm_deg(two_theta, crystallite_size_nm, wavelength, cfg.scherrer_k)
+    else:
+        fwhm = torch.as_tensor(fwhm_deg, dtype=torch.float32, device=device)
     gamma_all = (0.5 / step) * fwhm.expand(n_samples, n_peaks)  # HWHM in grid points
     eta_all = torch.as_tensor(eta, dtype=torch.float32, device=device).expand(n_samples, n_peaks)
 
-    sample = torch.arange(n_samples, device=device).unsqueeze(1).expand(n_samples, n_peaks)
-    s = sample[valid]
-    j = index[valid].long()
-    amp = intensity[valid] / step
-    e = eta_all[valid].float()
-    g = gamma_all[valid].float()
+    s, p = valid.nonzero(as_tuple=True)  # one nonzero; the gathers below reuse it
+    j = index[s, p].long()
+    frac = (position[s, p] - index[s, p]).float() if exact_centres else None
+    amp = intensity[s, p] / step
+    e = eta_all[s, p].float()
+    g = gamma_all[s, p].float()
     g2 = g.square()
     a_lor = amp * e * g / math.pi
 
@@ -199,21 +221,31 @@ def render_peaks(
     if s.numel() == 0:
         return out
 
-    # Far Lorentzian tails: FFT convolution of two stick histograms with fixed kernels.
-    n_fft = _next_fast_len(2 * n - 1)
-    hist = torch.zeros(2, n_samples * n, dtype=torch.float32, device=device)
-    flat = s * n + j
-    hist[0].index_add_(0, flat, a_lor)
-    hist[1].index_add_(0, flat, a_lor * g2)
-    spectra = torch.fft.rfft(hist.view(2, n_samples, n), n=n_fft, dim=-1)  # zero-padded
+    # Far Lorentzian tails: FFT convolution of two stick histograms with fixed kernels
+    # (exact centres: each stick split between its two grid points, one more column).
+    n_row = n + 1 if exact_centres else n
+    n_fft = _next_fast_len(2 * n_row - 1)
+    hist = torch.zeros(2, n_samples * n_row, dtype=torch.float32, device=device)
+    flat = s * n_row + j
+    if frac is None:
+        hist[0].index_add_(0, flat, a_lor)
+        hist[1].index_add_(0, flat, a_lor * g2)
+    else:
+        for offset, share in ((0, 1.0 - frac), (1, frac)):
+            hist[0].index_add_(0, flat + offset, a_lor * share)
+            hist[1].index_add_(0, flat + offset, a_lor * g2 * share)
+    spectra = torch.fft.rfft(hist.view(2, n_samples, n_row), n=n_fft, dim=-1)  # zero-padded
     cut = _far_cut(g)
-    kernels = _far_kernels(n, n_fft, cut, device)
+    kernels = _far_kernels(n_row, n_fft, cut, device)
     combined = spectra[0] * kernels[0] - spectra[1] * kernels[1].unsqueeze(0)
     out += torch.fft.irfft(combined, n=n_fft, dim=-1)[:, :n]
 
     # Near windows: exact Gaussian + Lorentzian minus the far terms, bucketed by width;
     # peaks sorted by bucket so that every chunk is a contiguous slice.
-    bucket, widths = _window_buckets(WINDOW_HWHM * g, cut)
+    # exact centres: the window reaches one point further, so that beyond it both halves
+    # of every split stick are in the far zone (|d| > cut and |d - 1| > cut)
+    extra = 1 if exact_centres else 0
+    bucket, widths = _window_buckets(WINDOW_HWHM * g + extra, cut + extra)
     order = torch.argsort(bucket)
     counts = torch.bincount(bucket, minlength=len(widths)).tolist()
     pad = widths[int(bucket.max())]
@@ -225,25 +257,49 @@ def render_peaks(
     b_gauss = (-(FOUR_LN2 / 4.0) / g2).unsqueeze(1)
     g4 = g2.square().unsqueeze(1)
     a_lor, g2 = a_lor.unsqueeze(1), g2.unsqueeze(1)
+    if frac is not None:
+        # exact centres: Gaussian as exp(ln a + b x^2); the far terms the window removes are
+        # a_lor ((far2 + t step2) - g2 (far4 + t step4)), one (rows x 4) @ (4 x offsets)
+        frac = frac[order].unsqueeze(1)
+        log_a_gauss = torch.log(a_gauss)
+        far_coef = torch.cat([a_lor, -a_lor * g2, a_lor * frac, -a_lor * g2 * frac], dim=1)
     first = 0
     for k, count in enumerate(counts):
         w = widths[k]
         offsets = torch.arange(-w, w + 1, device=device)
         d = offsets.float()
-        dsq = d.square()
-        inner = (d.abs() <= cut).float()
-        inv4 = torch.where(d.abs() > cut, 1.0 / dsq.square().clamp(min=1.0), 0.0)
         rows_per_chunk = max(1, CHUNK_ELEMENTS // (2 * w + 1))
+        if frac is None:
+            dsq = d.square()
+            inner = (d.abs() <= cut).float()
+            inv4 = torch.where(d.abs() > cut, 1.0 / dsq.square().clamp(min=1.0), 0.0)
+        else:
+            far2, far4 = _far_terms(d, cut)
+            far2_next, far4_next = _far_terms(d - 1.0, cut)
+            far_kernel = torch.stack([far2, far4, far2_next - far2, far4_next - far4])
         for start in range(first, first + count, rows_per_chunk):
             sl = slice(start, min(start + rows_per_chunk, first + count))
-            vals = torch.exp(b_gauss[sl] * dsq) * a_gauss[sl]
-            lor = torch.addcmul(inner, g4[sl], inv4) * a_lor[sl]
-            vals += lor / (dsq + g2[sl])
+            if frac is None:
+                vals = torch.exp(b_gauss[sl] * dsq) * a_gauss[sl]
+                lor = torch.addcmul(inner, g4[sl], inv4) * a_lor[sl]
+                vals += lor / (dsq + g2[sl])
+            else:
+                xsq = (d - frac[sl]).square_()
+                vals = torch.addcmul(log_a_gauss[sl], b_gauss[sl], xsq).exp_()
+                vals.addcdiv_(a_lor[sl].expand_as(xsq), xsq.add_(g2[sl]))
+                vals.addmm_(far_coef[sl], far_kernel, alpha=-1.0)
             positions = base[sl, None] + offsets
             buffer.index_add_(0, positions.reshape(-1), vals.reshape(-1))
         first += count
     out += buffer.view(n_samples, row)[:, pad : pad + n]
     return out
+
+
+def _far_terms(d: Tensor, cut: int) -> tuple[Tensor, Tensor]:
+    """The far-field kernels at integer offsets d: ``1/d^2`` and ``1/d^4`` for ``|d| > cut``."""
+    far = d.abs() > cut
+    inv2 = torch.where(far, 1.0 / d.square().clamp(min=1.0), 0.0)
+    return inv2, inv2.square()
 
 
 def render_naive(
@@ -254,11 +310,15 @@ def render_naive(
     crystallite_size_nm: np.ndarray | float,
     cfg: ProfileConfig,
     wavelength: np.ndarray | float = CU_KA_MEAN,
+    *,
+    fwhm_deg: np.ndarray | None = None,
+    exact_centres: bool = False,
 ) -> np.ndarray:
     """Float64 numpy reference of :func:`render_peaks`: every peak on the whole grid.
 
-    Same definition (discretised centres, Scherrer at the undiscretised angle, symmetric
-    pseudo-Voigt in two-theta, unit area, peaks off the grid dropped), no windows, no FFT.
+    Same definition (discretised or exact centres, Scherrer at the undiscretised angle or the
+    given FWHM, symmetric pseudo-Voigt in two-theta, unit area, peaks off the grid dropped),
+    no windows, no FFT.
 
     Args:
         two_theta: ``(B, P)`` degrees.
@@ -268,6 +328,8 @@ def render_naive(
         crystallite_size_nm: per-peak size, nm (broadcasts to ``(B, P)``).
         cfg: grid and Scherrer constant.
         wavelength: angstrom (broadcasts to ``(B, P)``).
+        fwhm_deg: per-peak FWHM, degrees (broadcasts); replaces the Scherrer width.
+        exact_centres: centre peaks at their exact positions (see :func:`render_peaks`).
 
     Returns:
         ``(B, n_points)`` float64 profile, intensity per degree.
@@ -279,16 +341,22 @@ def render_naive(
     eta = np.broadcast_to(np.asarray(eta, dtype=np.float64), shape)
     size = np.broadcast_to(np.asarray(crystallite_size_nm, dtype=np.float64), shape)
     wavelength = np.broadcast_to(np.asarray(wavelength, dtype=np.float64), shape)
+    if fwhm_deg is not None:
+        fwhm_deg = np.broadcast_to(np.asarray(fwhm_deg, dtype=np.float64), shape)
     step = cfg.step_deg
     grid = cfg.two_theta_min + step * np.arange(cfg.n_points)
     out = np.zeros((shape[0], cfg.n_points))
     for b in range(shape[0]):
-        index = np.round((two_theta[b] - cfg.two_theta_min) / step)
+        position = (two_theta[b] - cfg.two_theta_min) / step
+        index = position if exact_centres else np.round(position)
         keep = mask[b] & (index >= 0) & (index <= cfg.n_points - 1)
         center = cfg.two_theta_min + step * index[keep]
-        fwhm = scherrer_fwhm_deg(
-            two_theta[b][keep], size[b][keep], wavelength[b][keep], cfg.scherrer_k
-        )
+        if fwhm_deg is None:
+            fwhm = scherrer_fwhm_deg(
+                two_theta[b][keep], size[b][keep], wavelength[b][keep], cfg.scherrer_k
+            )
+        else:
+            fwhm = fwhm_deg[b][keep]
         x = grid[None, :] - center[:, None]
         gauss = GAUSS_NORM / fwhm[:, None] * np.exp(-FOUR_LN2 * x**2 / fwhm[:, None] ** 2)
         half = fwhm[:, None] / 2.0
@@ -355,8 +423,13 @@ def render_profiles(
     crystallite_size_nm: Tensor | None = None,
     noise: bool = True,
     background: bool = True,
+    instrument_draws: Mapping[str, Tensor] | None = None,
 ) -> Tensor:
     """Random training profiles: peaks with random shape, normalise, noise, background.
+
+    With ``cfg.instrument`` set, the instrument path renders instead
+    (:func:`xrdpipe.patterns.instrument.render_instrument`: exact centres, its corrections,
+    widths, shifts, backgrounds and noise).
 
     Args:
         two_theta: peak positions, degrees, ``(B, P)``.
@@ -374,6 +447,8 @@ def render_profiles(
             ``cfg.crystallite_size_nm``.
         noise: add Gaussian noise.
         background: add the exponential background.
+        instrument_draws: the instrument path's draws
+            (:func:`xrdpipe.patterns.instrument.draw_instrument`); default drawn here.
 
     Returns:
         ``(B, n_points)`` float32 in [0, 1] (min-max rescaled after noise and background; with
@@ -394,10 +469,30 @@ def render_profiles(
         crystallite_size_nm = _uniform(
             cfg.crystallite_size_nm, (n_samples, n_phases), generator, device
         )
+    dsp = None if d_spacing is None else _as_tensor(d_spacing, device, torch.float32)
+    if cfg.instrument is not None:
+        from xrdpipe.patterns.instrument import draw_instrument, render_instrument
+
+        if instrument_draws is None:
+            instrument_draws = draw_instrument(cfg, n_samples, n_phases, generator, device)
+        return render_instrument(
+            tt,
+            inten,
+            msk,
+            cfg,
+            instrument_draws,
+            generator,
+            wavelength,
+            d_spacing=dsp,
+            phase_index=phase_index,
+            eta=eta.to(device),
+            crystallite_size_nm=crystallite_size_nm.to(device),
+            noise=noise,
+            background=background,
+        )
     zero_shift = _uniform(cfg.zero_shift_deg, (n_samples, 1), generator, device)
     wl: Tensor | float = wavelength
     if cfg.ka_doublet:
-        dsp = None if d_spacing is None else _as_tensor(d_spacing, device, torch.float32)
         tt, inten, msk, phase_index, wl = _doublet(tt, inten, msk, phase_index, dsp, cfg)
     tt = tt + zero_shift
     peak_eta = eta.to(device).gather(1, phase_index)

@@ -212,3 +212,26 @@ def test_manifest_sorts_cod_ids_numerically_then_other_ids():
     frame = pd.DataFrame({"cod_id": ["synth-00000002", "10", "synth-00000001", "9"]})
     ordered = sample_manifest(frame, None, None, 0)["cod_id"].tolist()
     assert ordered == ["9", "10", "synth-00000001", "synth-00000002"]
+
+
+def test_balance_over_lattice_systems_gives_rhombohedral_its_seventh():
+    config = SyntheticConfig(balance_over="lattice_system")
+    r_groups = {146, 148, 155, 160, 161, 166, 167}  # International Tables: the R groups
+    groups = []
+    for i in range(2100):
+        try:
+            groups.append(draw_parameters(i, 5, config).space_group)
+        except Exception as exc:
+            groups.append(exc.draw.space_group)
+    lattice = [
+        "rhombohedral"
+        if g in r_groups
+        else "hexagonal"
+        if crystal_system_of(g) in ("trigonal", "hexagonal")
+        else crystal_system_of(g)
+        for g in groups
+    ]
+    counts = pd.Series(lattice).value_counts()
+    assert len(counts) == 7 and chisquare(counts.to_numpy()).pvalue > 1e-3
+    rhombohedral = pd.Series([g for g in groups if g in r_groups]).value_counts()
+    assert set(rhombohedral.index) == r_groups

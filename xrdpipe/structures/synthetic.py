@@ -5,8 +5,9 @@ Each structure index ``i`` of a synthetic subset is one independent draw, seeded
 number of workers (:func:`structure_seed`). One draw (:func:`draw_parameters`, then
 :func:`generate_structure` and :func:`synthesize_structure`):
 
-1. **Space group**: a crystal system uniformly from the seven, then a space group
-   uniformly among that system's (International Tables numbering). Nothing is fitted to
+1. **Space group**: a crystal system uniformly from the seven (or, with
+   ``balance_over="lattice_system"``, one of paper 000's seven lattice systems), then a
+   space group uniformly among that system's (:func:`space_groups_of`). Nothing is fitted to
    any COD subset (those are the test set).
 2. **Elements**: the number of elements from ``element_count_weights`` (1 to 5), then that
    many distinct elements uniformly from ``elements`` (:data:`DEFAULT_ELEMENTS`).
@@ -43,16 +44,20 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xrdpipe.structures.wyckoff import (
+    BALANCED_CLASSES,
+    RHOMBOHEDRAL_SPACE_GROUPS,
+    SPACE_GROUP_RANGES,
     WyckoffPosition,
     atomic_radii,
     place_orbits,
     shortest_distance_violation,
+    space_groups_of,
     wyckoff_positions,
     wyckoff_table,
 )
@@ -68,17 +73,6 @@ DEFAULT_ELEMENTS = (
 are common in inorganic crystals, all with X-ray scattering factors in pymatgen. Left out:
 H (it scatters X-rays weakly, and C with H is the pipeline's "organic"), the noble gases,
 Tc, Pm, Tm and Lu (rare), Po and beyond (radioactive)."""
-
-SPACE_GROUP_RANGES = {
-    "triclinic": (1, 2),
-    "monoclinic": (3, 15),
-    "orthorhombic": (16, 74),
-    "tetragonal": (75, 142),
-    "trigonal": (143, 167),
-    "hexagonal": (168, 194),
-    "cubic": (195, 230),
-}
-"""First and last space-group number of each crystal system (International Tables)."""
 
 SYNTHETIC_SOURCE = "synthetic"
 """The ``source`` column of synthetic manifest rows (the pyxtal version is appended)."""
@@ -121,6 +115,8 @@ class SyntheticConfig(BaseModel):
     Attributes:
         n_structures: draws (structure indices ``0 .. n_structures - 1``); failed draws are
             quarantined, so the manifest holds a few fewer.
+        balance_over: the requested space groups are uniform over the seven crystal
+            systems, or over paper 000's seven lattice systems, and uniform within each.
         elements: the elements drawn from, uniformly (each must have X-ray scattering
             factors).
         element_count_weights: relative weights of 1, 2, ... elements per structure (at
@@ -141,6 +137,7 @@ class SyntheticConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_structures: int = Field(default=2000, ge=1)
+    balance_over: Literal["crystal_system", "lattice_system"] = "crystal_system"
     elements: tuple[str, ...] = DEFAULT_ELEMENTS
     element_count_weights: tuple[float, ...] = (0.10, 0.30, 0.30, 0.20, 0.10)
     min_atoms: int = Field(default=2, ge=1)
@@ -354,10 +351,10 @@ def draw_parameters(index: int, seed: int, config: SyntheticConfig) -> Synthetic
     """
     own_seed = structure_seed(seed, index)
     rng = np.random.default_rng(own_seed)
-    systems = tuple(SPACE_GROUP_RANGES)
-    system = systems[rng.integers(len(systems))]
-    first, last = SPACE_GROUP_RANGES[system]
-    space_group = int(rng.integers(first, last + 1))
+    classes = BALANCED_CLASSES[config.balance_over]
+    groups = space_groups_of(classes[rng.integers(len(classes))], config.balance_over)
+    space_group = groups[rng.integers(len(groups))]
+    system = next(k for k, (a, b) in SPACE_GROUP_RANGES.items() if a <= space_group <= b)
     weights = np.asarray(config.element_count_weights, dtype=float)
     n_species = int(rng.choice(len(weights), p=weights / weights.sum())) + 1
     picked = rng.choice(len(config.elements), size=n_species, replace=False)
@@ -566,6 +563,8 @@ def synthesize_structure(
 
 __all__ = [
     "DEFAULT_ELEMENTS",
+    "BALANCED_CLASSES",
+    "RHOMBOHEDRAL_SPACE_GROUPS",
     "SPACE_GROUP_RANGES",
     "SYNTHETIC_COLUMNS",
     "SYNTHETIC_FAILURE_REASONS",
@@ -578,7 +577,7 @@ __all__ = [
     "draw_parameters",
     "generate_structure",
     "material_id",
-    "shortest_distance_violation",
+    "space_groups_of",
     "structure_seed",
     "synthesize_structure",
     "wyckoff_positions",

@@ -15,6 +15,60 @@ from typing import Any
 
 import numpy as np
 
+SPACE_GROUP_RANGES = {
+    "triclinic": (1, 2),
+    "monoclinic": (3, 15),
+    "orthorhombic": (16, 74),
+    "tetragonal": (75, 142),
+    "trigonal": (143, 167),
+    "hexagonal": (168, 194),
+    "cubic": (195, 230),
+}
+"""First and last space-group number of each crystal system (International Tables)."""
+
+RHOMBOHEDRAL_SPACE_GROUPS = (146, 148, 155, 160, 161, 166, 167)
+"""The trigonal groups with an R lattice (paper 000's rhombohedral lattice system)."""
+
+
+def space_groups_of(system: str, balance_over: str = "crystal_system") -> tuple[int, ...]:
+    """The space groups of a crystal system, or of a lattice system (paper 000's seven).
+
+    Args:
+        system: a crystal system, or with ``balance_over="lattice_system"`` a lattice system
+            (``rhombohedral``: the seven R groups; ``hexagonal``: the hexagonal crystal system
+            and the trigonal groups with a P lattice).
+        balance_over: ``crystal_system`` or ``lattice_system``.
+
+    Returns:
+        The space-group numbers, ascending.
+    """
+    if balance_over == "lattice_system" and system in ("rhombohedral", "hexagonal"):
+        first, last = SPACE_GROUP_RANGES["trigonal"]
+        trigonal_p = tuple(n for n in range(first, last + 1) if n not in RHOMBOHEDRAL_SPACE_GROUPS)
+        if system == "rhombohedral":
+            return RHOMBOHEDRAL_SPACE_GROUPS
+        first, last = SPACE_GROUP_RANGES["hexagonal"]
+        return trigonal_p + tuple(range(first, last + 1))
+    if system not in SPACE_GROUP_RANGES:
+        raise ValueError(f"{system!r} is not one of {list(SPACE_GROUP_RANGES)}")
+    first, last = SPACE_GROUP_RANGES[system]
+    return tuple(range(first, last + 1))
+
+
+BALANCED_CLASSES = {
+    "crystal_system": tuple(SPACE_GROUP_RANGES),
+    "lattice_system": (
+        "triclinic",
+        "monoclinic",
+        "orthorhombic",
+        "tetragonal",
+        "rhombohedral",
+        "hexagonal",
+        "cubic",
+    ),
+}
+"""The classes the space-group draw is balanced over, for each ``balance_over``."""
+
 
 @dataclass(frozen=True)
 class WyckoffPosition:

@@ -39,6 +39,7 @@ from xrdpipe.config import LATTICE_SYSTEMS, SubsetConfig
 from xrdpipe.errors import StructureError
 from xrdpipe.structures.filters import deduplicate, element_symbols, structure_rejection
 from xrdpipe.structures.parse import cif_names, estimate_site_count, parse_structure
+from xrdpipe.structures.phase_files import material_sort_key
 from xrdpipe.structures.symmetry import analyse_symmetry, structural_dimensionality
 
 MANIFEST_FILE = "manifest.parquet"
@@ -224,7 +225,8 @@ def _process_entry(
 def _sorted_by_id(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df.reset_index(drop=True)
-    order = df["cod_id"].astype(int).argsort(kind="stable")
+    keys = [material_sort_key(str(v)) for v in df["cod_id"]]
+    order = sorted(range(len(df)), key=keys.__getitem__)
     return df.iloc[order].reset_index(drop=True)
 
 
@@ -245,7 +247,8 @@ def build_manifest(
         verify_sha256: quarantine entries whose file bytes no longer match ``sha256``.
 
     Returns:
-        Every kept entry (columns :data:`MANIFEST_COLUMNS`, sorted by numeric ``cod_id``)
+        Every kept entry (columns :data:`MANIFEST_COLUMNS`, sorted by ``cod_id``: COD ids
+        numerically, then other material ids alphabetically)
         and the quarantine (columns :data:`QUARANTINE_COLUMNS`, same order).
     """
     unique = list({entry.cod_id: entry for entry in entries}.values())

@@ -113,6 +113,45 @@ def analyse_symmetry(
     return SymmetryInfo(number, symbol, crystal_system, lattice_system)
 
 
+def wyckoff_letters(
+    structure: Structure, symprec: float = SYMPREC, angle_tolerance: float = ANGLE_TOLERANCE
+) -> str:
+    """The Wyckoff letters of a structure's orbits, as spglib assigns them: ``"a,b"``.
+
+    One letter per set of symmetry-equivalent atoms, sorted, in the standard setting of
+    spglib's space group (the same tolerances as :func:`analyse_symmetry`). With the
+    space-group number it is the structure's prototype: rock salt is ``225`` and ``"a,b"``.
+
+    Args:
+        structure: the structure.
+        symprec: distance tolerance, angstrom.
+        angle_tolerance: angle tolerance, degrees.
+
+    Returns:
+        Comma-joined letters, sorted (``"a,b"``, ``"c,c,e"``).
+
+    Raises:
+        StructureError: stage ``symmetry``, reason ``spglib_failed``.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = SpacegroupAnalyzer(
+                structure, symprec=symprec, angle_tolerance=angle_tolerance
+            ).get_symmetry_dataset()
+        letters = {
+            int(eq): str(w)
+            for eq, w in zip(dataset.equivalent_atoms, dataset.wyckoffs, strict=True)
+        }
+    except Exception as exc:  # noqa: BLE001 - spglib signals failure by several exceptions
+        raise StructureError(
+            "symmetry",
+            "spglib_failed",
+            f"symprec={symprec}, angle_tolerance={angle_tolerance}: {type(exc).__name__}: {exc}",
+        ) from exc
+    return ",".join(sorted(letters.values()))
+
+
 def _site_radius(site_species: dict) -> float:
     """The largest covalent radius among a (possibly disordered) site's elements."""
     radii = [CovalentRadius.radius.get(getattr(sp, "symbol", str(sp))) for sp in site_species]

@@ -56,6 +56,8 @@ class RefinementOptions:
         refine_widths: refine the widths; ``instrument_widths_fixed`` holds U, V, W only
             (e.g. from a calibration) while X, Y still refine.
         instrument_widths_fixed: hold the Caglioti U, V, W at their start.
+        fixed_lattice: phase names whose lattice is held at its start (an internal
+            standard of certified cell, or the standard of a calibration).
         march_dollase: per phase name, the preferred-orientation axis ``(h, k, l)`` whose
             ratio r is refined; phases not named stay random powders.
         zero_search_deg: half-width of the coarse search over the zero shift before the
@@ -71,6 +73,7 @@ class RefinementOptions:
     refine_lattice: bool = True
     refine_widths: bool = True
     instrument_widths_fixed: bool = False
+    fixed_lattice: tuple[str, ...] = ()
     march_dollase: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     zero_search_deg: float = 0.15
     max_nfev: int = 60
@@ -170,9 +173,13 @@ def build_layout(
         shared = width_set("instrument", range(3))
     elif options.widths != "per_phase":
         raise ValueError(f"widths {options.widths!r} is not one of instrument, shared, per_phase")
-    unknown = set(options.march_dollase) - {ph.name for ph in phases}
-    if unknown:
-        raise ValueError(f"march_dollase names {sorted(unknown)} that are not offered phases")
+    offered = {ph.name for ph in phases}
+    for field_name in ("march_dollase", "fixed_lattice"):
+        unknown = set(getattr(options, field_name)) - offered
+        if unknown:
+            raise ValueError(
+                f"{field_name} names {sorted(unknown)}, which are not offered phases {sorted(offered)}"
+            )
 
     phase_widths, phase_lattice, phase_ratio = [], [], []
     for phase in phases:
@@ -184,7 +191,8 @@ def build_layout(
             bounds = (start - 3.0, start + 3.0) if is_angle else (
                 start * (1 - LATTICE_BOUND), start * (1 + LATTICE_BOUND)
             )
-            indices.append(add(f"{phase.name}.{name}", start, bounds, "lattice", options.refine_lattice))
+            is_free = options.refine_lattice and phase.name not in options.fixed_lattice
+            indices.append(add(f"{phase.name}.{name}", start, bounds, "lattice", is_free))
         phase_lattice.append(np.array(indices, dtype=np.int64))
         if phase.name in options.march_dollase:
             phase_ratio.append(add(f"{phase.name}.march_dollase_r", 1.0, RATIO_BOUNDS, "ratio", True))

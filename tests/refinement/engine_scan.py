@@ -62,7 +62,9 @@ class Planted:
     n_points: int = 3501
     seed: int = 0
     extra_peak: tuple[float, float, float] | None = None
-    """(two_theta, area in units of the strongest calculated peak's area, fwhm)"""
+    """(two_theta, height as a fraction of the strongest peak, fwhm): a Gaussian no phase has"""
+    noise: bool = True
+    """False: the expected counts (no Poisson draw)"""
     profile: ProfileConfig = field(init=False)
 
 
@@ -144,5 +146,8 @@ def engine_scan(structures: Sequence[Structure], planted: Planted) -> tuple[np.n
         extra = height * np.exp(-4 * np.log(2) * (grid - centre) ** 2 / fwhm**2)
         peaks = peaks + torch.tensor(extra[None], dtype=f32)
     expected = peaks + instrument_background(profile, draws, "cpu")
+    if not planted.noise:
+        scale = planted.max_counts / float(expected.max())
+        return grid, expected[0].double().numpy() * scale
     counts = counting_noise(expected, draws["max_counts"], generator)
     return grid, counts[0].double().numpy()

@@ -7,7 +7,7 @@ with, per phase ``p``, reflection ``hkl`` and emission line ``j`` (K-alpha1, K-a
 share ``1 / (1 + ratio)`` and ``ratio / (1 + ratio)``):
 
 1. ``d`` from ``hkl`` and the refined cell (:meth:`RefinementPhase.d_spacings`);
-2. intensity ``I = |F|^2 m LP(2theta(lambda_ref, d)) P_MD(r) share_j``, times the
+2. intensity ``I = |F|^2(d) m LP(2theta(lambda_ref, d)) P_MD(r) share_j``, times the
    monochromator polarisation ratio and, for an automatic slit, ``sin(theta)``, both at the
    line's Bragg angle ``2theta_j = 2 asin(lambda_j / 2d)`` (as the engine,
    :mod:`xrdpipe.patterns.instrument`);
@@ -175,7 +175,7 @@ def phase_lines(
 ) -> Lines:
     """Every emission line of every peak of a phase (module docstring, steps 1-5)."""
     d = phase.d_spacings(params.lattice)
-    base = phase.structure_intensity * lorentz_polarisation(
+    base = phase.structure_intensities(d) * lorentz_polarisation(
         bragg_two_theta_deg(d, phase.reference_wavelength)
     )
     if axis_hkl is not None and params.march_dollase_ratio != 1.0:

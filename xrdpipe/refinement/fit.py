@@ -10,7 +10,9 @@ Algorithm (:func:`refine`):
    narrowest start FWHM (the least squares has a basin about one FWHM wide).
 3. Stages of ``scipy.optimize.least_squares`` (trust region reflective, bounds, analytic
    variable-projection Jacobian): (a) zero, displacement and the width terms W and X;
-   (b) the same and the lattices; (c) everything free.
+   (b) the same and the lattices; (c) everything free. After (a), the own parameters
+   (lattice, widths, ratio) of phases below ``minor_fraction`` are held: a minor phase's
+   cell and widths are poorly determined; its scale stays free.
 4. At the solution, esds from the Jacobian of the full problem (linear and nonlinear),
    scaled by ``chi^2`` (:mod:`xrdpipe.refinement.results`); Hill-Howard weight fractions.
 
@@ -50,11 +52,38 @@ EARLY_STAGE_NFEV = 15
 EARLY_TOL = 1e-6
 """Relative cost, step and gradient tolerance of the early stages."""
 
-FINAL_TOL = 1e-9
+FINAL_TOL = 1e-8
 """The same of the last stage (every parameter free)."""
 
 STAGE_WIDTHS = ("W", "X")
 """Width terms free in the first stage (a mean width per phase before its angle terms)."""
+
+
+def _minor_phase_entries(problem: Problem, theta: np.ndarray, minor: float) -> np.ndarray:
+    """Entries owned by phases below ``minor`` weight fraction (held after the first stage).
+
+    A phase's own lattice, widths (not the shared ones) and March-Dollase ratio: a minor
+    phase's are poorly determined and cost evaluations; its scale stays free.
+    """
+    layout = problem.layout
+    scales = problem.evaluate(theta).scales
+    held = np.zeros(len(layout.names), dtype=bool)
+    if not np.any(scales > 0):
+        return held
+    volumes = [cell_volume(ph.lattice.constants(theta[layout.phase_lattice[p]]))
+               for p, ph in enumerate(problem.phases)]  # fmt: skip
+    mass = scales * np.array([ph.cell_mass for ph in problem.phases]) * np.array(volumes)
+    fractions = mass / mass.sum()
+    shared = set()
+    for p in range(len(problem.phases)):
+        for q in range(p + 1, len(problem.phases)):
+            shared |= set(layout.phase_widths[p]) & set(layout.phase_widths[q])
+    for p, fraction in enumerate(fractions):
+        if fraction < minor:
+            own = [i for i in layout.phase_widths[p] if i not in shared]
+            ratio = [] if layout.phase_ratio[p] is None else [layout.phase_ratio[p]]
+            held[np.concatenate([layout.phase_lattice[p], own, ratio]).astype(np.int64)] = True
+    return held
 
 
 def _stage_masks(layout: ParameterLayout) -> list[np.ndarray]:
@@ -329,6 +358,8 @@ def refine(
         stages = _stage_masks(layout)
         for i, free in enumerate(stages):
             last = i == len(stages) - 1
+            if i > 0:
+                free = free & ~_minor_phase_entries(problem, theta, options.minor_fraction)
             nfev = options.max_nfev if last else EARLY_STAGE_NFEV
             theta = _least_squares(problem, theta, free, nfev, FINAL_TOL if last else EARLY_TOL)
         return _result(problem, theta, options, time.perf_counter() - started)

@@ -26,10 +26,11 @@ share ``1 / (1 + ratio)`` and ``ratio / (1 + ratio)``):
 Each line is evaluated on a window of ``WINDOW_FWHM`` FWHMs either side of its centre (the
 Lorentzian area beyond is ``(2/pi) atan(1/(2 WINDOW_FWHM))`` of the line, 1.3 % at 25, a
 smooth remainder the Chebyshev background absorbs). A phase's column and its derivatives
-come from one sparse product: the windows of ``pV``, ``dpV/d(2theta_obs)``,
-``dpV/dGamma`` and ``dpV/deta`` (analytic) as the columns of a CSC matrix, times the
-per-line chain-rule factors (``dI/dtheta``, ``I d2theta_obs/dtheta``, ``I dGamma/dtheta``,
-``I deta/dtheta``; central differences of the per-line scalars, cheap).
+come from sparse products: the windows of ``pV`` and of ``dpV/d(2theta_obs)``,
+``dpV/dGamma`` and ``dpV/deta`` (analytic, over ``DERIVATIVE_WINDOW_FWHM``) as the columns
+of CSC matrices, times the per-line chain-rule factors (``dI/dtheta``, ``I
+d2theta_obs/dtheta``, ``I dGamma/dtheta``, ``I deta/dtheta``: analytic for the zero shift
+and the displacement, central differences of the per-line scalars otherwise).
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ from xrdpipe.patterns.physics import (
     lorentzian_fwhm_deg,
     march_dollase_factor,
     monochromator_polarisation_ratio,
-    pseudo_voigt_height_profile,
     tch_fwhm_eta,
 )
 from xrdpipe.refinement.phases import RefinementPhase, lorentz_polarisation
@@ -66,7 +66,15 @@ GAUSS_AREA = 2.0 * math.sqrt(math.log(2.0) / math.pi)
 LORENTZ_AREA = 2.0 / math.pi
 """Height times FWHM of a unit-area Lorentzian."""
 
-FOUR_LN2 = 4.0 * math.log(2.0)
+LN2 = math.log(2.0)
+
+GAUSS_CUT_FWHM = 4.0
+"""FWHMs beyond which the Gaussian part is left out (``exp(-4 ln2 16) < 1e-19``)."""
+
+DERIVATIVE_WINDOW_FWHM = 15.0
+"""Half-width of the derivative windows, FWHMs: the derivatives' tails (``dpV/dGamma ~ u^-2``) hold
+~2 % of their norm beyond (the Jacobian test's bound); they steer the fit and scale the
+esds."""
 
 WIDTH_NAMES = ("U", "V", "W", "X", "Y")
 """TCH widths: Caglioti U, V, W (deg^2) and Lorentzian X, Y (degrees)."""
@@ -205,74 +213,92 @@ def phase_lines(
 
 
 def pseudo_voigt_area(offset: np.ndarray, fwhm: np.ndarray, eta: np.ndarray) -> np.ndarray:
-    """The engine's unit-area pseudo-Voigt (module docstring, step 6), per degree."""
-    lor_height = LORENTZ_AREA / fwhm
-    height = eta * lor_height + (1.0 - eta) * GAUSS_AREA / fwhm
-    return height * pseudo_voigt_height_profile(offset, fwhm, eta * lor_height / height)
+    """The engine's unit-area pseudo-Voigt (module docstring, step 6), per degree.
+
+    Equal to ``h * pseudo_voigt_height_profile(offset, fwhm, eta')`` (the physics module's
+    shape); evaluated as ``eta L + (1 - eta) G`` with the Gaussian only within
+    :data:`GAUSS_CUT_FWHM` FWHMs (beyond, ``G < 1e-17`` of its height): the far windows
+    cost a division each, not an exponential.
+    """
+    z2 = 4.0 * offset * offset / (fwhm * fwhm)
+    value = eta * (LORENTZ_AREA / fwhm) / (1.0 + z2)
+    near = z2 < 4.0 * GAUSS_CUT_FWHM * GAUSS_CUT_FWHM
+    fwhm_near = np.broadcast_to(fwhm, z2.shape)[near]
+    eta_near = np.broadcast_to(eta, z2.shape)[near]
+    value[near] += (1.0 - eta_near) * (GAUSS_AREA / fwhm_near) * np.exp(-LN2 * z2[near])
+    return value
+
+
+def pseudo_voigt_derivatives(
+    offset: np.ndarray, fwhm: np.ndarray, eta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``dpV/d(2theta_obs)``, ``dpV/dGamma`` and ``dpV/deta`` of the unit-area pseudo-Voigt.
+
+    With ``z^2 = 4 u^2 / Gamma^2``, ``L = (2 / pi Gamma) / (1 + z^2)``, ``G = (c_G / Gamma)
+    exp(-ln2 z^2)``: ``dL/dcentre = L (8 u / Gamma^2) / (1 + z^2)``, ``dG/dcentre = G 8 ln2
+    u / Gamma^2``, ``dL/dGamma = L (-1 + 2 z^2 / (1 + z^2)) / Gamma``, ``dG/dGamma = G (-1 +
+    2 ln2 z^2) / Gamma``, ``dpV/deta = L - G``.
+    """
+    z2 = 4.0 * offset * offset / (fwhm * fwhm)
+    lor = (LORENTZ_AREA / fwhm) / (1.0 + z2)
+    gauss = (GAUSS_AREA / fwhm) * np.exp(-LN2 * z2)
+    d_centre = (eta * lor / (1.0 + z2) + (1.0 - eta) * LN2 * gauss) * (8.0 * offset / (fwhm * fwhm))
+    d_fwhm = (
+        eta * lor * (-1.0 + 2.0 * z2 / (1.0 + z2)) + (1.0 - eta) * gauss * (-1.0 + 2.0 * LN2 * z2)
+    ) / fwhm
+    return d_centre, d_fwhm, lor - gauss
 
 
 def unit_area_pseudo_voigt(
     offset: np.ndarray, fwhm: np.ndarray, eta: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The unit-area pseudo-Voigt and its derivatives (centre, FWHM, eta).
+    """The unit-area pseudo-Voigt and its derivatives (centre, FWHM, eta)."""
+    return (pseudo_voigt_area(offset, fwhm, eta), *pseudo_voigt_derivatives(offset, fwhm, eta))
 
-    Args:
-        offset: ``u = 2theta - 2theta_obs``, degrees (any shape).
-        fwhm: Gamma, degrees (broadcasts).
-        eta: Lorentzian fraction (broadcasts).
 
-    Returns:
-        ``pV``, ``dpV/d(2theta_obs)``, ``dpV/dGamma``, ``dpV/deta``.
-    """
-    lor_height = LORENTZ_AREA / fwhm
-    gauss_height = GAUSS_AREA / fwhm
-    value = pseudo_voigt_area(offset, fwhm, eta)
-    z2 = 4.0 * offset * offset / (fwhm * fwhm)
-    lor = lor_height / (1.0 + z2)
-    gauss = gauss_height * np.exp(-math.log(2.0) * z2)
-    # d/d(centre) = -d/du; d/dGamma via u/Gamma
-    d_lor_du = -lor * (8.0 * offset / (fwhm * fwhm)) / (1.0 + z2)
-    d_gauss_du = -gauss * (2.0 * FOUR_LN2 * offset / (fwhm * fwhm))
-    d_centre = -(eta * d_lor_du + (1.0 - eta) * d_gauss_du)
-    d_lor_dg = lor * (-1.0 + 2.0 * z2 / (1.0 + z2)) / fwhm
-    d_gauss_dg = gauss * (-1.0 + math.log(2.0) * 2.0 * z2) / fwhm
-    d_fwhm = eta * d_lor_dg + (1.0 - eta) * d_gauss_dg
-    return value, d_centre, d_fwhm, lor - gauss
+def _windows(
+    two_theta: np.ndarray, lines: Lines, half_width_fwhm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, owning line and CSC column pointers of each line's window."""
+    n = len(two_theta)
+    step = float(np.median(np.diff(two_theta)))
+    half = np.minimum(np.ceil(half_width_fwhm * lines.fwhm / step).astype(np.int64) + 1, n)
+    centre = np.searchsorted(two_theta, lines.position)
+    start = np.clip(centre - half, 0, n)
+    length = np.maximum(np.clip(centre + half + 1, 0, n) - start, 0)
+    length[lines.intensity == 0] = 0
+    indptr = np.concatenate([[0], np.cumsum(length)])
+    owner = np.repeat(np.arange(len(length)), length)
+    rows = np.arange(indptr[-1]) + np.repeat(start - indptr[:-1], length)
+    return rows, owner, indptr
 
 
 def line_windows(
     two_theta: np.ndarray, lines: Lines, derivatives: bool = True
-) -> sparse.csc_matrix:
-    """``[pV | dpV/dcentre | dpV/dGamma | dpV/deta]`` of every line on the grid, CSC.
+) -> tuple[sparse.csc_matrix, sparse.csc_matrix | None]:
+    """The lines' windows on the grid: ``pV`` and (optionally) its derivatives, CSC.
 
-    Shape ``(n_points, 4 n_lines)`` (``(n_points, n_lines)``, ``pV`` only, without
-    ``derivatives``); column ``l`` of block ``b`` holds line ``l``'s window
-    (:data:`WINDOW_FWHM` FWHMs either side, in grid points of the median step).
+    Returns:
+        ``(n_points, n_lines)`` ``pV`` over :data:`WINDOW_FWHM` FWHMs either side, and
+        ``(n_points, 3 n_lines)`` ``[dpV/dcentre | dpV/dGamma | dpV/deta]`` over
+        :data:`DERIVATIVE_WINDOW_FWHM` (None without ``derivatives``).
     """
-    n = len(two_theta)
-    n_lines = len(lines.position)
-    step = float(np.median(np.diff(two_theta)))
-    half = np.ceil(WINDOW_FWHM * lines.fwhm / step).astype(np.int64) + 1
-    half = np.minimum(half, n)
-    centre = np.searchsorted(two_theta, lines.position)
-    # windows that miss the grid get length 0
-    start = np.clip(centre - half, 0, n)
-    stop = np.clip(centre + half + 1, 0, n)
-    length = np.maximum(stop - start, 0)
-    length[lines.intensity == 0] = 0
-    indptr_one = np.concatenate([[0], np.cumsum(length)])
-    total = int(indptr_one[-1])
-    owner = np.repeat(np.arange(n_lines), length)
-    rows = np.arange(total) - np.repeat(indptr_one[:-1], length) + np.repeat(start, length)
+    n, n_lines = len(two_theta), len(lines.position)
+    rows, owner, indptr = _windows(two_theta, lines, WINDOW_FWHM)
     offset = two_theta[rows] - lines.position[owner]
+    value = pseudo_voigt_area(offset, lines.fwhm[owner], lines.eta[owner])
+    values = sparse.csc_matrix((value, rows, indptr), shape=(n, n_lines))
     if not derivatives:
-        value = pseudo_voigt_area(offset, lines.fwhm[owner], lines.eta[owner])
-        return sparse.csc_matrix((value, rows, indptr_one), shape=(n, n_lines))
-    blocks = unit_area_pseudo_voigt(offset, lines.fwhm[owner], lines.eta[owner])
-    data = np.concatenate(blocks)
-    indices = np.tile(rows, 4)
-    indptr = np.concatenate([indptr_one[:-1] + k * total for k in range(4)] + [[4 * total]])
-    return sparse.csc_matrix((data, indices, indptr), shape=(n, 4 * n_lines))
+        return values, None
+    rows, owner, indptr = _windows(two_theta, lines, DERIVATIVE_WINDOW_FWHM)
+    offset = two_theta[rows] - lines.position[owner]
+    blocks = pseudo_voigt_derivatives(offset, lines.fwhm[owner], lines.eta[owner])
+    total = int(indptr[-1])
+    pointers = np.concatenate([indptr[:-1] + k * total for k in range(3)] + [[3 * total]])
+    derivative = sparse.csc_matrix(
+        (np.concatenate(blocks), np.tile(rows, 3), pointers), shape=(n, 3 * n_lines)
+    )
+    return values, derivative
 
 
 def background_basis(two_theta: np.ndarray, order: int) -> np.ndarray:

@@ -62,7 +62,9 @@ class RefinementOptions:
             ratio r is refined; phases not named stay random powders.
         zero_search_deg: half-width of the coarse search over the zero shift before the
             least squares (0: none).
-        max_nfev: least-squares function evaluations per stage.
+        max_nfev: least-squares function evaluations of the last stage.
+        minor_fraction: phases below this weight fraction after the first stage keep their
+            own lattice and widths at their start (their scales are refined).
         particle_radius_um: Brindley particle radius, micrometre (None: no correction).
     """
 
@@ -77,6 +79,7 @@ class RefinementOptions:
     march_dollase: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     zero_search_deg: float = 0.15
     max_nfev: int = 60
+    minor_fraction: float = 0.03
     particle_radius_um: float | None = None
 
 

@@ -132,25 +132,25 @@ class Problem:
         chain rule of :mod:`xrdpipe.refinement.model` (windows times per-line factors).
         """
         lines = self.lines(theta, p)
-        windows = line_windows(self.two_theta, lines, derivatives)
+        values, windows = line_windows(self.two_theta, lines, derivatives)
+        column = values @ lines.intensity
+        if windows is None:
+            return column, None
         n_lines = len(lines.position)
-        if not derivatives:
-            return windows @ lines.intensity, None
         deps = self.layout.dependencies(p)
-        coefficients = np.zeros((4 * n_lines, 1 + len(deps)))
-        coefficients[:n_lines, 0] = lines.intensity
+        intensity_terms = np.zeros((n_lines, len(deps)))
+        shape_terms = np.zeros((3 * n_lines, len(deps)))
         width_index = {int(i): j for j, i in enumerate(self.layout.phase_widths[p])}
         for k, index in enumerate(deps):
             if not self.layout.free[index]:
                 continue
-            column = 1 + k
             change = self._line_derivative(theta, p, int(index), lines, width_index)
-            for block, values in enumerate(change):
-                if values is not None:
-                    factor = 1.0 if block == 0 else lines.intensity
-                    coefficients[block * n_lines : (block + 1) * n_lines, column] = factor * values
-        product = windows @ coefficients
-        return product[:, 0], product[:, 1:]
+            if change[0] is not None:
+                intensity_terms[:, k] = change[0]
+            for block, term in enumerate(change[1:]):
+                if term is not None:
+                    shape_terms[block * n_lines : (block + 1) * n_lines, k] = lines.intensity * term
+        return column, values @ intensity_terms + windows @ shape_terms
 
     def _line_derivative(
         self, theta: np.ndarray, p: int, index: int, lines: Lines, width_index: dict[int, int]
@@ -205,20 +205,16 @@ class Problem:
     def evaluate(self, theta: np.ndarray, derivatives: bool = False) -> Evaluation:
         """The model at ``theta`` (cached for the last ``theta``)."""
         cached = self._cache
-        if (
-            cached is not None
-            and np.array_equal(cached.theta, theta)
-            and (cached.derivatives is not None or not derivatives)
-        ):
+        if cached is not None and np.array_equal(cached.theta, theta):
+            if derivatives and cached.derivatives is None:
+                cached.derivatives = self._derivatives(theta, cached.scales)
             return cached
         self.n_evaluations += 1
-        cols, ders = [], []
-        for p in range(len(self.phases)):
-            column, derivative = self.phase_column(theta, p, derivatives)
-            cols.append(column)
-            ders.append(derivative)
-        columns = np.stack(cols, axis=1)
+        columns = np.stack(
+            [self.phase_column(theta, p, False)[0] for p in range(len(self.phases))], axis=1
+        )
         scales, coefficients = self.solve_linear(columns)
+        ders = self._derivatives(theta, scales) if derivatives else None
         calculated = columns @ scales + self.background @ coefficients
         evaluation = Evaluation(
             theta=theta.copy(),
@@ -227,10 +223,17 @@ class Problem:
             scales=scales,
             background_coefficients=coefficients,
             residual=self.weights * (self.intensity - calculated),
-            derivatives=ders if derivatives else None,
+            derivatives=ders,
         )
         self._cache = evaluation
         return evaluation
+
+    def _derivatives(self, theta: np.ndarray, scales: np.ndarray) -> list[np.ndarray | None]:
+        """Column derivatives of the phases present (Kaufman's J needs ``c_p dA_p``)."""
+        return [
+            self.phase_column(theta, p, True)[1] if scales[p] > 0 else None
+            for p in range(len(self.phases))
+        ]
 
     def model_derivative(self, evaluation: Evaluation) -> np.ndarray:
         """``(dA/dtheta) c`` for every nonlinear entry, ``(n, n_theta)`` (unweighted)."""

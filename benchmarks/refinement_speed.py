@@ -38,7 +38,9 @@ def main(n_scans: int = 10) -> None:
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(0)
     structures = [cod_structure(i) for i in PHASES]
-    phases = [phase_from_structure(s, i, (10.0, 80.0)) for s, i in zip(structures, PHASES)]
+    phases = [
+        phase_from_structure(s, i, (10.0, 80.0)) for s, i in zip(structures, PHASES, strict=True)
+    ]
     all_seconds, polish_seconds, all_err, polish_err = [], [], [], []
     for scan in range(n_scans):
         k = int(rng.integers(2, 4))
@@ -55,7 +57,9 @@ def main(n_scans: int = 10) -> None:
             seed=scan,
         )
         two_theta, counts = engine_scan([structures[i] for i in chosen], planted)
-        truth = dict.fromkeys(PHASES, 0.0) | {PHASES[i]: float(v) for i, v in zip(chosen, w)}
+        truth = dict.fromkeys(PHASES, 0.0) | {
+            PHASES[i]: float(v) for i, v in zip(chosen, w, strict=True)
+        }
         options = RefinementOptions(background_order=3)
         started = time.perf_counter()
         result = refine(two_theta, counts, phases, options=options)

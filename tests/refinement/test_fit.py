@@ -67,7 +67,9 @@ def test_recovers_planted_zero_displacement_cells_and_weights(
 
 def test_every_cell_free(mixture_phases, planted_structures):
     two_theta, counts = scan(planted_structures, seed=3)
-    result = refine(two_theta, counts, mixture_phases, options=RefinementOptions(background_order=3))
+    result = refine(
+        two_theta, counts, mixture_phases, options=RefinementOptions(background_order=3)
+    )
     assert result.chi2 < 1.15
     for phase, truth, w in zip(result.phases, planted_structures, WEIGHTS, strict=True):
         assert abs(phase.weight_fraction - w) < 0.01
@@ -79,7 +81,10 @@ def test_esds_scale_with_noise(mixture_phases, planted_structures):
     """Counts x100: esds / 10 (Poisson), the weights' and the zero shift's."""
     low = refine(*scan(planted_structures, 5, 1e3), mixture_phases, options=OPTIONS)
     high = refine(*scan(planted_structures, 5, 1e5), mixture_phases, options=OPTIONS)
-    ratio = [a.weight_fraction_esd / b.weight_fraction_esd for a, b in zip(low.phases, high.phases)]
+    ratio = [
+        a.weight_fraction_esd / b.weight_fraction_esd
+        for a, b in zip(low.phases, high.phases, strict=True)
+    ]
     assert np.all((np.array(ratio) > 6) & (np.array(ratio) < 16)), ratio
     assert 6 < low.zero_shift_esd / high.zero_shift_esd < 16
 
@@ -113,7 +118,10 @@ def test_brindley_correction_moves_the_fractions(mixture_phases, planted_structu
     )
     corrected = refine(two_theta, counts, mixture_phases, options=options)
     # VO2 absorbs most (mu ~ 1000/cm at Cu): Brindley's tau < 1 raises its fraction
-    assert corrected.phase(MIXTURE_IDS[1]).weight_fraction > plain.phase(MIXTURE_IDS[1]).weight_fraction
+    assert (
+        corrected.phase(MIXTURE_IDS[1]).weight_fraction
+        > plain.phase(MIXTURE_IDS[1]).weight_fraction
+    )
     assert sum(p.weight_fraction for p in corrected.phases) == pytest.approx(1.0)
 
 
@@ -124,4 +132,6 @@ def test_bad_inputs_are_named(mixture_phases):
     with pytest.raises(ValueError, match="strictly increasing"):
         refine(grid[::-1], grid, mixture_phases)
     with pytest.raises(ValueError, match="march_dollase names"):
-        refine(grid, grid, mixture_phases, options=RefinementOptions(march_dollase={"x": (0, 0, 1)}))
+        refine(
+            grid, grid, mixture_phases, options=RefinementOptions(march_dollase={"x": (0, 0, 1)})
+        )

@@ -45,7 +45,13 @@ def truth_problem(phases, structures, weights=None):
     layout = build_layout(phases, options, zero_shift_deg=0.03, sample_displacement_mm=0.08)
     theta = layout.values.copy()
     for p, structure in enumerate(structures):
-        theta[layout.phase_widths[p]] = [PLANTED.u, PLANTED.v, PLANTED.w, PLANTED.x[p], PLANTED.y[p]]
+        theta[layout.phase_widths[p]] = [
+            PLANTED.u,
+            PLANTED.v,
+            PLANTED.w,
+            PLANTED.x[p],
+            PLANTED.y[p],
+        ]
         abc = structure.lattice.abc
         theta[layout.phase_lattice[p]] = [abc["abc".index(n)] for n in phases[p].lattice.names]
     problem = Problem(

@@ -8,7 +8,12 @@ fits a standard and returns the instrument; :func:`residual_peaks` flags what no
 from xrdpipe.refinement.fit import PolishResult, polish, refine, weight_fractions
 from xrdpipe.refinement.model import LineSettings
 from xrdpipe.refinement.parameters import RefinementOptions
-from xrdpipe.refinement.phases import LatticeModel, RefinementPhase, lattice_model, phase_from_structure
+from xrdpipe.refinement.phases import (
+    LatticeModel,
+    RefinementPhase,
+    lattice_model,
+    phase_from_structure,
+)
 from xrdpipe.refinement.results import PhaseResult, RefinementResult
 
 __all__ = [

@@ -50,7 +50,9 @@ def with_cell(structure: Structure, cell: float | Sequence[float]) -> Structure:
     """
     values = [float(cell)] * 3 + [90.0] * 3 if np.isscalar(cell) else [float(v) for v in cell]  # type: ignore[arg-type]
     if len(values) != 6:
-        raise ValueError(f"cell {cell!r} must be a cubic a or six values a, b, c, alpha, beta, gamma")
+        raise ValueError(
+            f"cell {cell!r} must be a cubic a or six values a, b, c, alpha, beta, gamma"
+        )
     return Structure(
         Lattice.from_parameters(*values),
         structure.species_and_occu,
@@ -163,7 +165,10 @@ def calibrate(
     )
     result = refine(two_theta, intensity, [phase], settings, options, widths=DEFAULT_WIDTHS)
     fitted = result.phases[0]
-    esd = {"zero_shift_deg": result.zero_shift_esd, "sample_displacement_mm": result.sample_displacement_esd}
+    esd = {
+        "zero_shift_deg": result.zero_shift_esd,
+        "sample_displacement_mm": result.sample_displacement_esd,
+    }
     esd.update(fitted.widths_esd)
     return Calibration(
         zero_shift_deg=result.zero_shift_deg,

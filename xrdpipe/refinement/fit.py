@@ -161,9 +161,7 @@ def _covariance(problem: Problem, evaluation: Evaluation) -> tuple[np.ndarray, f
     covariance = inverse / np.outer(norms, norms) * chi2
     n_linear = evaluation.columns.shape[1] + problem.background.shape[1]
     full = np.full((n_linear + len(layout.names),) * 2, np.nan)
-    keep = np.concatenate(
-        [np.arange(n_linear), n_linear + np.flatnonzero(layout.free)[identified]]
-    )
+    keep = np.concatenate([np.arange(n_linear), n_linear + np.flatnonzero(layout.free)[identified]])
     full[np.ix_(keep, keep)] = covariance
     return full, chi2, n_params
 
@@ -202,10 +200,16 @@ def weight_fractions(
                 for ph in phases
             ]
         )
-        kwargs = {"linear_absorption": mu, "density": density, "particle_radius": particle_radius_um}
+        kwargs = {
+            "linear_absorption": mu,
+            "density": density,
+            "particle_radius": particle_radius_um,
+        }
     w = hill_howard_weight_fractions(scales, np.ones(len(phases)), zm, volumes, **kwargs)
     if particle_radius_um is not None:
-        tau = brindley_factors(w, kwargs["linear_absorption"], kwargs["density"], particle_radius_um)
+        tau = brindley_factors(
+            w, kwargs["linear_absorption"], kwargs["density"], particle_radius_um
+        )
     k = zm * volumes / tau
     total = float(np.sum(scales * k))
     d = (np.diag(k) - np.outer(w, k)) / total
@@ -419,13 +423,20 @@ def polish(
     by_name = {ph.name: ph for ph in phases}
     unknown = set(fractions) - set(by_name)
     if unknown:
-        raise ValueError(f"fractions name unknown phases {sorted(unknown)}; known: {sorted(by_name)}")
+        raise ValueError(
+            f"fractions name unknown phases {sorted(unknown)}; known: {sorted(by_name)}"
+        )
     given = {name: float(fractions.get(name, 0.0)) for name in by_name}
     kept = tuple(name for name in by_name if given[name] >= threshold)
     if not kept:
         raise ValueError(f"no phase has a given fraction >= threshold {threshold}: {given}")
     result = refine(
-        two_theta, intensity, [by_name[n] for n in kept], settings, options, **start  # type: ignore[arg-type]
+        two_theta,
+        intensity,
+        [by_name[n] for n in kept],
+        settings,
+        options,
+        **start,  # type: ignore[arg-type]
     )
     refined = result.weight_fractions()
     difference = {name: refined.get(name, 0.0) - given[name] for name in by_name}

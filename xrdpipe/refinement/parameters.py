@@ -148,7 +148,10 @@ def build_layout(
     """
     names = ["zero_shift_deg", "sample_displacement_mm"]
     values = [zero_shift_deg, sample_displacement_mm]
-    lower, upper = [-ZERO_BOUND_DEG, -DISPLACEMENT_BOUND_MM], [ZERO_BOUND_DEG, DISPLACEMENT_BOUND_MM]
+    lower, upper = (
+        [-ZERO_BOUND_DEG, -DISPLACEMENT_BOUND_MM],
+        [ZERO_BOUND_DEG, DISPLACEMENT_BOUND_MM],
+    )
     kinds = ["global", "global"]
     free = [options.refine_zero, options.refine_displacement]
 
@@ -181,7 +184,8 @@ def build_layout(
         unknown = set(getattr(options, field_name)) - offered
         if unknown:
             raise ValueError(
-                f"{field_name} names {sorted(unknown)}, which are not offered phases {sorted(offered)}"
+                f"{field_name} names {sorted(unknown)}, which are not offered phases "
+                f"{sorted(offered)}"
             )
 
     phase_widths, phase_lattice, phase_ratio = [], [], []
@@ -191,14 +195,18 @@ def build_layout(
         indices = []
         for name, start in zip(phase.lattice.names, phase.lattice.start, strict=True):
             is_angle = name in ("alpha", "beta", "gamma")
-            bounds = (start - 3.0, start + 3.0) if is_angle else (
-                start * (1 - LATTICE_BOUND), start * (1 + LATTICE_BOUND)
+            bounds = (
+                (start - 3.0, start + 3.0)
+                if is_angle
+                else (start * (1 - LATTICE_BOUND), start * (1 + LATTICE_BOUND))
             )
             is_free = options.refine_lattice and phase.name not in options.fixed_lattice
             indices.append(add(f"{phase.name}.{name}", start, bounds, "lattice", is_free))
         phase_lattice.append(np.array(indices, dtype=np.int64))
         if phase.name in options.march_dollase:
-            phase_ratio.append(add(f"{phase.name}.march_dollase_r", 1.0, RATIO_BOUNDS, "ratio", True))
+            phase_ratio.append(
+                add(f"{phase.name}.march_dollase_r", 1.0, RATIO_BOUNDS, "ratio", True)
+            )
         else:
             phase_ratio.append(None)
     return ParameterLayout(

@@ -65,7 +65,7 @@ ANGLE_NAMES = ("alpha", "beta", "gamma")
 
 
 def lorentz_polarisation(two_theta: np.ndarray) -> np.ndarray:
-    """pymatgen's unpolarised LP factor ``(1 + cos^2 2theta) / (sin^2 theta cos theta)``."""
+    """Pymatgen's unpolarised LP factor ``(1 + cos^2 2theta) / (sin^2 theta cos theta)``."""
     theta = np.deg2rad(np.asarray(two_theta, dtype=np.float64)) / 2.0
     sin_t, cos_t = np.sin(theta), np.cos(theta)
     cos_2t = 1.0 - 2.0 * sin_t * sin_t
@@ -89,7 +89,11 @@ def reciprocal_metric(constants: np.ndarray) -> np.ndarray:
     a, b, c = constants[:3]
     ca, cb, cg = np.cos(np.deg2rad(constants[3:]))
     metric = np.array(
-        [[a * a, a * b * cg, a * c * cb], [a * b * cg, b * b, b * c * ca], [a * c * cb, b * c * ca, c * c]]
+        [
+            [a * a, a * b * cg, a * c * cb],
+            [a * b * cg, b * b, b * c * ca],
+            [a * c * cb, b * c * ca, c * c],
+        ]
     )
     return np.linalg.inv(metric)
 
@@ -163,7 +167,9 @@ def lattice_model(constants: np.ndarray, crystal_system: str) -> LatticeModel:
             length_groups, angle_groups = [(0, 1, 2)], [(3, 4, 5)]
         else:
             if crystal_system == "tetragonal":
-                pairs = [(i, j) for i, j in ((0, 1), (0, 2), (1, 2)) if _equal(lengths[i], lengths[j])]
+                pairs = [
+                    (i, j) for i, j in ((0, 1), (0, 2), (1, 2)) if _equal(lengths[i], lengths[j])
+                ]
                 pair = pairs[0] if pairs else (0, 1)
             else:  # the two edges around the 120 degree angle (alpha: b-c, beta: a-c, gamma: a-b)
                 k = int(np.argmin(np.abs(angles - 120.0)))
@@ -184,9 +190,7 @@ def lattice_model(constants: np.ndarray, crystal_system: str) -> LatticeModel:
             "trigonal, orthorhombic, monoclinic, triclinic"
         )
     groups = tuple(length_groups) + tuple(angle_groups)
-    names = tuple(
-        LENGTH_NAMES[g[0]] if g[0] < 3 else ANGLE_NAMES[g[0] - 3] for g in groups
-    )
+    names = tuple(LENGTH_NAMES[g[0]] if g[0] < 3 else ANGLE_NAMES[g[0] - 3] for g in groups)
     start = np.array([constants[g[0]] for g in groups], dtype=np.float64)
     return LatticeModel(crystal_system, names, start, np.asarray(constants, float).copy(), groups)
 

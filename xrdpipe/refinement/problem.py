@@ -22,16 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
+from xrdpipe.patterns.physics import displacement_shift_deg
 from xrdpipe.refinement.model import (
     DERIVATIVE_STEP,
-    LineSettings,
     Lines,
+    LineSettings,
     background_basis,
     line_widths,
     line_windows,
     phase_lines,
 )
-from xrdpipe.patterns.physics import displacement_shift_deg
 from xrdpipe.refinement.parameters import ParameterLayout
 from xrdpipe.refinement.phases import RefinementPhase
 
@@ -175,7 +175,10 @@ class Problem:
             up, down = widths.copy(), widths.copy()
             up[width_index[index]] += step
             down[width_index[index]] -= step
-            (g_hi, e_hi), (g_lo, e_lo) = line_widths(lines.bragg, up), line_widths(lines.bragg, down)
+            (g_hi, e_hi), (g_lo, e_lo) = (
+                line_widths(lines.bragg, up),
+                line_widths(lines.bragg, down),
+            )
             return None, None, (g_hi - g_lo) * scale, (e_hi - e_lo) * scale
         up, down = theta.copy(), theta.copy()
         up[index] += step

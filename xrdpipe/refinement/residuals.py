@@ -130,7 +130,9 @@ def residual_peaks(
                 relative_height=height / strongest if strongest > 0 else np.inf,
                 significance=float(z[i]),
                 explained=explained,
-                nearest_phase=result.phases[nearest].name if contributions[nearest, i] > 0 else None,
+                nearest_phase=result.phases[nearest].name
+                if contributions[nearest, i] > 0
+                else None,
             )
         )
     return peaks

@@ -3,7 +3,7 @@
 The scans: Si (cubic) + VO2 (tetragonal) + brucite (trigonal) rendered by the engine with
 the K-alpha doublet, TCH widths, zero shift 0.03 degrees, displacement 0.08 mm (R = 240 mm),
 a Chebyshev background and Poisson noise at 1e4 counts; VO2's and brucite's cells moved by
--0.3 %/+0.2 % and +0.1 %/-0.4 % (a, c). Tolerances, from 8 seeds (largest error seen):
+-0.3 %/+0.2 % and +0.1 %/-0.4 % (a, c). Tolerances, from 4 seeds (largest error seen):
 
 * with Si as an internal standard (cell held): zero 0.005 degrees (seen 0.002, esd 0.003),
   displacement 0.012 mm (seen 0.005, esd 0.006), cell edges 3e-4 angstrom (seen 1.8e-4

@@ -17,6 +17,7 @@ SCIENCE = (
     "models",
     "patterns",
     "readers",
+    "refinement",
     "store",
     "structures",
     "training",

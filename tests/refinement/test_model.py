@@ -1,0 +1,100 @@
+"""The forward model against the engine's rendering, and its analytic derivatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.refinement.engine_scan import Planted, engine_scan
+from xrdpipe.refinement import LineSettings, RefinementOptions
+from xrdpipe.refinement.model import background_basis, unit_area_pseudo_voigt
+from xrdpipe.refinement.parameters import build_layout
+from xrdpipe.refinement.problem import Problem
+
+
+def test_pseudo_voigt_area_and_derivatives():
+    offset = np.linspace(-5, 5, 200001)
+    value, d_centre, d_fwhm, d_eta = unit_area_pseudo_voigt(offset, 0.2, 0.4)
+    # unit area up to the Lorentzian tail beyond +-5 degrees: eta (2/pi) atan(0.1/5) ... both sides
+    tail = 0.4 * (1 - 2 / np.pi * np.arctan(5 / 0.1))
+    assert value.sum() * 5e-5 == pytest.approx(1 - tail, rel=1e-6)
+    h = 1e-6
+    for derivative, shifted in (
+        (d_centre, lambda e: unit_area_pseudo_voigt(offset - e, 0.2, 0.4)[0]),
+        (d_fwhm, lambda e: unit_area_pseudo_voigt(offset, 0.2 + e, 0.4)[0]),
+        (d_eta, lambda e: unit_area_pseudo_voigt(offset, 0.2, 0.4 + e)[0]),
+    ):
+        numeric = (shifted(h) - shifted(-h)) / (2 * h)
+        np.testing.assert_allclose(derivative, numeric, atol=1e-5 * np.abs(numeric).max())
+
+
+PLANTED = Planted(
+    weight_fractions=[0.3, 0.4, 0.3],
+    zero_shift_deg=0.03,
+    sample_displacement_mm=0.08,
+    x=[0.03, 0.08, 0.05],
+    y=[0.02, 0.01, 0.04],
+    noise=False,
+)
+
+
+def truth_problem(phases, structures, weights=None):
+    """The expected counts of an engine scan and the model's parameters at the truth."""
+    two_theta, expected = engine_scan(structures, PLANTED)
+    options = RefinementOptions(widths="per_phase", background_order=3)
+    layout = build_layout(phases, options, zero_shift_deg=0.03, sample_displacement_mm=0.08)
+    theta = layout.values.copy()
+    for p, structure in enumerate(structures):
+        theta[layout.phase_widths[p]] = [
+            PLANTED.u,
+            PLANTED.v,
+            PLANTED.w,
+            PLANTED.x[p],
+            PLANTED.y[p],
+        ]
+        abc = structure.lattice.abc
+        theta[layout.phase_lattice[p]] = [abc["abc".index(n)] for n in phases[p].lattice.names]
+    problem = Problem(
+        two_theta, expected, phases, layout, LineSettings(), 3, [None] * 3, weights=weights
+    )
+    return problem, theta
+
+
+def test_model_equals_the_engine_at_the_planted_values(mixture_phases, planted_structures):
+    """Expected counts of an engine scan against the model at the truth (scales solved)."""
+    problem, theta = truth_problem(mixture_phases, planted_structures, np.ones(3501))
+    evaluation = problem.evaluate(theta)
+    expected = problem.intensity
+    error = np.abs(evaluation.calculated - expected).max() / expected.max()
+    assert error < 2e-3
+    # the Chebyshev part is the planted one (in units of the peak maximum, counts here)
+    peak_max = (evaluation.columns @ evaluation.scales).max()
+    coefficients = evaluation.background_coefficients / peak_max
+    np.testing.assert_allclose(coefficients, PLANTED.chebyshev, atol=2e-3)
+    # scales on the intensity_raw convention: S ~ w / (rho V^2), i.e. w ~ S Z M V
+    zmv = np.array([ph.cell_mass for ph in mixture_phases]) * np.array(
+        [s.volume for s in planted_structures]
+    )
+    w = evaluation.scales * zmv / np.sum(evaluation.scales * zmv)
+    np.testing.assert_allclose(w, PLANTED.weight_fractions, atol=2e-3)
+
+
+def test_jacobian_matches_finite_differences(mixture_phases, planted_structures):
+    """At the truth (residual ~ 0) Kaufman's Jacobian is the full one."""
+    problem, theta = truth_problem(mixture_phases, planted_structures)
+    free = problem.layout.free.copy()
+    analytic = problem.jacobian(theta, free)
+    for column, k in enumerate(np.flatnonzero(free)):
+        step = 1e-6 * max(abs(theta[k]), 1e-2)
+        up, down = theta.copy(), theta.copy()
+        up[k] += step
+        down[k] -= step
+        numeric = (problem.evaluate(up).residual - problem.evaluate(down).residual) / (2 * step)
+        name = problem.layout.names[k]
+        error = np.linalg.norm(analytic[:, column] - numeric)
+        assert error <= 0.02 * np.linalg.norm(numeric), name
+
+
+def test_background_order_is_checked():
+    with pytest.raises(ValueError, match="background order 7 must be in 0..6"):
+        background_basis(np.linspace(10, 80, 100), 7)

@@ -1,0 +1,222 @@
+"""The refinement's nonlinear parameters: one vector, its names, bounds and what each moves.
+
+Layout: ``zero_shift_deg``, ``sample_displacement_mm``; then the width sets (five values
+``U, V, W, X, Y`` each, shared between phases as :class:`RefinementOptions.widths` says);
+then each phase's free lattice values and, when refined, its March-Dollase ``r``. The
+linear parameters (scales, Chebyshev coefficients) are not here: the fit solves them at
+each step (variable projection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from xrdpipe.refinement.model import WIDTH_NAMES, PhaseParameters
+from xrdpipe.refinement.phases import RefinementPhase
+
+WidthSharing = Literal["instrument", "shared", "per_phase"]
+"""``instrument``: one Caglioti U, V, W for all phases (the instrument), X and Y per phase
+(size and strain; the default, as the engine draws them); ``shared``: one set of all five;
+``per_phase``: all five per phase."""
+
+DEFAULT_WIDTHS = (0.004, -0.002, 0.003, 0.05, 0.02)
+"""Starting ``U, V, W`` (deg^2) and ``X, Y`` (degrees): the middle of the engine's ranges,
+a FWHM of ~0.1 degrees at 40 degrees two-theta."""
+
+WIDTH_BOUNDS = ((0.0, 1.0), (-1.0, 1.0), (1e-6, 1.0), (0.0, 2.0), (0.0, 2.0))
+"""Bounds of ``U, V, W, X, Y``: non-negative U, W, X, Y; a FWHM up to a few degrees."""
+
+ZERO_BOUND_DEG = 1.0
+"""|zero shift| bound, degrees."""
+
+DISPLACEMENT_BOUND_MM = 1.0
+"""|sample displacement| bound, mm."""
+
+LATTICE_BOUND = 0.03
+"""Relative bound of a cell edge around its start (3 %); angles +- 3 degrees."""
+
+RATIO_BOUNDS = (0.3, 3.0)
+"""March-Dollase r bounds."""
+
+
+@dataclass(frozen=True)
+class RefinementOptions:
+    """What is refined and how (every field has a working default).
+
+    Attributes:
+        widths: how TCH widths are shared (:data:`WidthSharing`).
+        background_order: Chebyshev order of the background, 0..6.
+        refine_zero: refine the zero shift (else hold its start).
+        refine_displacement: refine the sample displacement.
+        refine_lattice: refine each phase's free lattice parameters.
+        refine_widths: refine the widths; ``instrument_widths_fixed`` holds U, V, W only
+            (e.g. from a calibration) while X, Y still refine.
+        instrument_widths_fixed: hold the Caglioti U, V, W at their start.
+        fixed_lattice: phase names whose lattice is held at its start (an internal
+            standard of certified cell, or the standard of a calibration).
+        march_dollase: per phase name, the preferred-orientation axis ``(h, k, l)`` whose
+            ratio r is refined; phases not named stay random powders.
+        zero_search_deg: half-width of the coarse search over the zero shift before the
+            least squares (0: none).
+        max_nfev: least-squares function evaluations of the last stage.
+        minor_fraction: phases below this weight fraction after the first stage keep their
+            own lattice and widths at their start (their scales are refined).
+        particle_radius_um: Brindley particle radius, micrometre (None: no correction).
+    """
+
+    widths: WidthSharing = "instrument"
+    background_order: int = 4
+    refine_zero: bool = True
+    refine_displacement: bool = True
+    refine_lattice: bool = True
+    refine_widths: bool = True
+    instrument_widths_fixed: bool = False
+    fixed_lattice: tuple[str, ...] = ()
+    march_dollase: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    zero_search_deg: float = 0.15
+    max_nfev: int = 60
+    minor_fraction: float = 0.03
+    particle_radius_um: float | None = None
+
+
+@dataclass
+class ParameterLayout:
+    """The nonlinear parameter vector (see the module docstring).
+
+    Attributes:
+        names: one per entry (``zero_shift_deg``, ``width0.U``, ``<phase>.a``, ...).
+        values: the current values.
+        lower, upper: bounds.
+        kinds: ``global``, ``width``, ``lattice`` or ``ratio`` (sets derivative steps).
+        free: which entries the fit may move.
+        phase_widths: per phase, the 5 indices of its U, V, W, X, Y.
+        phase_lattice: per phase, the indices of its free lattice values.
+        phase_ratio: per phase, the index of its March-Dollase r, or None.
+    """
+
+    names: list[str]
+    values: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    kinds: list[str]
+    free: np.ndarray
+    phase_widths: list[np.ndarray]
+    phase_lattice: list[np.ndarray]
+    phase_ratio: list[int | None]
+
+    ZERO = 0
+    DISPLACEMENT = 1
+
+    def phase_parameters(self, theta: np.ndarray, p: int) -> PhaseParameters:
+        """Phase ``p``'s lattice, widths and ratio at the vector ``theta``."""
+        ratio = self.phase_ratio[p]
+        return PhaseParameters(
+            lattice=theta[self.phase_lattice[p]],
+            widths=theta[self.phase_widths[p]],
+            march_dollase_ratio=1.0 if ratio is None else float(theta[ratio]),
+        )
+
+    def dependencies(self, p: int) -> np.ndarray:
+        """Indices of every entry that moves phase ``p``'s lines."""
+        ratio = self.phase_ratio[p]
+        extra = [] if ratio is None else [ratio]
+        return np.concatenate(
+            [[self.ZERO, self.DISPLACEMENT], self.phase_widths[p], self.phase_lattice[p], extra]
+        ).astype(np.int64)
+
+
+def build_layout(
+    phases: Sequence[RefinementPhase],
+    options: RefinementOptions,
+    *,
+    zero_shift_deg: float = 0.0,
+    sample_displacement_mm: float = 0.0,
+    widths: Sequence[float] = DEFAULT_WIDTHS,
+) -> ParameterLayout:
+    """The parameter vector of a phase set at its starting values, with bounds and freedom.
+
+    Args:
+        phases: the candidate phases.
+        options: what is refined and how widths are shared.
+        zero_shift_deg: start of the zero shift.
+        sample_displacement_mm: start of the displacement.
+        widths: start of ``U, V, W, X, Y`` (every width set).
+    """
+    names = ["zero_shift_deg", "sample_displacement_mm"]
+    values = [zero_shift_deg, sample_displacement_mm]
+    lower, upper = (
+        [-ZERO_BOUND_DEG, -DISPLACEMENT_BOUND_MM],
+        [ZERO_BOUND_DEG, DISPLACEMENT_BOUND_MM],
+    )
+    kinds = ["global", "global"]
+    free = [options.refine_zero, options.refine_displacement]
+
+    def add(name: str, value: float, bounds: tuple[float, float], kind: str, is_free: bool) -> int:
+        lo, hi = bounds
+        names.append(name)
+        values.append(float(np.clip(value, lo, hi)))
+        lower.append(lo)
+        upper.append(hi)
+        kinds.append(kind)
+        free.append(is_free)
+        return len(names) - 1
+
+    def width_set(label: str, which: Sequence[int]) -> dict[int, int]:
+        out = {}
+        for i in which:
+            is_free = options.refine_widths and not (options.instrument_widths_fixed and i < 3)
+            out[i] = add(f"{label}.{WIDTH_NAMES[i]}", widths[i], WIDTH_BOUNDS[i], "width", is_free)
+        return out
+
+    shared: dict[int, int] = {}
+    if options.widths == "shared":
+        shared = width_set("widths", range(5))
+    elif options.widths == "instrument":
+        shared = width_set("instrument", range(3))
+    elif options.widths != "per_phase":
+        raise ValueError(f"widths {options.widths!r} is not one of instrument, shared, per_phase")
+    offered = {ph.name for ph in phases}
+    for field_name in ("march_dollase", "fixed_lattice"):
+        unknown = set(getattr(options, field_name)) - offered
+        if unknown:
+            raise ValueError(
+                f"{field_name} names {sorted(unknown)}, which are not offered phases "
+                f"{sorted(offered)}"
+            )
+
+    phase_widths, phase_lattice, phase_ratio = [], [], []
+    for phase in phases:
+        own = width_set(phase.name, [i for i in range(5) if i not in shared])
+        phase_widths.append(np.array([shared.get(i, own.get(i)) for i in range(5)]))
+        indices = []
+        for name, start in zip(phase.lattice.names, phase.lattice.start, strict=True):
+            is_angle = name in ("alpha", "beta", "gamma")
+            bounds = (
+                (start - 3.0, start + 3.0)
+                if is_angle
+                else (start * (1 - LATTICE_BOUND), start * (1 + LATTICE_BOUND))
+            )
+            is_free = options.refine_lattice and phase.name not in options.fixed_lattice
+            indices.append(add(f"{phase.name}.{name}", start, bounds, "lattice", is_free))
+        phase_lattice.append(np.array(indices, dtype=np.int64))
+        if phase.name in options.march_dollase:
+            phase_ratio.append(
+                add(f"{phase.name}.march_dollase_r", 1.0, RATIO_BOUNDS, "ratio", True)
+            )
+        else:
+            phase_ratio.append(None)
+    return ParameterLayout(
+        names=names,
+        values=np.array(values, dtype=np.float64),
+        lower=np.array(lower, dtype=np.float64),
+        upper=np.array(upper, dtype=np.float64),
+        kinds=kinds,
+        free=np.array(free, dtype=bool),
+        phase_widths=phase_widths,
+        phase_lattice=phase_lattice,
+        phase_ratio=phase_ratio,
+    )

@@ -1,4 +1,4 @@
-"""What every command shares: the common options and the helpers :func:`settings` and :func:`fail`.
+"""What every command shares: the common options, :func:`settings`, :func:`fail` and :class:`Bars`.
 
 The option aliases keep each command's recorded ``--help`` text: the data and training
 commands, the evaluation commands and the stack commands word ``--catalog`` and
@@ -7,8 +7,9 @@ commands, the evaluation commands and the stack commands word ``--catalog`` and
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -42,3 +43,32 @@ def fail(exc: Exception) -> NoReturn:
     """Print ``error: <exc>`` in red on stderr and exit with code 2."""
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2) from exc
+
+
+class Bars:
+    """Progress bars on stderr, one per kind of work (``CIFs``, ``structures``, ``blocks``...).
+
+    Called as ``bars(what, done, total)`` (a stage's progress hook); use it in a ``with``
+    block so that every bar is closed.
+    """
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(what)
+        if bar is None:
+            bar = self.bars[what] = tqdm(total=total, desc=what, file=sys.stderr)
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def __enter__(self) -> Bars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in self.bars.values():
+            bar.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,6 +292,94 @@ def run_evaluation(
         wall_s=time.perf_counter() - start,
         classification=None if clf is None else {"metrics": clf.get("metrics", {})},
     )
+
+
+def grid_spec(
+    n_values: Sequence[int],
+    k_values: Sequence[int],
+    seeds: Sequence[int] = (0,),
+    baselines: Sequence[str] | None = None,
+    n_baseline_train: int = 20_000,
+    minutes_per_material: float | None = None,
+) -> grid_mod.GridSpec:
+    """The grid of the command line's and the flows' lists (``baselines`` None: all)."""
+    return grid_mod.GridSpec(
+        n_values=tuple(n_values),
+        k_values=tuple(k_values),
+        seeds=tuple(seeds),
+        minutes_per_material=minutes_per_material,
+        baselines=tuple(baselines) if baselines else grid_mod.GridSpec().baselines,
+        n_baseline_train=n_baseline_train,
+    )
+
+
+def evaluate_subset(
+    settings: Settings,
+    subset: str,
+    preset_name: str,
+    spec: grid_mod.GridSpec,
+    *,
+    cell_workers: int = 1,
+    device: str | None = None,
+    classification_subset: str | None = None,
+    classification_preset: str = "cv",
+    catalog: str | Path | None = None,
+    log: Log = print,
+) -> EvaluationOutcome:
+    """:func:`run_evaluation` of a catalog subset and preset: what the CLI and the flow call.
+
+    Reads the catalog (``catalog``, else the settings' or the packaged one) and checks that
+    the subset's store exists.
+
+    Raises:
+        ConfigError: an unknown subset or phase-fraction preset.
+        StoreError: the store is not simulated yet.
+    """
+    from xrdpipe.config import load_catalog, resolve_subset
+    from xrdpipe.errors import StoreError
+    from xrdpipe.store import store_exists
+
+    cat = load_catalog(catalog, settings)
+    config = resolve_subset(cat, subset, settings)
+    preset = cat.preset("phase_fractions", preset_name)
+    if not store_exists(settings.store_path(subset)):
+        raise StoreError(
+            f"no pattern store for {subset!r} under {settings.data_dir}: run "
+            f"`xrdpipe fetch {subset}` and `xrdpipe simulate {subset}` first"
+        )
+    return run_evaluation(
+        settings,
+        subset,
+        config,
+        preset_name,
+        preset,  # type: ignore[arg-type]
+        spec,
+        cell_workers=cell_workers,
+        device=device,
+        classification_subset=classification_subset,
+        classification_preset=classification_preset,
+        catalog=catalog,
+        log=log,
+    )
+
+
+def describe_evaluation(outcome: EvaluationOutcome) -> str:
+    """A few lines for people: the grid's table, the wall time, the run and the report."""
+    return (
+        f"{outcome.wide.to_string(index=False)}\n"
+        f"wall time {outcome.wall_s / 60:.1f} min; MLflow run {outcome.parent_run_id}\n"
+        f"report: {outcome.report_path}"
+    )
+
+
+def evaluation_record(outcome: EvaluationOutcome) -> dict[str, Any]:
+    """What the evaluate flow returns: the parent run, the report, the table, the wall time."""
+    return {
+        "parent_run_id": outcome.parent_run_id,
+        "report": str(outcome.report_path),
+        "table": outcome.table.to_dict("records"),
+        "wall_s": outcome.wall_s,
+    }
 
 
 def _keep_report(settings: Settings, report_path: Path, name: str) -> Path:

@@ -18,7 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from xrdpipe.errors import ConfigError
-from xrdpipe.patterns.config import AugmentConfig, ProfileConfig
+from xrdpipe.patterns.config import (
+    AugmentConfig,
+    FractionMode,
+    ProfileConfig,
+    fraction_mode_name,
+)
 
 CRYSTAL_SYSTEMS = (
     "triclinic",
@@ -261,7 +266,7 @@ class PhaseFractionPreset(_Frozen):
         early_stopping_patience: epochs without validation improvement (``None``: never).
         n_validation: fixed validation mixtures from the 40 % validation strains.
         n_test: fixed test mixtures from the held-out test strains (paper: 10,000).
-        fraction_mode: ``volume`` (paper) or ``weight`` (see ``MixtureConfig``).
+        fraction_mode: ``intensity`` (paper 002) or ``weight`` (see ``MixtureConfig``).
         phase_draw: ``pool`` (paper) or ``distinct``.
         train_fraction: share of the training strains that trains (paper: 0.6).
         grad_clip: gradient-norm clip (``None``: none, as in the paper).
@@ -281,12 +286,17 @@ class PhaseFractionPreset(_Frozen):
     early_stopping_patience: int | None = Field(default=None, ge=1)
     n_validation: int = Field(default=2048, ge=1)
     n_test: int = Field(default=10000, ge=1)
-    fraction_mode: Literal["volume", "weight"] = "volume"
+    fraction_mode: FractionMode = "intensity"
     phase_draw: Literal["pool", "distinct"] = "pool"
     train_fraction: float = Field(default=0.6, gt=0, lt=1)
     grad_clip: float | None = Field(default=None, gt=0)
     device: str = "auto"
     num_threads: int | None = Field(default=None, ge=1)
+
+    @field_validator("fraction_mode", mode="before")
+    @classmethod
+    def _renamed_mode(cls, value: Any) -> Any:
+        return fraction_mode_name(value)
 
 
 ACNN_VARIANTS = ("position_channel", "paper", "binned")

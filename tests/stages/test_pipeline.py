@@ -11,44 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from xrdpipe.config import Settings, default_catalog_path
+from tests.support import small_demo_catalog
+from xrdpipe.config import Settings
 from xrdpipe.errors import ConfigError
 from xrdpipe.stages.pipeline import DEFAULTS, PipelineOptions, Steps, local_steps, run_pipeline
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def small_demo_catalog(path: Path) -> Path:
-    """The packaged catalog with ``demo`` cut to 5 materials and ``tiny`` presets."""
-    data = yaml.safe_load(default_catalog_path().read_text())
-    data = {k: v for k, v in data.items() if not str(k).startswith("_")}
-    demo = data["subsets"]["demo"]
-    demo["sample_size"] = 5
-    demo["simulation"] |= {"n_train_strains": 6, "n_test_strains": 2, "materials_per_chunk": 4}
-    demo["profile"] = {"n_points": 1501}
-    data["presets"]["phase_fractions"]["tiny"] = {
-        "width": 0.1,
-        "batch_size": 32,
-        "lr": 2e-3,
-        "epochs": 1,
-        "epoch_size": 64,
-        "n_validation": 32,
-        "n_test": 32,
-        "device": "cpu",
-    }
-    data["presets"]["classifier"]["tiny"] = {
-        "variants": ["paper"],
-        "batch_size": 16,
-        "epochs": 1,
-        "early_stopping_patience": None,
-        "augment": False,
-        "rf_trees": 5,
-        "device": "cpu",
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def recording(steps: Steps, calls: list[tuple[str, dict[str, Any]]]) -> Steps:
@@ -78,7 +47,7 @@ def test_defaults_are_written_once():
 
 def test_a_second_run_skips_every_stage_and_force_redoes_them(tmp_path, monkeypatch):
     monkeypatch.setenv("XRDPIPE_DASK_WORKERS", "1")
-    catalog = small_demo_catalog(tmp_path / "catalog.yaml")
+    catalog = small_demo_catalog(tmp_path / "catalog.yaml", 5, 6, 2, epochs=1)
     settings = Settings(
         data_dir=tmp_path / "data", mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
     )

@@ -1,4 +1,4 @@
-"""What every command shares: the common options, :func:`settings`, :func:`fail` and :class:`Bars`.
+"""What every command shares: the common options, :func:`settings`, :func:`fail`, :func:`run_step`.
 
 The option aliases keep each command's recorded ``--help`` text: the data and training
 commands, the evaluation commands and the stack commands word ``--catalog`` and
@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from xrdpipe.config import Settings
+from xrdpipe.errors import XrdpipeError
 
 MirrorOpt = Annotated[
     Path | None, typer.Option("--mirror", help="Read this local COD mirror directory instead.")
@@ -72,3 +73,22 @@ class Bars:
     def __exit__(self, *exc: object) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+def run_step(data_dir: Path | None, step: str, **arguments: Any) -> dict[str, Any]:
+    """One stage of :func:`~xrdpipe.stages.pipeline.local_steps`, with bars and its summary.
+
+    Args:
+        data_dir: the ``--data-dir`` option.
+        step: ``fetch``, ``simulate``, ``train`` or ``evaluate``.
+        **arguments: the step's keywords (see :class:`~xrdpipe.stages.pipeline.Steps`).
+
+    An :class:`~xrdpipe.errors.XrdpipeError` exits with code 2 (:func:`fail`).
+    """
+    from xrdpipe.stages.pipeline import local_steps
+
+    with Bars() as bars:
+        try:
+            return getattr(local_steps(settings(data_dir), typer.echo, bars), step)(**arguments)
+        except XrdpipeError as exc:
+            fail(exc)

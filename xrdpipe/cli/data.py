@@ -21,14 +21,9 @@ def fetch(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Fetch a COD subset: download CIFs, parse, filter, and write its structure manifest."""
-    from xrdpipe.stages.pipeline import local_steps
-
-    with common.Bars() as bars:
-        steps = local_steps(common.settings(data_dir), typer.echo, bars)
-        try:
-            steps.fetch(subset=subset, mirror_dir=mirror, cod_url=cod_url, catalog=catalog)
-        except XrdpipeError as exc:
-            fail(exc)
+    common.run_step(
+        data_dir, "fetch", subset=subset, mirror_dir=mirror, cod_url=cod_url, catalog=catalog
+    )
 
 
 def simulate(
@@ -40,14 +35,7 @@ def simulate(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Simulate a fetched subset's strained peak lists into its Zarr store (on Dask)."""
-    from xrdpipe.stages.pipeline import local_steps
-
-    with common.Bars() as bars:
-        steps = local_steps(common.settings(data_dir), typer.echo, bars)
-        try:
-            steps.simulate(subset=subset, overwrite=overwrite, catalog=catalog)
-        except XrdpipeError as exc:
-            fail(exc)
+    common.run_step(data_dir, "simulate", subset=subset, overwrite=overwrite, catalog=catalog)
 
 
 def plot_mixtures_command(

@@ -39,32 +39,31 @@ def train(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Train a model of the papers on a subset's store; log and register it in MLflow."""
-    from xrdpipe.stages.pipeline import local_steps
     from xrdpipe.stages.train import preset_kind
     from xrdpipe.store import store_exists
 
     settings = common.settings(data_dir)
-    with common.Bars() as bars:
-        steps = local_steps(settings, typer.echo, bars)
-        try:
-            load_catalog(catalog, settings).preset(preset_kind(task), preset)  # fail first
-            if not store_exists(settings.store_path(subset)):
-                if not (settings.subset_dir(subset) / "manifest.parquet").is_file():
-                    steps.fetch(subset=subset, catalog=catalog)
-                steps.simulate(subset=subset, catalog=catalog)
-            steps.train(
-                task=task,
-                subset=subset,
-                preset=preset,
-                catalog=catalog,
-                seed=seed,
-                n_materials=n_materials,
-                max_phases=max_phases,
-                protocol=protocol,
-                device=device,
-            )
-        except XrdpipeError as exc:
-            fail(exc)
+    try:
+        load_catalog(catalog, settings).preset(preset_kind(task), preset)  # fail before work
+    except XrdpipeError as exc:
+        fail(exc)
+    if not store_exists(settings.store_path(subset)):
+        if not (settings.subset_dir(subset) / "manifest.parquet").is_file():
+            common.run_step(data_dir, "fetch", subset=subset, catalog=catalog)
+        common.run_step(data_dir, "simulate", subset=subset, catalog=catalog)
+    common.run_step(
+        data_dir,
+        "train",
+        task=task,
+        subset=subset,
+        preset=preset,
+        catalog=catalog,
+        seed=seed,
+        n_materials=n_materials,
+        max_phases=max_phases,
+        protocol=protocol,
+        device=device,
+    )
 
 
 def run(

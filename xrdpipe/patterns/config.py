@@ -8,9 +8,16 @@ fails at construction with a :class:`pydantic.ValidationError` that names the fi
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 CU_KA_MEAN = 1.54184
 """Cu K-alpha weighted mean wavelength, angstrom (pymatgen's ``CuKa``)."""
@@ -113,8 +120,6 @@ class ProfileConfig(_Frozen):
         return (self.two_theta_max - self.two_theta_min) / (self.n_points - 1)
 
 
-FractionMode = Literal["intensity", "weight"]
-"""How a mixture's phases are weighted: see :class:`MixtureConfig`."""
 FRACTION_MODE_ALIASES = {"volume": "intensity"}
 """Former names of fraction modes, accepted with a :class:`DeprecationWarning`."""
 
@@ -135,6 +140,11 @@ def fraction_mode_name(mode: Any) -> Any:
         )
         return new
     return mode
+
+
+FractionMode = Annotated[Literal["intensity", "weight"], BeforeValidator(fraction_mode_name)]
+"""How a mixture's phases are weighted (see :class:`MixtureConfig`); ``volume`` is read as
+``intensity``, with a :class:`DeprecationWarning`."""
 
 
 class MixtureConfig(_Frozen):
@@ -160,11 +170,6 @@ class MixtureConfig(_Frozen):
     batch_size: int = Field(default=512, ge=1)
     fraction_mode: FractionMode = "intensity"
     phase_draw: Literal["pool", "distinct"] = "pool"
-
-    @field_validator("fraction_mode", mode="before")
-    @classmethod
-    def _renamed_mode(cls, value: Any) -> Any:
-        return fraction_mode_name(value)
 
     @model_validator(mode="after")
     def _k_le_n(self) -> MixtureConfig:

@@ -319,17 +319,15 @@ def evaluate_subset(
     preset_name: str,
     spec: grid_mod.GridSpec,
     *,
-    cell_workers: int = 1,
-    device: str | None = None,
-    classification_subset: str | None = None,
-    classification_preset: str = "cv",
     catalog: str | Path | None = None,
     log: Log = print,
+    **options: Any,
 ) -> EvaluationOutcome:
     """:func:`run_evaluation` of a catalog subset and preset: what the CLI and the flow call.
 
     Reads the catalog (``catalog``, else the settings' or the packaged one) and checks that
-    the subset's store exists.
+    the subset's store exists; ``options`` are :func:`run_evaluation`'s keywords
+    (``cell_workers``, ``device``, ``classification_subset``, ``classification_preset``).
 
     Raises:
         ConfigError: an unknown subset or phase-fraction preset.
@@ -348,18 +346,7 @@ def evaluate_subset(
             f"`xrdpipe fetch {subset}` and `xrdpipe simulate {subset}` first"
         )
     return run_evaluation(
-        settings,
-        subset,
-        config,
-        preset_name,
-        preset,  # type: ignore[arg-type]
-        spec,
-        cell_workers=cell_workers,
-        device=device,
-        classification_subset=classification_subset,
-        classification_preset=classification_preset,
-        catalog=catalog,
-        log=log,
+        settings, subset, config, preset_name, preset, spec, catalog=catalog, log=log, **options
     )
 
 
@@ -458,18 +445,16 @@ def classification_runner(
     """Paper 000's tables on ``subset`` as a step of :func:`run_evaluation` (its report section).
 
     Both protocols, all nine methods, 5 folds. The a-CNN of each fold trains with
-    ``preset_name``: ``cv`` is :data:`~xrdpipe.evaluation.tables.CV_PRESET` (the
-    ``binned`` variant, at most 45 s a fold: the tables take ~15 minutes on 2 cores); any
-    other name is the catalog's classifier preset of that name (``paper``: the paper's
-    training, for a GPU).
+    ``preset_name`` is a classifier preset of the catalog: ``cv`` (the ``binned`` variant,
+    at most 45 s a fold: the tables take ~15 minutes on 2 cores), ``paper`` (the paper's
+    training, for a GPU) or any other.
     """
     from xrdpipe.config import load_catalog, resolve_subset
-    from xrdpipe.evaluation.tables import CV_PRESET
     from xrdpipe.stages.classifiers import run_classification_evaluation
 
     cat = load_catalog(catalog, settings)
     config = resolve_subset(cat, subset, settings)
-    preset = CV_PRESET if preset_name == "cv" else cat.preset("classifier", preset_name)
+    preset = cat.preset("classifier", preset_name)
     store_path = settings.store_path(subset)
 
     def run(folder: Path) -> dict[str, Any]:
@@ -500,9 +485,9 @@ def classification_runner(
                 "over strain conditions of the same materials, 'material' = grouped folds "
                 "(no material in both training and test). Paper 000 reports 95.6 % for the "
                 "a-CNN on seven lattice systems.",
-                f"The a-CNN is the '{preset.variants[0]}' variant (preset '{preset_name}'), "
-                f"at most {preset.epochs} epochs"
-                + (f" or {preset.max_minutes} min" if preset.max_minutes else "")
+                f"The a-CNN is the '{preset.model.variants[0]}' variant (preset "
+                f"'{preset_name}'), at most {preset.train.epochs} epochs"
+                + (f" or {preset.train.max_minutes} min" if preset.train.max_minutes else "")
                 + " of training per fold; the classical methods see the patterns binned to "
                 "450 windows.",
             ],

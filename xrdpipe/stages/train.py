@@ -179,37 +179,22 @@ def train_subset(
     preset_name: str,
     *,
     catalog: str | Path | None = None,
-    n_materials: int = 5,
-    max_phases: int = 3,
-    seed: int = 0,
-    protocol: str = "strain",
-    device: str | None = None,
-    progress: bool = True,
-    callbacks: Sequence[Callable[[Mapping[str, Any]], Any]] = (),
+    **arguments: Any,
 ) -> tuple[PhaseFractionResult | ClassifierResult, tracking.TrackedModel]:
     """:func:`train_task` on a catalog subset and preset: what the CLI and the train flow call.
 
     Reads the catalog, configures tracking on the settings' URI and trains on the subset's
-    store (which must exist).
+    store (which must exist); ``arguments`` are :func:`train_task`'s keywords (``seed``,
+    ``n_materials``, ``max_phases``, ``protocol``, ``device``, ``progress``, ``callbacks``).
     """
     from xrdpipe.config import load_catalog
 
     cat = load_catalog(catalog, settings)
     tracking.configure(settings.tracking_uri())
+    preset = cat.preset(preset_kind(task), preset_name)
+    store_path = settings.store_path(subset)
     return train_task(
-        task,
-        subset,
-        cat.subset(subset),
-        preset_name,
-        cat.preset(preset_kind(task), preset_name),
-        settings.store_path(subset),
-        n_materials=n_materials,
-        max_phases=max_phases,
-        seed=seed,
-        protocol=protocol,
-        device=device,
-        progress=progress,
-        callbacks=callbacks,
+        task, subset, cat.subset(subset), preset_name, preset, store_path, **arguments
     )
 
 

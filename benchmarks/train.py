@@ -51,7 +51,7 @@ def _run(
 def bench_phase_cnn(store, subset, preset, steps: int, device: str, epochs: int = 2) -> dict:
     ids = grid_material_order(completed_material_table(store), subset.seed)[:5]
     peaks = load_peaks(store, "train", ids, device=device)
-    cfg = MixtureConfig(n_materials=5, max_phases=3, batch_size=preset.batch_size)
+    cfg = MixtureConfig(n_materials=5, max_phases=3, batch_size=preset.train.batch_size)
     sampler = MixtureSampler(
         peaks.peaks, cfg, subset.profile, seed=0, device=device, wavelength=peaks.wavelength
     )
@@ -65,11 +65,10 @@ def bench_phase_cnn(store, subset, preset, steps: int, device: str, epochs: int 
         PhaseCNNConfig(
             n_points=subset.profile.n_points,
             n_materials=5,
-            width=preset.width,
-            fc_sizes=preset.fc_sizes,
+            **preset.model.config_fields(),
         )
     )
-    out = _run(model, batches(), TVDLoss(), steps, preset.batch_size, device, epochs)
+    out = _run(model, batches(), TVDLoss(), steps, preset.train.batch_size, device, epochs)
     out["params"] = count_parameters(model)
     return out
 
@@ -85,17 +84,22 @@ def bench_acnn(store, subset, preset, steps: int, device: str, augment: bool) ->
     def batches():
         while True:
             idx = torch.randint(
-                0, x_all.shape[0], (preset.batch_size,), generator=gen, device=device
+                0, x_all.shape[0], (preset.train.batch_size,), generator=gen, device=device
             )
             x = x_all[idx]
             if augment:
-                x = augment_profiles(x, preset.augmentation, gen, step_deg, float(grid[0]))
+                x = augment_profiles(x, preset.data.augmentation, gen, step_deg, float(grid[0]))
                 x = x / x.amax(dim=1, keepdim=True).clamp(min=1e-12)
             yield x, y_all[idx]
 
-    model = ACNN(acnn_config(preset.variants[0], subset.profile.n_points, 7, preset))
+    model = ACNN(acnn_config(preset.model.variants[0], subset.profile.n_points, 7, preset))
     out = _run(
-        model, batches(), classification_loss("cross_entropy"), steps, preset.batch_size, device
+        model,
+        batches(),
+        classification_loss("cross_entropy"),
+        steps,
+        preset.train.batch_size,
+        device,
     )
     out["params"] = count_parameters(model)
     return out
@@ -131,7 +135,7 @@ def main() -> None:
         epochs = 2 if warm else 1
         r = bench_phase_cnn(store, subset, preset, steps, device, epochs)
         print(
-            f"{'phase CNN (N=5, K=3)':<34}{name:<11}{preset.batch_size:>6}{r['params']:>12,}"
+            f"{'phase CNN (N=5, K=3)':<34}{name:<11}{preset.train.batch_size:>6}{r['params']:>12,}"
             f"{r['samples_per_s']:>11.1f}{100 * r['data']:>7.1f}%"
             f"   ({time.perf_counter() - start:.0f} s)",
             flush=True,
@@ -141,9 +145,9 @@ def main() -> None:
         preset = catalog.preset("classifier", name)
         for augment in (False, True):
             r = bench_acnn(store, subset, preset, args.steps * 3, device, augment)
-            label = f"a-CNN {preset.variants[0]} " + ("augmented" if augment else "plain")
+            label = f"a-CNN {preset.model.variants[0]} " + ("augmented" if augment else "plain")
             print(
-                f"{label:<34}{name:<11}{preset.batch_size:>6}{r['params']:>12,}"
+                f"{label:<34}{name:<11}{preset.train.batch_size:>6}{r['params']:>12,}"
                 f"{r['samples_per_s']:>11.1f}{100 * r['data']:>7.1f}%",
                 flush=True,
             )

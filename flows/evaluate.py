@@ -1,7 +1,7 @@
 """Prefect flow ``evaluate`` (deployment ``nk-grid``): paper 002's N/K grid with baselines.
 
 Thin: resolves the catalog, makes sure the store exists, and hands the grid to
-:func:`xrdpipe.stages.evaluate.run_evaluation`, which logs every cell from this process as a
+:func:`xrdpipe.stages.evaluate.evaluate_subset`, which logs every cell from this process as a
 child run of one MLflow parent run and writes the report.
 """
 
@@ -12,8 +12,7 @@ from prefect import flow, get_run_logger
 from flows.common import resolve
 from xrdpipe.config import load_catalog
 from xrdpipe.evaluation.baselines import BASELINES
-from xrdpipe.evaluation.grid import GridSpec
-from xrdpipe.stages.evaluate import run_evaluation
+from xrdpipe.stages.evaluate import evaluate_subset, evaluation_record, grid_spec
 from xrdpipe.store import store_exists
 
 
@@ -53,27 +52,18 @@ def evaluate(
         catalog: path of another catalog file.
     """
     logger = get_run_logger()
-    settings, config = resolve(subset, None, None, catalog)
-    chosen = load_catalog(catalog, settings).preset("phase_fractions", preset)
-    spec = GridSpec(
-        n_values=tuple(n_values),
-        k_values=tuple(k_values),
-        seeds=tuple(seeds),
-        minutes_per_material=minutes_per_material,
-        baselines=tuple(baselines),
-        n_baseline_train=n_baseline_train,
-    )
+    settings, _ = resolve(subset, None, None, catalog)
+    spec = grid_spec(n_values, k_values, seeds, baselines, n_baseline_train, minutes_per_material)
+    load_catalog(catalog, settings).preset("phase_fractions", preset)  # fail before simulating
     if not store_exists(settings.store_path(subset)):
         from flows.simulate import simulate
 
         logger.info("no pattern store for %r yet: simulating it first", subset)
         simulate(subset=subset, catalog=catalog)
-    outcome = run_evaluation(
+    outcome = evaluate_subset(
         settings,
         subset,
-        config,
         preset,
-        chosen,
         spec,
         cell_workers=cell_workers,
         device=device,
@@ -84,12 +74,7 @@ def evaluate(
     )
     logger.info("grid table:\n%s", outcome.wide.to_string(index=False))
     logger.info("report: %s", outcome.report_path)
-    return {
-        "parent_run_id": outcome.parent_run_id,
-        "report": str(outcome.report_path),
-        "table": outcome.table.to_dict("records"),
-        "wall_s": outcome.wall_s,
-    }
+    return evaluation_record(outcome)
 
 
 if __name__ == "__main__":

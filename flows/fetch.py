@@ -79,13 +79,7 @@ def fetch(
     kept, quarantine = build_manifest(subset, config, candidates, downloads, folder)
     report = fetch_stage.make_report(subset, candidates, downloads, kept, quarantine, folder, start)
     get_run_logger().info(report.summary())
-    return {
-        "subset": subset,
-        "manifest": str(folder / "manifest.parquet"),
-        "kept": report.n_kept,
-        "sampled": report.n_sampled,
-        "quarantined": report.quarantine_counts,
-    }
+    return report.as_dict()
 
 
 if __name__ == "__main__":

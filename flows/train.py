@@ -8,9 +8,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import resolve
-from xrdpipe import tracking
-from xrdpipe.config import Settings, SubsetConfig, load_catalog
-from xrdpipe.stages.train import preset_kind, train_task
+from xrdpipe.config import Settings, load_catalog
+from xrdpipe.stages.train import preset_kind, train_subset, training_record
 from xrdpipe.store import store_exists
 
 TaskName = Literal[
@@ -22,7 +21,6 @@ TaskName = Literal[
 def train_and_log(
     task_name: str,
     subset: str,
-    config: SubsetConfig,
     settings: Settings,
     preset_name: str,
     catalog: str | None,
@@ -32,7 +30,6 @@ def train_and_log(
     protocol: str,
 ) -> dict:
     logger = get_run_logger()
-    preset = load_catalog(catalog, settings).preset(preset_kind(task_name), preset_name)
 
     def log_epoch(record: dict) -> None:
         logger.info(
@@ -43,14 +40,12 @@ def train_and_log(
             record["metrics"],
         )
 
-    tracking.configure(settings.tracking_uri())
-    result, tracked = train_task(
+    result, tracked = train_subset(
+        settings,
         task_name,
         subset,
-        config,
         preset_name,
-        preset,
-        settings.store_path(subset),
+        catalog=catalog,
         n_materials=n_materials,
         max_phases=max_phases,
         seed=seed,
@@ -58,22 +53,16 @@ def train_and_log(
         progress=False,
         callbacks=[log_epoch],
     )
-    metrics = result.metrics()
+    out = training_record(result, tracked)
     logger.info(
         "metrics %s; MLflow run %s; registered %s version %s (@%s)",
-        metrics,
+        out["metrics"],
         tracked.run_id,
         tracked.registered_name,
         tracked.version,
         tracked.alias,
     )
-    return {
-        "run_id": tracked.run_id,
-        "model_uri": tracked.model_uri,
-        "registered_model": tracked.registered_name,
-        "version": tracked.version,
-        "metrics": metrics,
-    }
+    return out
 
 
 @flow(name="train", log_prints=True)
@@ -101,7 +90,7 @@ def train(
         protocol: classifier split, ``strain`` (paper 000) or ``material``.
         catalog: path of another catalog file.
     """
-    settings, config = resolve(subset, None, None, catalog)
+    settings, _ = resolve(subset, None, None, catalog)
     load_catalog(catalog, settings).preset(preset_kind(task), preset)  # fail before simulating
     if not store_exists(settings.store_path(subset)):
         from flows.simulate import simulate
@@ -109,7 +98,7 @@ def train(
         get_run_logger().info("no pattern store for %r yet: simulating it first", subset)
         simulate(subset=subset, catalog=catalog)
     return train_and_log(
-        task, subset, config, settings, preset, catalog, n_materials, max_phases, seed, protocol
+        task, subset, settings, preset, catalog, n_materials, max_phases, seed, protocol
     )
 
 

@@ -45,23 +45,20 @@ TINY_SUBSET = SubsetConfig(
     profile=ProfileConfig(n_points=1501),
 )
 TINY_PHASE_PRESET = PhaseFractionPreset(
-    width=0.1,
-    batch_size=32,
-    lr=2e-3,
-    epochs=4,
-    epoch_size=128,
-    n_validation=64,
-    n_test=96,
-    device="cpu",
+    model={"width": 0.1},
+    train={"batch_size": 32, "lr": 2e-3, "epochs": 4, "device": "cpu"},
+    split={"epoch_size": 128, "n_validation": 64, "n_test": 96},
 )
 TINY_CLASSIFIER_PRESET = ClassifierPreset(
-    batch_size=16,
-    lr=3e-3,
-    epochs=4,
-    early_stopping_patience=None,
-    augment=False,
-    rf_trees=10,
-    device="cpu",
+    train={
+        "batch_size": 16,
+        "lr": 3e-3,
+        "epochs": 4,
+        "early_stopping_patience": None,
+        "device": "cpu",
+    },
+    data={"augment": False},
+    baseline={"rf_trees": 10},
 )
 _STORES: dict[str, Path] = {}
 
@@ -115,3 +112,37 @@ def build_tiny_store(
         render_store_profiles(folder / "patterns.zarr", subset.profile)
         _STORES[key] = folder
     return _STORES[key]
+
+
+def small_demo_catalog(
+    path: Path, n_materials: int, n_train_strains: int, n_test_strains: int, epochs: int
+) -> Path:
+    """The packaged catalog with ``demo`` cut to a few materials and strains, ``tiny`` presets."""
+    import yaml
+
+    from xrdpipe.config import default_catalog_path
+
+    data = yaml.safe_load(default_catalog_path().read_text())
+    data = {k: v for k, v in data.items() if not str(k).startswith("_")}
+    demo = data["subsets"]["demo"]
+    demo["sample_size"] = n_materials
+    demo["simulation"] |= {
+        "n_train_strains": n_train_strains,
+        "n_test_strains": n_test_strains,
+        "materials_per_chunk": 4,
+    }
+    demo["profile"] = {"n_points": 1501}
+    device = {"device": "cpu", "epochs": epochs}
+    data["presets"]["phase_fractions"]["tiny"] = {
+        "model": {"width": 0.1},
+        "train": {"batch_size": 32, "lr": 2e-3, **device},
+        "split": {"epoch_size": 128, "n_validation": 64, "n_test": 96},
+    }
+    data["presets"]["classifier"]["tiny"] = {
+        "model": {"variants": ["paper"]},
+        "train": {"batch_size": 16, "lr": 3e-3, "early_stopping_patience": None, **device},
+        "data": {"augment": False},
+        "baseline": {"rf_trees": 10},
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path

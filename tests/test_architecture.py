@@ -121,3 +121,35 @@ def test_public_names_stay_importable(package: str) -> None:
     module = importlib.import_module(package)
     missing = [name for name in PUBLIC_API[package] if not hasattr(module, name)]
     assert missing == []
+
+
+LOWER_THAN_THE_CATALOG = ("store",)
+"""Packages below the catalog: they read the simulation settings
+(:mod:`xrdpipe.config.simulation`), never the catalog, presets or settings modules."""
+
+
+def test_the_store_does_not_import_the_catalog() -> None:
+    allowed = {"xrdpipe.config.simulation", "xrdpipe.config.base"}
+    wrong = [
+        (module_name(p), module)
+        for p in modules()
+        if package_of(module_name(p)).removeprefix("xrdpipe.") in LOWER_THAN_THE_CATALOG
+        for module, _ in imports(p)
+        if (module == "xrdpipe.config" or module.startswith("xrdpipe.config."))
+        and module not in allowed
+    ]
+    assert wrong == []
+
+
+def test_importing_the_store_loads_no_catalog() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, xrdpipe.store; "
+        "print(sorted(m for m in sys.modules if m.startswith('xrdpipe.config')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    ).stdout
+    assert out.strip() == "['xrdpipe.config', 'xrdpipe.config.base', 'xrdpipe.config.simulation']"

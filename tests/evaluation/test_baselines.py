@@ -158,7 +158,7 @@ def test_dictionary_columns_carry_the_phase_area(store):
     assert strained.shape == (3, 4 * 3, PROFILE.n_points)  # 4 strains x 3 sizes
 
 
-@pytest.mark.parametrize("mode", ["volume", "weight"])
+@pytest.mark.parametrize("mode", ["intensity", "weight"])
 def test_nnls_recovers_clean_mixtures_of_reference_profiles(store, mode):
     peaks = load_peaks(store, "reference", IDS)
     cfg = MixtureConfig(n_materials=3, max_phases=3, batch_size=40, fraction_mode=mode)

@@ -26,14 +26,16 @@ from xrdpipe.stages.classifiers import run_classification_evaluation
 from xrdpipe.training.classifier import fit_acnn
 
 TINY_PRESET = ClassifierPreset(
-    variants=("position_channel",),
-    batch_size=16,
-    lr=3e-3,
-    epochs=1,
-    early_stopping_patience=None,
-    augment=False,
-    device="cpu",
-    num_threads=1,
+    model={"variants": ("position_channel",)},
+    train={
+        "batch_size": 16,
+        "lr": 3e-3,
+        "epochs": 1,
+        "early_stopping_patience": None,
+        "device": "cpu",
+        "num_threads": 1,
+    },
+    data={"augment": False},
 )
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -257,4 +259,4 @@ def test_fit_acnn_builds_the_variant_it_is_asked_for(variant, position_channel, 
     model, result = fit_acnn(x, y, x[:8], y[:8], 3, preset, variant=variant, seed=0)
     assert model.config.position_channel is position_channel
     assert model.config.pool_bins == pool_bins
-    assert len(result.history) == preset.epochs
+    assert len(result.history) == preset.train.epochs

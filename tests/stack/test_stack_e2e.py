@@ -21,10 +21,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
+from tests.support import small_demo_catalog
 from xrdpipe import stack as xstack
-from xrdpipe.config import Settings, default_catalog_path
+from xrdpipe.config import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -33,44 +33,6 @@ N_MATERIALS = 8
 EXPERIMENTS = ("xrdpipe/phase-fractions", "xrdpipe/lattice-system")
 MODELS = ("xrdpipe-phase-fractions-demo-N5-K3", "xrdpipe-lattice-system-demo")
 RUN_TIMEOUT_S = 480
-
-
-def small_demo_catalog(path: Path) -> Path:
-    """The packaged catalog with ``demo`` cut to 8 materials and ``tiny`` presets."""
-    data = yaml.safe_load(default_catalog_path().read_text())
-    data = {k: v for k, v in data.items() if not str(k).startswith("_")}
-    demo = data["subsets"]["demo"]
-    demo["sample_size"] = N_MATERIALS
-    demo["simulation"] = {
-        "n_train_strains": 8,
-        "n_test_strains": 3,
-        "max_strain": 0.05,
-        "strain_mode": "symmetry",
-        "materials_per_chunk": 4,
-    }
-    demo["profile"] = {"n_points": 1501}
-    data["presets"]["phase_fractions"]["tiny"] = {
-        "width": 0.1,
-        "batch_size": 32,
-        "lr": 2e-3,
-        "epochs": 2,
-        "epoch_size": 128,
-        "n_validation": 64,
-        "n_test": 96,
-        "device": "cpu",
-    }
-    data["presets"]["classifier"]["tiny"] = {
-        "variants": ["paper"],
-        "batch_size": 16,
-        "lr": 3e-3,
-        "epochs": 2,
-        "early_stopping_patience": None,
-        "augment": False,
-        "rf_trees": 10,
-        "device": "cpu",
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @dataclass
@@ -165,7 +127,7 @@ def worker_log_tail(running: RunningStack, lines: int = 60) -> str:
 @pytest.fixture(scope="module")
 def running_stack(tmp_path_factory) -> RunningStack:
     root = tmp_path_factory.mktemp("e2e")
-    catalog = small_demo_catalog(root / "catalog.yaml")
+    catalog = small_demo_catalog(root / "catalog.yaml", N_MATERIALS, 8, 3, epochs=2)
     (root / "tmp").mkdir()
     settings = Settings(
         data_dir=root / "data",

@@ -23,11 +23,8 @@ def _catalog(tmp_path) -> str:
         TINY_PHASE_PRESET.model_copy(update={"epochs": 2}).model_dump_json()
     )
     data["presets"]["classifier"]["tiny"] = {  # 1501 points leave 12 positions to bin
-        "variants": ["binned"],
-        "pool_bins": 8,
-        "batch_size": 16,
-        "epochs": 3,
-        "num_threads": 1,
+        "model": {"variants": ["binned"], "pool_bins": 8},
+        "train": {"batch_size": 16, "epochs": 3, "num_threads": 1},
     }
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -48,7 +45,7 @@ def test_grid_spec_validates_and_scales_the_budget_with_n():
         GridSpec(baselines=("svm",))
     spec = GridSpec(n_values=(10, 5), k_values=(3,), seeds=(0, 1), minutes_per_material=0.5)
     assert spec.cells() == [(5, 3, 0), (5, 3, 1), (10, 3, 0), (10, 3, 1)]
-    assert cell_preset(TINY_PHASE_PRESET, 10, 0.5).max_minutes == 5.0
+    assert cell_preset(TINY_PHASE_PRESET, 10, 0.5).train.max_minutes == 5.0
     assert cell_preset(TINY_PHASE_PRESET, 10, None) == TINY_PHASE_PRESET
 
 

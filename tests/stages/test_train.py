@@ -189,15 +189,15 @@ def test_catalog_presets_are_validated_and_named():
     from xrdpipe.errors import ConfigError
 
     catalog = load_catalog(default_catalog_path())
-    assert catalog.preset("phase_fractions", "paper").width == 1.0
-    assert catalog.preset("phase_fractions", "paper").batch_size == 512
-    assert catalog.preset("phase_fractions", "cpu").max_minutes is not None
-    assert catalog.preset("classifier", "paper").batch_size == 128
+    assert catalog.preset("phase_fractions", "paper").model.width == 1.0
+    assert catalog.preset("phase_fractions", "paper").train.batch_size == 512
+    assert catalog.preset("phase_fractions", "cpu").train.max_minutes is not None
+    assert catalog.preset("classifier", "paper").train.batch_size == 128
     data = yaml.safe_load(default_catalog_path().read_text())
     data = {k: v for k, v in data.items() if not k.startswith("_")}
     data["presets"]["phase_fractions"]["cpu"]["widht"] = 0.3
     with pytest.raises(ConfigError, match=r"presets\.phase_fractions\.cpu\.widht"):
         parse_catalog(data)
-    allowed = "allowed: \\['cpu', 'cpu-binned', 'cpu-long', 'paper'\\]"
+    allowed = "allowed: \\['cpu', 'cpu-binned', 'cpu-long', 'cv', 'paper'\\]"
     with pytest.raises(ConfigError, match=allowed):
         catalog.preset("classifier", "gpu")

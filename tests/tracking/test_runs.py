@@ -58,7 +58,7 @@ def test_phase_fraction_run_is_logged_registered_and_loads_back(tiny_store, mlfl
     run = client.get_run(tracked.run_id)
     params = run.data.params
     assert params["args.n_materials"] == "3" and params["args.max_phases"] == "2"
-    assert params["preset.width"] == "0.1" and params["model.width"] == "0.1"
+    assert params["preset.model.width"] == "0.1" and params["model.width"] == "0.1"
     assert params["subset.seed"] == "3" and params["train.lr"] == "0.002"
     assert params["data.materials"] == str(result.materials).replace("'", '"')
     assert params["mixtures.max_phases"] == "2"

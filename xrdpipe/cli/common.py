@@ -1,4 +1,4 @@
-"""What every command shares: the common options and the helpers :func:`settings` and :func:`fail`.
+"""What every command shares: the common options, :func:`settings`, :func:`fail`, :func:`run_step`.
 
 The option aliases keep each command's recorded ``--help`` text: the data and training
 commands, the evaluation commands and the stack commands word ``--catalog`` and
@@ -7,12 +7,14 @@ commands, the evaluation commands and the stack commands word ``--catalog`` and
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from xrdpipe.config import Settings
+from xrdpipe.errors import XrdpipeError
 
 MirrorOpt = Annotated[
     Path | None, typer.Option("--mirror", help="Read this local COD mirror directory instead.")
@@ -42,3 +44,51 @@ def fail(exc: Exception) -> NoReturn:
     """Print ``error: <exc>`` in red on stderr and exit with code 2."""
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2) from exc
+
+
+class Bars:
+    """Progress bars on stderr, one per kind of work (``CIFs``, ``structures``, ``blocks``...).
+
+    Called as ``bars(what, done, total)`` (a stage's progress hook); use it in a ``with``
+    block so that every bar is closed.
+    """
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(what)
+        if bar is None:
+            bar = self.bars[what] = tqdm(total=total, desc=what, file=sys.stderr)
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def __enter__(self) -> Bars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def run_step(data_dir: Path | None, step: str, **arguments: Any) -> dict[str, Any]:
+    """One stage of :func:`~xrdpipe.stages.pipeline.local_steps`, with bars and its summary.
+
+    Args:
+        data_dir: the ``--data-dir`` option.
+        step: ``fetch``, ``simulate``, ``train`` or ``evaluate``.
+        **arguments: the step's keywords (see :class:`~xrdpipe.stages.pipeline.Steps`).
+
+    An :class:`~xrdpipe.errors.XrdpipeError` exits with code 2 (:func:`fail`).
+    """
+    from xrdpipe.stages.pipeline import local_steps
+
+    with Bars() as bars:
+        try:
+            return getattr(local_steps(settings(data_dir), typer.echo, bars), step)(**arguments)
+        except XrdpipeError as exc:
+            fail(exc)

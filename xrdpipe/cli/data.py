@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from tqdm import tqdm
 
 from xrdpipe.cli import common
 from xrdpipe.cli.common import CatalogOpt, CodUrlOpt, DataDirOpt, MirrorOpt, fail
-from xrdpipe.config import load_catalog, resolve_subset
+from xrdpipe.config import load_catalog
 from xrdpipe.errors import XrdpipeError
 
 
@@ -24,41 +21,9 @@ def fetch(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Fetch a COD subset: download CIFs, parse, filter, and write its structure manifest."""
-    from xrdpipe.stages.fetch import (
-        acquire_cifs,
-        build_subset_manifest,
-        find_candidates,
-        make_report,
+    common.run_step(
+        data_dir, "fetch", subset=subset, mirror_dir=mirror, cod_url=cod_url, catalog=catalog
     )
-
-    settings = common.settings(data_dir)
-    try:
-        config = resolve_subset(
-            load_catalog(catalog, settings), subset, settings, mirror_dir=mirror, cod_url=cod_url
-        )
-        start = time.perf_counter()
-        folder = settings.subset_dir(subset)
-        candidates = find_candidates(config, settings)
-        typer.echo(f"{candidates.total} entries from {candidates.source}")
-        with tqdm(total=len(candidates.cod_ids), desc="CIFs", unit="cif", file=sys.stderr) as bar:
-            downloads = acquire_cifs(
-                config, settings, candidates.cod_ids, folder / "cif", lambda _: bar.update()
-            )
-        ok = [d for d in downloads if d.status != "failed"]
-        with tqdm(total=len(ok), desc="structures", unit="cif", file=sys.stderr) as bar:
-            kept, quarantine = build_subset_manifest(
-                subset,
-                config,
-                candidates.source,
-                downloads,
-                folder,
-                candidates.rejected,
-                progress=lambda *_: bar.update(),
-            )
-        report = make_report(subset, candidates, downloads, kept, quarantine, folder, start)
-    except XrdpipeError as exc:
-        fail(exc)
-    typer.echo(report.summary())
 
 
 def simulate(
@@ -70,53 +35,7 @@ def simulate(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Simulate a fetched subset's strained peak lists into its Zarr store (on Dask)."""
-    from xrdpipe.parallel import dask_client
-    from xrdpipe.stages.simulate import run_simulation
-
-    settings = common.settings(data_dir)
-    try:
-        config = load_catalog(catalog, settings).subset(subset)
-        folder = settings.subset_dir(subset)
-        if not (folder / "manifest.parquet").is_file():
-            raise XrdpipeError(
-                f"no manifest at {folder / 'manifest.parquet'}: run `xrdpipe fetch {subset}` first"
-            )
-        bar = tqdm(desc="blocks", unit="block", file=sys.stderr)
-
-        def progress(block, done: int, total: int) -> None:
-            bar.total = total
-            bar.update()
-
-        with dask_client(settings) as client:
-            report = run_simulation(
-                folder,
-                settings.store_path(subset),
-                config,
-                client=client,
-                progress=progress,
-                overwrite=overwrite,
-            )
-        bar.close()
-        from xrdpipe.patterns.datasets import render_store_profiles
-
-        bar = tqdm(desc="profiles", unit="block", file=sys.stderr)
-
-        def profile_progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update()
-
-        key = render_store_profiles(settings.store_path(subset), config.profile, profile_progress)
-        bar.close()
-    except XrdpipeError as exc:
-        fail(exc)
-    typer.echo(f"single-phase profiles: {folder / 'patterns.zarr'}/{key}")
-    typer.echo(
-        f"store {report.store_path}: {report.n_materials} materials, peak axis {report.n_peaks}\n"
-        f"  blocks computed {report.blocks_submitted}, already complete {report.blocks_skipped}\n"
-        f"  simulated {report.simulated}, quarantined {len(report.quarantined)}"
-        + "".join(f"\n    {cod_id}: {why}" for cod_id, why in report.quarantined.items())
-        + f"\n  wall time {report.wall_s:.1f} s"
-    )
+    common.run_step(data_dir, "simulate", subset=subset, overwrite=overwrite, catalog=catalog)
 
 
 def plot_mixtures_command(

@@ -10,7 +10,6 @@ import typer
 
 from xrdpipe.cli import common
 from xrdpipe.cli.common import EvaluateCatalogOpt, EvaluateDataDirOpt, fail
-from xrdpipe.config import load_catalog
 from xrdpipe.errors import XrdpipeError
 
 
@@ -47,36 +46,22 @@ def evaluate_command(
     data_dir: EvaluateDataDirOpt = None,
 ) -> None:
     """Run paper 002's N/K grid (CNN and baselines) and write the report, all in MLflow."""
-    from xrdpipe.config import resolve_subset
-    from xrdpipe.evaluation.baselines import BASELINES
-    from xrdpipe.evaluation.grid import GridSpec
-    from xrdpipe.stages.evaluate import run_evaluation
-    from xrdpipe.store import store_exists
+    from xrdpipe.stages.evaluate import describe_evaluation, evaluate_subset, grid_spec
 
-    settings = common.settings(data_dir)
+    n, k, s = _ints(n_values, "--n"), _ints(k_values, "--k"), _ints(seeds, "--seeds")
     try:
-        cat = load_catalog(catalog, settings)
-        config = resolve_subset(cat, subset, settings)
-        chosen = cat.preset("phase_fractions", preset)
-        spec = GridSpec(
-            n_values=_ints(n_values, "--n"),
-            k_values=_ints(k_values, "--k"),
-            seeds=_ints(seeds, "--seeds"),
-            minutes_per_material=minutes_per_material,
-            baselines=tuple(baselines.split(",")) if baselines else BASELINES,
-            n_baseline_train=n_baseline_train,
+        spec = grid_spec(
+            n,
+            k,
+            s,
+            baselines.split(",") if baselines else None,
+            n_baseline_train,
+            minutes_per_material,
         )
-        if not store_exists(settings.store_path(subset)):
-            raise XrdpipeError(
-                f"no pattern store for {subset!r} under {settings.data_dir}: run "
-                f"`xrdpipe fetch {subset}` and `xrdpipe simulate {subset}` first"
-            )
-        outcome = run_evaluation(
-            settings,
+        outcome = evaluate_subset(
+            common.settings(data_dir),
             subset,
-            config,
             preset,
-            chosen,
             spec,
             cell_workers=cell_workers,
             device=device,
@@ -86,9 +71,7 @@ def evaluate_command(
         )
     except XrdpipeError as exc:
         fail(exc)
-    typer.echo(outcome.wide.to_string(index=False))
-    typer.echo(f"wall time {outcome.wall_s / 60:.1f} min; MLflow run {outcome.parent_run_id}")
-    typer.echo(f"report: {outcome.report_path}")
+    typer.echo(describe_evaluation(outcome))
 
 
 def classifiers_command(

@@ -8,10 +8,9 @@ import typer
 
 from xrdpipe.cli import common
 from xrdpipe.cli.common import CatalogOpt, CodUrlOpt, DataDirOpt, MirrorOpt, fail
-from xrdpipe.cli.data import fetch, simulate
-from xrdpipe.cli.evaluate import evaluate_command
 from xrdpipe.config import load_catalog
 from xrdpipe.errors import XrdpipeError
+from xrdpipe.stages.pipeline import DEFAULTS
 
 
 def train(
@@ -40,56 +39,35 @@ def train(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Train a model of the papers on a subset's store; log and register it in MLflow."""
-    from xrdpipe import tracking
-    from xrdpipe.stages.train import preset_kind, train_task
+    from xrdpipe.stages.train import preset_kind
     from xrdpipe.store import store_exists
 
     settings = common.settings(data_dir)
     try:
-        cat = load_catalog(catalog, settings)
-        config = cat.subset(subset)
-        chosen = cat.preset(preset_kind(task), preset)
-        store_path = settings.store_path(subset)
-        if not store_exists(store_path):
-            if not (settings.subset_dir(subset) / "manifest.parquet").is_file():
-                fetch(subset, mirror=None, cod_url=None, catalog=catalog, data_dir=data_dir)
-            simulate(subset, overwrite=False, catalog=catalog, data_dir=data_dir)
-        tracking.configure(settings.tracking_uri())
-        typer.echo(f"training {task} on {subset} with preset {preset} ({chosen})")
-        result, tracked = train_task(
-            task,
-            subset,
-            config,
-            preset,
-            chosen,
-            store_path,
-            n_materials=n_materials,
-            max_phases=max_phases,
-            seed=seed,
-            protocol=protocol,
-            device=device,
-            progress=True,
-        )
+        load_catalog(catalog, settings).preset(preset_kind(task), preset)  # fail before work
     except XrdpipeError as exc:
         fail(exc)
-    lines = [f"  {k}: {v:.4g}" for k, v in result.metrics().items()]
-    extra = ""
-    if task == "phase-fractions":
-        extra = f"\n  materials: {', '.join(result.materials)}\n  test set sha256: " + (
-            result.test_set_sha256
-        )
-    typer.echo(
-        f"{task} ({subset}, {preset}):\n"
-        + "\n".join(lines)
-        + extra
-        + f"\n  MLflow run {tracked.run_id} ({settings.tracking_uri()})"
-        + f"\n  registered model {tracked.registered_name} version {tracked.version}"
-        + f" @{tracked.alias}"
+    if not store_exists(settings.store_path(subset)):
+        if not (settings.subset_dir(subset) / "manifest.parquet").is_file():
+            common.run_step(data_dir, "fetch", subset=subset, catalog=catalog)
+        common.run_step(data_dir, "simulate", subset=subset, catalog=catalog)
+    common.run_step(
+        data_dir,
+        "train",
+        task=task,
+        subset=subset,
+        preset=preset,
+        catalog=catalog,
+        seed=seed,
+        n_materials=n_materials,
+        max_phases=max_phases,
+        protocol=protocol,
+        device=device,
     )
 
 
 def run(
-    subset: Annotated[str, typer.Argument(help="A subset of catalog.yaml.")] = "demo",
+    subset: Annotated[str, typer.Argument(help="A subset of catalog.yaml.")] = DEFAULTS.subset,
     mirror: MirrorOpt = None,
     cod_url: CodUrlOpt = None,
     catalog: CatalogOpt = None,
@@ -97,50 +75,39 @@ def run(
     train_models: Annotated[
         bool, typer.Option("--train/--no-train", help="Train both models after simulating.")
     ] = True,
-    preset: Annotated[str, typer.Option("--preset", help="Training preset.")] = "cpu",
+    preset: Annotated[str, typer.Option("--preset", help="Training preset.")] = DEFAULTS.preset,
     evaluate_grid: Annotated[
         bool,
         typer.Option("--evaluate/--no-evaluate", help="Finish with a small N/K grid and report."),
-    ] = True,
+    ] = DEFAULTS.evaluate_grid,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Redo every stage, even those that are up to date."),
+    ] = False,
 ) -> None:
     """Run the pipeline on a subset: fetch, simulate, train both models, evaluate (tracked)."""
-    fetch(subset, mirror=mirror, cod_url=cod_url, catalog=catalog, data_dir=data_dir)
-    simulate(subset, overwrite=False, catalog=catalog, data_dir=data_dir)
+    from xrdpipe.stages.pipeline import PipelineOptions, local_steps, run_pipeline
+
     settings = common.settings(data_dir)
-    if train_models:
-        strain_mode = load_catalog(catalog, settings).subset(subset).simulation.strain_mode
-        for task in ("phase-fractions", "lattice-system"):
-            if task == "lattice-system" and strain_mode != "symmetry":
-                typer.echo(f"no lattice-system classifier: {subset} uses {strain_mode} strain")
-                continue
-            train(
-                task,
-                subset=subset,
-                preset=preset,
-                n_materials=5,
-                max_phases=3,
-                seed=0,
-                protocol="strain",
-                device=None,
-                catalog=catalog,
-                data_dir=data_dir,
+    options = PipelineOptions(
+        subset=subset,
+        preset=preset,
+        tasks=DEFAULTS.tasks if train_models else (),
+        evaluate_grid=train_models and evaluate_grid,
+        mirror_dir=None if mirror is None else str(mirror),
+        cod_url=cod_url,
+        catalog=None if catalog is None else str(catalog),
+    )
+    with common.Bars() as bars:
+        try:
+            run_pipeline(
+                options.forced() if force else options,
+                settings,
+                local_steps(settings, typer.echo, bars),
+                log=typer.echo,
             )
-    if train_models and evaluate_grid:
-        evaluate_command(
-            subset,
-            preset=preset,
-            n_values="5",
-            k_values="3",
-            seeds="0",
-            minutes_per_material=None,
-            baselines="ridge,knn,nnls_reference",
-            n_baseline_train=5000,
-            cell_workers=1,
-            device=None,
-            classification_subset=None,
-            catalog=catalog,
-            data_dir=data_dir,
-        )
+        except XrdpipeError as exc:
+            fail(exc)
     uri = settings.tracking_uri()
     typer.echo(
         f"done: stores and manifests under {settings.subset_dir(subset).resolve()}\n"

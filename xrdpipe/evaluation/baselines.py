@@ -21,7 +21,7 @@ coefficients summed per material, normalised to sum to one.
    (:func:`~xrdpipe.patterns.render.render_clean`, ``normalize=False``) from the sticks a
    phase contributes to a mixture *at fraction 1*
    (:func:`~xrdpipe.patterns.mixtures.mixture_intensities` with fraction 1: the max-100
-   intensities in ``volume`` mode, ``intensity_raw / (rho V^2)`` in ``weight`` mode). The
+   intensities in ``intensity`` mode, ``intensity_raw / (rho V^2)`` in ``weight`` mode). The
    mixture renderer scales each phase's sticks by its fraction and keeps each peak's area
    (pseudo-Voigt of unit area), then normalises the *whole* pattern, so the coefficient of a
    phase's column is its fraction times one common factor per pattern: coefficient ratios are
@@ -288,7 +288,7 @@ def render_dictionary(
     peaks: PeakArrays,
     profile: ProfileConfig,
     wavelength: float,
-    fraction_mode: str = "volume",
+    fraction_mode: str = "intensity",
     crystallite_sizes_nm: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Single-phase profiles as they enter a mixture at fraction 1, with the project's renderer.
@@ -297,7 +297,7 @@ def render_dictionary(
         peaks: ``(N, S, P)`` peak lists (materials in target order).
         profile: the grid and the fixed ``clean_eta``.
         wavelength: angstrom.
-        fraction_mode: ``volume`` or ``weight`` (as in :class:`MixtureConfig`).
+        fraction_mode: ``intensity`` or ``weight`` (as in :class:`MixtureConfig`).
         crystallite_sizes_nm: sizes rendered per (material, strain); default
             :data:`DICTIONARY_SIZES_NM` quantiles (log scale) of ``profile.crystallite_size_nm``.
 
@@ -341,7 +341,7 @@ def dictionary_profiles(
     materials: Sequence[str],
     profile: ProfileConfig,
     split: str = "reference",
-    fraction_mode: str = "volume",
+    fraction_mode: str = "intensity",
     strain_index: np.ndarray | None = None,
     max_strains: int = MAX_DICTIONARY_STRAINS,
     crystallite_sizes_nm: Sequence[float] | None = None,

@@ -49,7 +49,7 @@ from xrdpipe.errors import ConfigError
 from xrdpipe.evaluation.estimators import CLASSICAL_METHODS, classical_estimator
 from xrdpipe.evaluation.folds import Fold, make_folds, validation_part
 from xrdpipe.evaluation.metrics import classification_metrics
-from xrdpipe.evaluation.tables import CV_PRESET, SUMMARY_METRICS
+from xrdpipe.evaluation.tables import SUMMARY_METRICS
 from xrdpipe.models import ACNN, class_activation_maps, config_to_dict
 from xrdpipe.training.callbacks import with_prefix
 from xrdpipe.training.classifier import fit_acnn
@@ -247,7 +247,7 @@ def cross_validate_classifiers(
     n_folds: int = 5,
     methods: Sequence[str] = METHODS,
     seed: int = 0,
-    preset: ClassifierPreset = CV_PRESET,
+    preset: ClassifierPreset,
     two_theta: np.ndarray | None = None,
     n_bins: int = 450,
     max_strains_per_material: int | None = None,
@@ -275,7 +275,7 @@ def cross_validate_classifiers(
         n_bins: windows the classical methods see.
         max_strains_per_material: use the first ``S'`` strain conditions of each material.
         target: label name, recorded.
-        device: a-CNN device (overrides ``preset.device``).
+        device: a-CNN device (overrides ``preset.train.device``).
         n_jobs: scikit-learn workers (random forest, k-NN) and the OpenMP/BLAS threads of
             the classical fits (``None``: the libraries' defaults, every core).
         keep_models: keep each fold's a-CNN (on the CPU) for class activation maps.
@@ -321,7 +321,11 @@ def cross_validate_classifiers(
     predictions = {m: np.full(len(y), -1, dtype=np.int64) for m in methods}
     for fold in folds:
         fit_idx, val_idx = validation_part(
-            fold.train, n_strains, protocol, preset.validation_fraction, seed_for(seed, fold.index)
+            fold.train,
+            n_strains,
+            protocol,
+            preset.split.validation_fraction,
+            seed_for(seed, fold.index),
         )
         for method in methods:
             t0 = time.perf_counter()
@@ -349,7 +353,7 @@ def cross_validate_classifiers(
                     "best_epoch": result.best_epoch,
                     "epochs": len(result.history),
                     "stop_reason": result.stop_reason,
-                    "variant": ACNN_METHODS[method] or preset.variants[0],
+                    "variant": ACNN_METHODS[method] or preset.model.variants[0],
                     "n_validation": int(len(val_idx)),
                 }
                 model = model.cpu() if keep_models else None

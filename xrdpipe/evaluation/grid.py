@@ -215,8 +215,8 @@ def run_cell(
             n_materials=n_materials,
             max_phases=max_phases,
             batch_size=512,
-            fraction_mode=preset.fraction_mode,
-            phase_draw=preset.phase_draw,
+            fraction_mode=preset.mixtures.fraction_mode,
+            phase_draw=preset.mixtures.phase_draw,
         )
         names = list(spec.baselines)
         regressors = [n for n in names if not n.startswith("nnls")]
@@ -236,7 +236,7 @@ def run_cell(
         reference = strained = None
         if "nnls_reference" in names:
             reference = dictionary_profiles(
-                store_path, result.materials, profile, "reference", preset.fraction_mode
+                store_path, result.materials, profile, "reference", preset.mixtures.fraction_mode
             )
         if "nnls_strained" in names:
             strained = dictionary_profiles(
@@ -244,7 +244,7 @@ def run_cell(
                 result.materials,
                 profile,
                 "train",
-                preset.fraction_mode,
+                preset.mixtures.fraction_mode,
                 strain_index=result.train_strain_index,
                 max_strains=spec.max_dictionary_strains,
                 seed=subset_config.seed,

@@ -3,7 +3,7 @@
 :func:`classification_table` sets the cross-validated results of
 :func:`~xrdpipe.evaluation.cv.cross_validate_classifiers` (mean and standard deviation over
 folds, per protocol) beside the paper's reported figures (:data:`PAPER_000_REPORTED`).
-:data:`CV_PRESET` is the default a-CNN preset of a fold.
+The a-CNN preset of a fold is the catalog's ``presets.classifier.cv``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-
-from xrdpipe.config import ClassifierPreset
 
 if TYPE_CHECKING:
     from xrdpipe.evaluation.cv import CVResult
@@ -39,26 +37,6 @@ SUMMARY_METRICS = ("accuracy", "micro_f1", "macro_f1", "balanced_accuracy")
 """Scalar metrics averaged over folds."""
 TABLE_METRICS = ("accuracy", "micro_f1", "macro_f1")
 """Metrics of :func:`classification_table`."""
-
-CV_PRESET = ClassifierPreset(
-    variants=("binned",),
-    batch_size=128,
-    lr=5e-3,
-    epochs=60,
-    early_stopping_patience=10,
-    max_minutes=0.75,
-    augment=False,
-    validation_fraction=0.15,
-    rf_trees=100,
-    device="auto",
-    num_threads=1,
-)
-"""Default a-CNN preset of a fold: the ``binned`` variant (the best of the three on ``acnn``
-in issue 5's comparison), ``cpu``-like, capped at 45 s of training per fold, so the
-9 x 5 x 2 table on ~200 materials x 40 strains takes minutes on two cores (see
-docs/evaluation.md). One torch thread: on a shared two-core machine two threads that compete
-with other processes run up to 7x slower (measured), while an idle machine loses under 2x.
-Pass the catalog's ``paper`` preset for the paper's full training."""
 
 # Paper 000 ("See Deeper"), figures quoted in its text. Figures 5-7 (bar charts of the
 # cross-validation accuracy for crystal systems and space groups, and micro-F1 per

@@ -7,10 +7,12 @@ fails at construction with a :class:`pydantic.ValidationError` that names the fi
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import warnings
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -359,6 +361,33 @@ class ProfileConfig(_Frozen):
         return self.instrument is not None and self.instrument.preferred_orientation is not None
 
 
+FRACTION_MODE_ALIASES = {"volume": "intensity"}
+"""Former names of fraction modes, accepted with a :class:`DeprecationWarning`."""
+
+
+def fraction_mode_name(mode: Any) -> Any:
+    """``mode`` under its current name: ``volume`` (deprecated) is ``intensity``.
+
+    The mode named ``volume`` never scaled volumes: it multiplies each phase's max-100 peak
+    list by its fraction, paper 002's intensity-type fraction.
+    """
+    if isinstance(mode, str) and mode in FRACTION_MODE_ALIASES:
+        new = FRACTION_MODE_ALIASES[mode]
+        warnings.warn(
+            f"fraction_mode {mode!r} is deprecated: it is named {new!r} (each phase's max-100 "
+            "peak list times its fraction); write fraction_mode: " + new,
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return new
+    return mode
+
+
+FractionMode = Annotated[Literal["intensity", "weight"], BeforeValidator(fraction_mode_name)]
+"""How a mixture's phases are weighted (see :class:`MixtureConfig`); ``volume`` is read as
+``intensity``, with a :class:`DeprecationWarning`."""
+
+
 class MixtureConfig(_Frozen):
     """How multi-phase training mixtures are drawn (paper 002).
 
@@ -370,15 +399,17 @@ class MixtureConfig(_Frozen):
             strain conditions; they count as distinct phases and share one output) or
             ``distinct`` (k distinct materials; needs K <= N).
         batch_size: mixtures per batch.
-        fraction_mode: ``volume`` (paper 002: each phase's max-100 peak list times its
-            fraction; target = those fractions) or ``weight`` (physical weight fractions from
-            ``intensity_raw``, density and cell volume; target = weight fractions).
+        fraction_mode: ``intensity`` (paper 002's intensity-type fraction: each phase's
+            max-100 peak list times its fraction; target = those fractions) or ``weight``
+            (physical weight fractions from ``intensity_raw``, density and cell volume;
+            target = weight fractions). ``volume``, the former name of ``intensity``, is
+            accepted with a :class:`DeprecationWarning`.
     """
 
     n_materials: int = Field(default=5, ge=1)
     max_phases: int = Field(default=3, ge=1)
     batch_size: int = Field(default=512, ge=1)
-    fraction_mode: Literal["volume", "weight"] = "volume"
+    fraction_mode: FractionMode = "intensity"
     phase_draw: Literal["pool", "distinct"] = "pool"
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ Draw rules, per mixture (all mixtures of a batch at once, no Python loop over sa
    uniform on the simplex; the other ``N - k`` entries of the target are 0.
 4. One strain condition per phase, uniform among the strain conditions given to the sampler
    (the training split for training, the test strains for fixed test sets).
-5. Each phase's peak list is scaled by its fraction (``volume`` mode, paper 002: the max-100
+5. Each phase's peak list is scaled by its fraction (``intensity`` mode, paper 002: the max-100
    intensities times the fraction) or, in ``weight`` mode, by
    ``w / (rho V^2)`` times ``intensity_raw`` (= ``|F|^2 m LP``), i.e.
    ``I_hkl,a ~ (w_a / rho_a) |F|^2 m LP / V_a^2`` (common absorption, no microabsorption).
@@ -28,7 +28,7 @@ import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +36,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from xrdpipe.errors import ConfigError
-from xrdpipe.patterns.config import CU_KA_MEAN, MixtureConfig, ProfileConfig
+from xrdpipe.patterns.config import (
+    CU_KA_MEAN,
+    FractionMode,
+    MixtureConfig,
+    ProfileConfig,
+    fraction_mode_name,
+)
 from xrdpipe.patterns.instrument import draw_instrument
 from xrdpipe.patterns.orientation import orientation_lookup, phase_march_dollase
 from xrdpipe.patterns.render import render_profiles
@@ -189,7 +195,7 @@ class PeakArrays:
 def mixture_intensities(
     intensity: Tensor,
     fractions: Tensor,
-    mode: Literal["volume", "weight"] = "volume",
+    mode: FractionMode = "intensity",
     *,
     intensity_raw: Tensor | None = None,
     volume: Tensor | None = None,
@@ -198,10 +204,11 @@ def mixture_intensities(
     """Stick intensities of each phase in a mixture.
 
     Args:
-        intensity: ``(..., K, P)`` max-100 intensities (``volume`` mode).
+        intensity: ``(..., K, P)`` max-100 intensities (``intensity`` mode).
         fractions: ``(..., K)`` phase fractions (0 for absent phases).
-        mode: ``volume``: ``fraction * intensity`` (paper 002); ``weight``:
-            ``(w / rho) * intensity_raw / V^2`` (relative; the pattern is normalised later).
+        mode: ``intensity``: ``fraction * intensity`` (paper 002's intensity-type
+            fraction); ``weight``: ``(w / rho) * intensity_raw / V^2`` (relative; the
+            pattern is normalised later). ``volume`` (deprecated) is ``intensity``.
         intensity_raw: ``(..., K, P)`` ``|F|^2 m LP``, for ``weight``.
         volume: ``(..., K)`` cell volume, angstrom^3, for ``weight``.
         density: ``(..., K)`` g/cm^3, for ``weight``.
@@ -209,7 +216,8 @@ def mixture_intensities(
     Returns:
         ``(..., K, P)`` float32 intensities.
     """
-    if mode == "volume":
+    mode = fraction_mode_name(mode)
+    if mode == "intensity":
         return intensity * fractions.unsqueeze(-1)
     if mode == "weight":
         if intensity_raw is None or volume is None or density is None:
@@ -218,7 +226,7 @@ def mixture_intensities(
             )
         scale = fractions.double() / (density.double() * volume.double().square())
         return (intensity_raw.double() * scale.unsqueeze(-1)).float()
-    raise ConfigError(f"fraction_mode {mode!r} is not one of ['volume', 'weight']")
+    raise ConfigError(f"fraction_mode {mode!r} is not one of ['intensity', 'weight']")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from xrdpipe import store
 from xrdpipe.config import ClassifierPreset, SubsetConfig
 from xrdpipe.errors import ConfigError, StoreError
 from xrdpipe.evaluation.cv import METHODS, CVResult, cross_validate_classifiers
-from xrdpipe.evaluation.tables import CV_PRESET, classification_table
+from xrdpipe.evaluation.tables import classification_table
 from xrdpipe.patterns.config import ProfileConfig
 from xrdpipe.patterns.datasets import load_profiles
 from xrdpipe.store import store_identity
@@ -105,7 +105,7 @@ def _subsample_materials(y_mat: np.ndarray, n: int, seed: int) -> np.ndarray:
 def run_classification_evaluation(
     store_path: store.StorePath,
     subset_config: SubsetConfig,
-    preset: ClassifierPreset = CV_PRESET,
+    preset: ClassifierPreset,
     target: Target = "lattice_system",
     *,
     protocols: Sequence[Protocol] = PROTOCOLS,
@@ -127,7 +127,7 @@ def run_classification_evaluation(
     Loads the rendered profiles of the first ``max_strains_per_material`` strain conditions
     (training strains first, then test strains) of up to ``max_materials`` materials (a
     class-proportional seeded sample), labels them by ``target`` (space groups with fewer than
-    ``preset.min_materials_per_class`` materials are dropped, as in training) and runs
+    ``preset.split.min_materials_per_class`` materials are dropped, as in training) and runs
     :func:`~xrdpipe.evaluation.cv.cross_validate_classifiers` for each protocol. With
     ``plot_dir``, writes the pooled confusion matrix of every (protocol, method) and, for the
     first a-CNN method, the class mean and misclassified CAM figures of fold 0
@@ -136,8 +136,8 @@ def run_classification_evaluation(
     Args:
         store_path: the subset's ``patterns.zarr``.
         subset_config: the subset (profile grid, seed).
-        preset: a-CNN settings of each fold (default
-            :data:`~xrdpipe.evaluation.tables.CV_PRESET`).
+        preset: a-CNN settings of each fold (the catalog's ``cv`` preset: the ``binned``
+            variant, at most 45 s a fold).
         target: ``lattice_system``, ``crystal_system``, ``space_group`` or ``dimensionality``.
         protocols: the protocols to run.
         methods: the methods.
@@ -174,7 +174,7 @@ def run_classification_evaluation(
     excluded: dict[str, Any] = {"classes": [], "materials": 0}
     if target == "space_group":
         counts = labels.value_counts()
-        small = counts[counts < preset.min_materials_per_class]
+        small = counts[counts < preset.split.min_materials_per_class]
         excluded = {"classes": sorted(small.index.tolist(), key=int), "materials": int(small.sum())}
     keep = np.flatnonzero(~labels.isin(excluded["classes"]).to_numpy())
     class_names = class_order(target, labels.iloc[keep].tolist())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,6 +294,81 @@ def run_evaluation(
     )
 
 
+def grid_spec(
+    n_values: Sequence[int],
+    k_values: Sequence[int],
+    seeds: Sequence[int] = (0,),
+    baselines: Sequence[str] | None = None,
+    n_baseline_train: int = 20_000,
+    minutes_per_material: float | None = None,
+) -> grid_mod.GridSpec:
+    """The grid of the command line's and the flows' lists (``baselines`` None: all)."""
+    return grid_mod.GridSpec(
+        n_values=tuple(n_values),
+        k_values=tuple(k_values),
+        seeds=tuple(seeds),
+        minutes_per_material=minutes_per_material,
+        baselines=tuple(baselines) if baselines else grid_mod.GridSpec().baselines,
+        n_baseline_train=n_baseline_train,
+    )
+
+
+def evaluate_subset(
+    settings: Settings,
+    subset: str,
+    preset_name: str,
+    spec: grid_mod.GridSpec,
+    *,
+    catalog: str | Path | None = None,
+    log: Log = print,
+    **options: Any,
+) -> EvaluationOutcome:
+    """:func:`run_evaluation` of a catalog subset and preset: what the CLI and the flow call.
+
+    Reads the catalog (``catalog``, else the settings' or the packaged one) and checks that
+    the subset's store exists; ``options`` are :func:`run_evaluation`'s keywords
+    (``cell_workers``, ``device``, ``classification_subset``, ``classification_preset``).
+
+    Raises:
+        ConfigError: an unknown subset or phase-fraction preset.
+        StoreError: the store is not simulated yet.
+    """
+    from xrdpipe.config import load_catalog, resolve_subset
+    from xrdpipe.errors import StoreError
+    from xrdpipe.store import store_exists
+
+    cat = load_catalog(catalog, settings)
+    config = resolve_subset(cat, subset, settings)
+    preset = cat.preset("phase_fractions", preset_name)
+    if not store_exists(settings.store_path(subset)):
+        raise StoreError(
+            f"no pattern store for {subset!r} under {settings.data_dir}: run "
+            f"`xrdpipe fetch {subset}` and `xrdpipe simulate {subset}` first"
+        )
+    return run_evaluation(
+        settings, subset, config, preset_name, preset, spec, catalog=catalog, log=log, **options
+    )
+
+
+def describe_evaluation(outcome: EvaluationOutcome) -> str:
+    """A few lines for people: the grid's table, the wall time, the run and the report."""
+    return (
+        f"{outcome.wide.to_string(index=False)}\n"
+        f"wall time {outcome.wall_s / 60:.1f} min; MLflow run {outcome.parent_run_id}\n"
+        f"report: {outcome.report_path}"
+    )
+
+
+def evaluation_record(outcome: EvaluationOutcome) -> dict[str, Any]:
+    """What the evaluate flow returns: the parent run, the report, the table, the wall time."""
+    return {
+        "parent_run_id": outcome.parent_run_id,
+        "report": str(outcome.report_path),
+        "table": outcome.table.to_dict("records"),
+        "wall_s": outcome.wall_s,
+    }
+
+
 def _keep_report(settings: Settings, report_path: Path, name: str) -> Path:
     """A copy of a report under ``<data_dir>/reports/`` (the MLflow artifact is the record)."""
     kept = settings.data_dir / "reports" / name
@@ -370,18 +445,16 @@ def classification_runner(
     """Paper 000's tables on ``subset`` as a step of :func:`run_evaluation` (its report section).
 
     Both protocols, all nine methods, 5 folds. The a-CNN of each fold trains with
-    ``preset_name``: ``cv`` is :data:`~xrdpipe.evaluation.tables.CV_PRESET` (the
-    ``binned`` variant, at most 45 s a fold: the tables take ~15 minutes on 2 cores); any
-    other name is the catalog's classifier preset of that name (``paper``: the paper's
-    training, for a GPU).
+    ``preset_name`` is a classifier preset of the catalog: ``cv`` (the ``binned`` variant,
+    at most 45 s a fold: the tables take ~15 minutes on 2 cores), ``paper`` (the paper's
+    training, for a GPU) or any other.
     """
     from xrdpipe.config import load_catalog, resolve_subset
-    from xrdpipe.evaluation.tables import CV_PRESET
     from xrdpipe.stages.classifiers import run_classification_evaluation
 
     cat = load_catalog(catalog, settings)
     config = resolve_subset(cat, subset, settings)
-    preset = CV_PRESET if preset_name == "cv" else cat.preset("classifier", preset_name)
+    preset = cat.preset("classifier", preset_name)
     store_path = settings.store_path(subset)
 
     def run(folder: Path) -> dict[str, Any]:
@@ -412,9 +485,9 @@ def classification_runner(
                 "over strain conditions of the same materials, 'material' = grouped folds "
                 "(no material in both training and test). Paper 000 reports 95.6 % for the "
                 "a-CNN on seven lattice systems.",
-                f"The a-CNN is the '{preset.variants[0]}' variant (preset '{preset_name}'), "
-                f"at most {preset.epochs} epochs"
-                + (f" or {preset.max_minutes} min" if preset.max_minutes else "")
+                f"The a-CNN is the '{preset.model.variants[0]}' variant (preset "
+                f"'{preset_name}'), at most {preset.train.epochs} epochs"
+                + (f" or {preset.train.max_minutes} min" if preset.train.max_minutes else "")
                 + " of training per fold; the classical methods see the patterns binned to "
                 "450 windows.",
             ],

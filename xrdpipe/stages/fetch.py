@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,16 @@ class FetchReport:
                 lines.append(f"    {count:5d}  {reason}")
         lines.append(f"  manifest: {self.folder / 'manifest.parquet'} ({self.wall_s:.1f} s)")
         return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the fetch flow returns: the manifest's path and the counts."""
+        return {
+            "subset": self.subset,
+            "manifest": str(self.folder / "manifest.parquet"),
+            "kept": self.n_kept,
+            "sampled": self.n_sampled,
+            "quarantined": self.quarantine_counts,
+        }
 
 
 def formula_elements(formula: str) -> set[str]:
@@ -230,15 +241,37 @@ def fetch_subset(
     subset_name: str,
     subset: SubsetConfig,
     settings: Settings,
-    progress: Progress | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> FetchReport:
-    """Run the whole fetch stage for one subset (the CLI's path; the flow splits it in tasks)."""
+    """Run the whole fetch stage for one subset (the CLI's path; the flow splits it in tasks).
+
+    Args:
+        subset_name: the subset's catalog name.
+        subset: its resolved config.
+        settings: site settings (data directory, COD client).
+        progress: called as ``progress(what, done, total)`` after each CIF (``"CIFs"``) and
+            each parsed structure (``"structures"``).
+    """
     start = time.perf_counter()
     folder = settings.subset_dir(subset_name)
     candidates = find_candidates(subset, settings)
-    downloads = acquire_cifs(subset, settings, candidates.cod_ids, folder / "cif", progress)
+    total = len(candidates.cod_ids)
+    done = [0]
+
+    def downloaded(_: object) -> None:
+        done[0] += 1
+        if progress is not None:
+            progress("CIFs", done[0], total)
+
+    downloads = acquire_cifs(subset, settings, candidates.cod_ids, folder / "cif", downloaded)
     kept, quarantine = build_subset_manifest(
-        subset_name, subset, candidates.source, downloads, folder, candidates.rejected
+        subset_name,
+        subset,
+        candidates.source,
+        downloads,
+        folder,
+        candidates.rejected,
+        progress=None if progress is None else lambda d, t: progress("structures", d, t),
     )
     return make_report(subset_name, candidates, downloads, kept, quarantine, folder, start)
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
-from xrdpipe.config import SimulationConfig, SubsetConfig
+from xrdpipe.config import Settings, SimulationConfig, SubsetConfig
 from xrdpipe.diffraction import peaks, strain
 from xrdpipe.errors import StoreError, StructureError
 from xrdpipe.store import layout as store
@@ -524,3 +524,77 @@ def run_simulation(
         quarantined=quarantined,
         wall_s=time.perf_counter() - t0,
     )
+
+
+@dataclass(frozen=True)
+class SubsetSimulation:
+    """What :func:`simulate_subset` did: the peak store's run and the profiles' group."""
+
+    report: SimulationReport
+    profiles: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the simulate flow returns."""
+        return {
+            "store": self.report.store_path,
+            "simulated": self.report.simulated,
+            "blocks_computed": self.report.blocks_submitted,
+            "blocks_skipped": self.report.blocks_skipped,
+            "quarantined": self.report.quarantined,
+            "profiles": self.profiles,
+        }
+
+    def summary(self) -> str:
+        """A few lines for people."""
+        r = self.report
+        return (
+            f"single-phase profiles: {r.store_path}/{self.profiles}\n"
+            f"store {r.store_path}: {r.n_materials} materials, peak axis {r.n_peaks}\n"
+            f"  blocks computed {r.blocks_submitted}, already complete {r.blocks_skipped}\n"
+            f"  simulated {r.simulated}, quarantined {len(r.quarantined)}"
+            + "".join(f"\n    {cod_id}: {why}" for cod_id, why in r.quarantined.items())
+            + f"\n  wall time {r.wall_s:.1f} s"
+        )
+
+
+def simulate_subset(
+    settings: Settings,
+    subset_name: str,
+    subset_config: SubsetConfig,
+    *,
+    overwrite: bool = False,
+    on_block: ProgressCallback | None = None,
+    on_profiles: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> SubsetSimulation:
+    """The simulate stage of a fetched subset (what the CLI and the simulate flow call).
+
+    :func:`run_simulation` on a Dask client (:func:`xrdpipe.parallel.dask_client`), then
+    :func:`~xrdpipe.patterns.datasets.render_store_profiles` with the subset's peak shape.
+
+    Args:
+        settings: site settings (data directory, store root, Dask).
+        subset_name: the subset's catalog name.
+        subset_config: its config.
+        overwrite: replace a store made with another configuration.
+        on_block: called after each finished block (see :data:`ProgressCallback`).
+        on_profiles: called as ``on_profiles(done, total)`` after each rendered block.
+        log: progress lines (the Dask scheduler's address).
+    """
+    from xrdpipe.parallel import dask_client
+    from xrdpipe.patterns.datasets import render_store_profiles
+
+    folder = settings.subset_dir(subset_name)
+    if not (folder / "manifest.parquet").is_file():
+        raise StoreError(
+            f"no manifest at {folder / 'manifest.parquet'}: run `xrdpipe fetch {subset_name}` first"
+        )
+    store_path = settings.store_path(subset_name)
+    with dask_client(settings) as client:
+        if log is not None:
+            log(f"Dask scheduler: {client.scheduler.address}")
+        report = run_simulation(
+            folder, store_path, subset_config, client=client, progress=on_block, overwrite=overwrite
+        )
+    key = render_store_profiles(store_path, subset_config.profile, on_profiles)
+    return SubsetSimulation(report, key)

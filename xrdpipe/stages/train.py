@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from xrdpipe import store, tracking
-from xrdpipe.config import ClassifierPreset, PhaseFractionPreset, SubsetConfig
+from xrdpipe.config import ClassifierPreset, PhaseFractionPreset, Settings, SubsetConfig
 from xrdpipe.errors import ConfigError
 from xrdpipe.training.classifier import ClassifierResult, train_classifier
 from xrdpipe.training.labels import CLASSIFIER_TARGETS
@@ -170,3 +170,64 @@ def log_result(
             tracking.promote_if_better(registered_name, tracked.version)
         return tracked
     return tracking.log_classifier(result, registered_name)
+
+
+def train_subset(
+    settings: Settings,
+    task: str,
+    subset: str,
+    preset_name: str,
+    *,
+    catalog: str | Path | None = None,
+    **arguments: Any,
+) -> tuple[PhaseFractionResult | ClassifierResult, tracking.TrackedModel]:
+    """:func:`train_task` on a catalog subset and preset: what the CLI and the train flow call.
+
+    Reads the catalog, configures tracking on the settings' URI and trains on the subset's
+    store (which must exist); ``arguments`` are :func:`train_task`'s keywords (``seed``,
+    ``n_materials``, ``max_phases``, ``protocol``, ``device``, ``progress``, ``callbacks``).
+    """
+    from xrdpipe.config import load_catalog
+
+    cat = load_catalog(catalog, settings)
+    tracking.configure(settings.tracking_uri())
+    preset = cat.preset(preset_kind(task), preset_name)
+    store_path = settings.store_path(subset)
+    return train_task(
+        task, subset, cat.subset(subset), preset_name, preset, store_path, **arguments
+    )
+
+
+def training_record(
+    result: PhaseFractionResult | ClassifierResult, tracked: tracking.TrackedModel
+) -> dict[str, Any]:
+    """What the train flow returns: the run, the registered version and the metrics."""
+    return {
+        "run_id": tracked.run_id,
+        "model_uri": tracked.model_uri,
+        "registered_model": tracked.registered_name,
+        "version": tracked.version,
+        "metrics": result.metrics(),
+    }
+
+
+def describe_training(
+    task: str,
+    subset: str,
+    preset_name: str,
+    result: PhaseFractionResult | ClassifierResult,
+    tracked: tracking.TrackedModel,
+    tracking_uri: str,
+) -> str:
+    """A few lines for people: the metrics, the materials (phase fractions), the run."""
+    lines = [f"  {k}: {v:.4g}" for k, v in result.metrics().items()]
+    if isinstance(result, PhaseFractionResult):
+        lines.append(f"  materials: {', '.join(result.materials)}")
+        lines.append(f"  test set sha256: {result.test_set_sha256}")
+    return (
+        f"{task} ({subset}, {preset_name}):\n"
+        + "\n".join(lines)
+        + f"\n  MLflow run {tracked.run_id} ({tracking_uri})"
+        + f"\n  registered model {tracked.registered_name} version {tracked.version}"
+        + f" @{tracked.alias}"
+    )

@@ -36,7 +36,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
-from xrdpipe.config import SubsetConfig
+from xrdpipe.config.simulation import SimulatedSubset
 from xrdpipe.errors import StoreError
 
 StorePath = str | os.PathLike[str]
@@ -150,7 +150,7 @@ def _url(path: StorePath) -> str:
 
 
 def config_fingerprint(
-    subset_config: SubsetConfig, simulator_version: str, manifest_sha256: str
+    subset_config: SimulatedSubset, simulator_version: str, manifest_sha256: str
 ) -> str:
     """A hash of everything that changes the simulated numbers.
 
@@ -178,7 +178,7 @@ def config_fingerprint(
 
 
 def store_attrs(
-    subset_config: SubsetConfig,
+    subset_config: SimulatedSubset,
     *,
     n_materials: int,
     n_peaks: int,
@@ -265,7 +265,7 @@ def create_store(
     path: StorePath,
     materials: pd.DataFrame,
     n_peaks: int,
-    subset_config: SubsetConfig,
+    subset_config: SimulatedSubset,
     *,
     simulator_version: str,
     manifest_sha256: str,

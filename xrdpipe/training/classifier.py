@@ -29,10 +29,11 @@ from xrdpipe.patterns.augment import augment_profiles
 from xrdpipe.patterns.datasets import load_profiles
 from xrdpipe.patterns.mixtures import split_train_validation
 from xrdpipe.training.callbacks import with_prefix
+from xrdpipe.training.config import TrainConfig, loop_config
 from xrdpipe.training.inference import predict_batched
 from xrdpipe.training.labels import CLASSIFIER_TARGETS, Target, TaskError, class_order
 from xrdpipe.training.labels import labels as target_labels
-from xrdpipe.training.loop import Callback, TrainConfig, TrainResult, pick_device, train
+from xrdpipe.training.loop import Callback, TrainResult, pick_device, train
 from xrdpipe.training.losses import accuracy, classification_loss
 from xrdpipe.training.seeds import seed_for
 from xrdpipe.training.splits import (
@@ -137,32 +138,35 @@ class ClassifierResult:
         return out
 
 
+VARIANT_FIELDS: dict[str, dict[str, Any]] = {
+    "paper": {"pool_bins": 1},
+    "position_channel": {"position_channel": True, "pool_bins": 1},
+    "binned": {},
+}
+"""What each a-CNN variant sets of :class:`ACNNConfig` over the preset's ``model`` fields:
+``paper`` pools globally, ``position_channel`` adds the coordinate channel, ``binned`` keeps
+the preset's ``pool_bins``."""
+
+
 def acnn_config(
     variant: str, n_points: int, n_classes: int, preset: ClassifierPreset
 ) -> ACNNConfig:
-    """The a-CNN of one variant (``paper``, ``position_channel`` or ``binned``) for a preset."""
-    return ACNNConfig(
-        n_points=n_points,
-        n_classes=n_classes,
-        position_channel=variant == "position_channel",
-        pool_bins=preset.pool_bins if variant == "binned" else 1,
-    )
+    """The a-CNN of one variant (``paper``, ``position_channel`` or ``binned``) for a preset.
+
+    The preset's ``model`` fields pass on by name; the variant then sets its own
+    (:data:`VARIANT_FIELDS`).
+    """
+    fields = preset.model.config_fields() | VARIANT_FIELDS[variant]
+    return ACNNConfig(n_points=n_points, n_classes=n_classes, **fields)
 
 
 def classifier_train_config(preset: ClassifierPreset, seed: int, device: str) -> TrainConfig:
-    """The training loop's settings of an a-CNN run under ``preset``."""
-    return TrainConfig(
-        epochs=preset.epochs,
+    """The training loop's settings of an a-CNN run under ``preset`` (its ``train`` section)."""
+    return loop_config(
+        preset.train.config_fields(),
         steps_per_epoch=None,
-        batch_size=preset.batch_size,
-        lr=preset.lr,
-        lr_schedule=preset.lr_schedule,
-        ema_decay=preset.ema_decay,
-        early_stopping_patience=preset.early_stopping_patience,
         seed=seed,
         device=device,
-        num_threads=preset.num_threads,
-        max_minutes=preset.max_minutes,
         eval_batch_size=1024,
     )
 
@@ -177,8 +181,9 @@ def profile_batches(
 ) -> Callable[[int], Iterator[tuple[Tensor, Tensor]]]:
     """Epoch batches of stored profiles for the training loop.
 
-    A fresh seeded permutation per epoch, batches of ``preset.batch_size`` (a last batch of
-    one is dropped: batch statistics need two) and, with ``preset.augment``, tensor-level
+    A fresh seeded permutation per epoch, batches of ``preset.train.batch_size`` (a last
+    batch of one is dropped: batch statistics need two) and, with ``preset.data.augment``,
+    tensor-level
     augmentation (peak scaling, elimination, isotropic strain, shift: those with a
     probability above 0) and re-normalisation to a maximum of 1. ``x`` and ``y`` live on the
     training device; ``two_theta_start`` (the grid's first point) is needed for the strain.
@@ -187,13 +192,15 @@ def profile_batches(
     def batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         gen = torch.Generator(device=x.device).manual_seed(seed_for(seed, epoch))
         order = torch.randperm(x.shape[0], generator=gen, device=x.device)
-        for i in range(0, order.numel(), preset.batch_size):
-            idx = order[i : i + preset.batch_size]
+        batch_size = preset.train.batch_size
+        for i in range(0, order.numel(), batch_size):
+            idx = order[i : i + batch_size]
             if idx.numel() < 2:
                 continue
             batch = x[idx]
-            if preset.augment:
-                batch = augment_profiles(batch, preset.augmentation, gen, step_deg, two_theta_start)
+            if preset.data.augment:
+                augmentation = preset.data.augmentation
+                batch = augment_profiles(batch, augmentation, gen, step_deg, two_theta_start)
                 batch = batch / batch.amax(dim=1, keepdim=True).clamp(min=1e-12)
             yield batch, y[idx]
 
@@ -220,10 +227,9 @@ def fit_acnn(
 ) -> tuple[ACNN, TrainResult]:
     """Train an a-CNN on arrays with the project's loop (each variant of :func:`train_classifier`).
 
-    Batches of ``preset.batch_size`` are drawn in a fresh seeded permutation per epoch and,
-    with ``preset.augment``, augmented (see :func:`profile_batches`);
-    early stopping on ``(x_val, y_val)``; ``preset.epochs`` and ``preset.max_minutes`` cap the
-    run.
+    Batches of ``preset.train.batch_size`` are drawn in a fresh seeded permutation per epoch
+    and, with ``preset.data.augment``, augmented (see :func:`profile_batches`); early stopping
+    on ``(x_val, y_val)``; ``preset.train.epochs`` and ``max_minutes`` cap the run.
 
     Args:
         x_train: ``(n, n_points)`` patterns.
@@ -237,7 +243,7 @@ def fit_acnn(
         two_theta_start: first grid point, degrees (the isotropic-strain augmentation).
         seed: the training loop's seed.
         batch_seed: the batch order's and augmentations' seed (default ``seed``).
-        device: overrides ``preset.device``.
+        device: overrides ``preset.train.device``.
         callbacks: receive every epoch's record.
         progress: tqdm bar.
         checkpoint_metadata: stored in the loop's checkpoints (task, class names, variant).
@@ -246,8 +252,8 @@ def fit_acnn(
         The trained model (best validation weights, on the training device) and the loop's
         result.
     """
-    variant = variant or preset.variants[0]
-    dev = pick_device(device or preset.device)
+    variant = variant or preset.model.variants[0]
+    dev = pick_device(device or preset.train.device)
     xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32)).to(dev)
     yt = torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(dev)
     validation = (
@@ -263,7 +269,7 @@ def fit_acnn(
         model,
         batches,
         validation,
-        classification_loss(preset.loss),
+        classification_loss(preset.data.loss),
         cfg,
         metric_fns={"accuracy": accuracy},
         callbacks=callbacks,
@@ -303,7 +309,7 @@ def train_classifier(
         target: ``lattice_system``, ``crystal_system``, ``space_group`` or ``dimensionality``.
         protocol: ``strain`` or ``material``.
         seed: the training seed (the splits use the subset's seed).
-        device: overrides ``preset.device``.
+        device: overrides ``preset.train.device``.
         callbacks: receive every epoch's record; records of variants after the first carry
             ``prefix = "<variant>/"``.
         progress: tqdm progress bars.
@@ -342,14 +348,15 @@ def train_classifier(
     counts_by_label = labels.value_counts()
     excluded: dict[str, Any] = {"classes": [], "materials": 0}
     if target == "space_group":
-        small = counts_by_label[counts_by_label < preset.min_materials_per_class]
+        small = counts_by_label[counts_by_label < preset.split.min_materials_per_class]
         excluded = {"classes": sorted(small.index.tolist(), key=int), "materials": int(small.sum())}
     keep_mat = ~labels.isin(excluded["classes"]).to_numpy()
     class_names = class_order(target, labels[keep_mat].tolist())
     if len(class_names) < 2:
         raise TaskError(
             f"target {target!r} has {len(class_names)} class(es) with at least "
-            f"{preset.min_materials_per_class if target == 'space_group' else 1} materials in "
+            f"{preset.split.min_materials_per_class if target == 'space_group' else 1} "
+            "materials in "
             f"{store_path}; a classifier needs 2"
         )
     index = {c: i for i, c in enumerate(class_names)}
@@ -358,13 +365,13 @@ def train_classifier(
     train_prof, test_prof = train_prof[mat_idx], test_prof[mat_idx]
     cod_ids = materials["cod_id"].astype(str).to_numpy()[mat_idx]
     n_strains = train_prof.shape[1]
-    if preset.max_train_strains is not None:
-        n_strains = min(n_strains, preset.max_train_strains)
+    if preset.split.max_train_strains is not None:
+        n_strains = min(n_strains, preset.split.max_train_strains)
         train_prof = train_prof[:, :n_strains]
 
     if protocol == "strain":
         s_train, s_val = split_train_validation(
-            n_strains, 1.0 - preset.validation_fraction, seed=subset_config.seed
+            n_strains, 1.0 - preset.split.validation_fraction, seed=subset_config.seed
         )
         x_tr, y_tr = flatten_strains(train_prof[:, s_train], y_mat)
         x_va, y_va = flatten_strains(train_prof[:, s_val], y_mat)
@@ -374,8 +381,8 @@ def train_classifier(
         m_tr, m_va, m_te = material_split(
             y_mat,
             len(class_names),
-            preset.test_material_fraction,
-            preset.validation_fraction,
+            preset.split.test_material_fraction,
+            preset.split.validation_fraction,
             subset_config.seed,
         )
         x_tr, y_tr = flatten_strains(train_prof[m_tr], y_mat[m_tr])
@@ -383,7 +390,7 @@ def train_classifier(
             x_va, y_va = flatten_strains(train_prof[m_va], y_mat[m_va])
         else:  # too few materials for held-out validation materials: hold out strains
             s_train, s_val = split_train_validation(
-                n_strains, 1.0 - preset.validation_fraction, seed=subset_config.seed
+                n_strains, 1.0 - preset.split.validation_fraction, seed=subset_config.seed
             )
             x_tr, y_tr = flatten_strains(train_prof[m_tr][:, s_train], y_mat[m_tr])
             x_va, y_va = flatten_strains(train_prof[m_tr][:, s_val], y_mat[m_tr])
@@ -404,11 +411,11 @@ def train_classifier(
         "validation": per_class(y_va),
         "test": per_class(y_te),
     }
-    dev = pick_device(device or preset.device)
+    dev = pick_device(device or preset.train.device)
     step_deg = float(grid[1] - grid[0])
     model_cfgs: dict[str, ACNNConfig] = {}
     variants: list[VariantResult] = []
-    for i, variant in enumerate(preset.variants):
+    for i, variant in enumerate(preset.model.variants):
         prefix = "" if i == 0 else f"{variant}/"
         model, result = fit_acnn(
             x_tr,
@@ -446,12 +453,12 @@ def train_classifier(
         )
 
     rf_acc = rf_bacc = math.nan
-    if preset.rf_trees > 0:
+    if preset.baseline.rf_trees > 0:
         forest = RandomForestClassifier(
-            n_estimators=preset.rf_trees, random_state=seed % 2**32, n_jobs=-1
+            n_estimators=preset.baseline.rf_trees, random_state=seed % 2**32, n_jobs=-1
         )
-        forest.fit(bin_patterns(x_tr, preset.rf_bins), y_tr)
-        rf_pred = forest.predict(bin_patterns(x_te, preset.rf_bins))
+        forest.fit(bin_patterns(x_tr, preset.baseline.rf_bins), y_tr)
+        rf_pred = forest.predict(bin_patterns(x_te, preset.baseline.rf_bins))
         rf_acc = float((rf_pred == y_te).mean())
         rf_bacc = float(balanced_accuracy_score(y_te, rf_pred))
 

@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,24 @@ class TrainResult:
     wall_s: float
     checkpoint: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
+"""The fields of :class:`TrainConfig`, in order."""
+
+
+def loop_config(options: Mapping[str, Any], **run: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a preset's ``train`` section, passed on by field name.
+
+    Args:
+        options: the section's fields (:class:`~xrdpipe.config.LoopSettings`), each the
+            :class:`TrainConfig` field of the same name.
+        **run: the run's own fields (seed, steps per epoch, device, checkpoints), over them.
+
+    Raises:
+        ConfigError: a name that is not a :class:`TrainConfig` field.
+    """
+    unknown = sorted(set(options) - set(TRAIN_FIELDS))
+    if unknown:
+        raise ConfigError(f"{unknown} are not TrainConfig fields; allowed: {list(TRAIN_FIELDS)}")
+    return TrainConfig(**{**options, **run})

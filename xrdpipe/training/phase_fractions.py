@@ -30,9 +30,10 @@ from xrdpipe.models import PhaseCNN, PhaseCNNConfig, config_to_dict
 from xrdpipe.patterns.config import MixtureConfig
 from xrdpipe.patterns.datasets import fixed_mixture_set, load_peaks, material_table
 from xrdpipe.patterns.mixtures import MixtureSampler, split_train_validation
+from xrdpipe.training.config import loop_config
 from xrdpipe.training.inference import predict_batched
 from xrdpipe.training.labels import TaskError
-from xrdpipe.training.loop import Callback, TrainConfig, TrainResult, pick_device, train
+from xrdpipe.training.loop import Callback, TrainResult, pick_device, train
 from xrdpipe.training.losses import TVDLoss, total_variation_distance
 from xrdpipe.training.seeds import seed_for
 
@@ -150,13 +151,13 @@ def train_phase_fractions(
 ) -> PhaseFractionResult:
     """Train paper 002's phase-fraction CNN on mixtures of ``N`` materials, up to ``K`` phases.
 
-    Splits: the store's training strains are split 60/40 (``preset.train_fraction``) by
+    Splits: the store's training strains are split 60/40 (``preset.split.train_fraction``) by
     :func:`~xrdpipe.patterns.mixtures.split_train_validation` with the subset's seed; training
     mixtures are drawn on the fly from the 60 % part (a fresh seeded sampler per epoch, so a
-    resumed run is exact), ``preset.n_validation`` fixed mixtures from the 40 % part validate,
-    and ``preset.n_test`` fixed mixtures from the held-out test strains test. The split, the
-    validation and the test sets depend on the subset's seed only; ``seed`` changes the
-    initialisation and the training stream (paper 002: three seeds per (N, K)).
+    resumed run is exact), ``preset.split.n_validation`` fixed mixtures from the 40 % part
+    validate, and ``preset.split.n_test`` fixed mixtures from the held-out test strains test.
+    The split, the validation and the test sets depend on the subset's seed only; ``seed``
+    changes the initialisation and the training stream (paper 002: three seeds per (N, K)).
 
     Args:
         store_path: the subset's ``patterns.zarr``.
@@ -167,7 +168,7 @@ def train_phase_fractions(
         seed: the training seed.
         materials: explicit COD ids (length N); default: the first N of
             :func:`grid_material_order` with the subset's seed.
-        device: overrides ``preset.device``.
+        device: overrides ``preset.train.device``.
         callbacks: receive every epoch's record (e.g. the MLflow logger).
         progress: tqdm progress bar on stderr.
         checkpoint_dir: where the loop writes ``last``/``best`` checkpoints (``None``: none).
@@ -195,19 +196,18 @@ def train_phase_fractions(
         ids = [str(i) for i in materials]
         if len(ids) != n_materials:
             raise TaskError(f"{len(ids)} materials given but n_materials is {n_materials}")
-    dev = pick_device(device or preset.device)
+    dev = pick_device(device or preset.train.device)
     train_peaks = load_peaks(store_path, "train", ids, device=dev)
     test_peaks = load_peaks(store_path, "test", ids, device=dev)
     profile = subset_config.profile
     mix_cfg = MixtureConfig(
         n_materials=n_materials,
         max_phases=max_phases,
-        batch_size=preset.batch_size,
-        fraction_mode=preset.fraction_mode,
-        phase_draw=preset.phase_draw,
+        batch_size=preset.train.batch_size,
+        **preset.mixtures.config_fields(),
     )
     train_idx, val_idx = split_train_validation(
-        train_peaks.peaks.n_strains, preset.train_fraction, seed=subset_config.seed
+        train_peaks.peaks.n_strains, preset.split.train_fraction, seed=subset_config.seed
     )
     train_pool = train_peaks.peaks.select_strains(train_idx)
     set_cfg = mix_cfg.model_copy(update={"batch_size": FIXED_SET_BATCH})
@@ -228,31 +228,22 @@ def train_phase_fractions(
             strain_index=strain_index,
         )
 
-    val_set = fixed_set("train", preset.n_validation, VALIDATION_SEED_OFFSET, val_idx)
+    val_set = fixed_set("train", preset.split.n_validation, VALIDATION_SEED_OFFSET, val_idx)
     val_x, val_y, val_sha = val_set.patterns, val_set.phase_fractions, val_set.sha256
     model_cfg = PhaseCNNConfig(
         n_points=profile.n_points,
         n_materials=n_materials,
-        width=preset.width,
-        fc_sizes=preset.fc_sizes,
+        **preset.model.config_fields(),
     )
     model = PhaseCNN(model_cfg)
-    epoch_size = preset.epoch_size or len(train_idx) * n_materials
-    steps = max(1, math.ceil(epoch_size / preset.batch_size))
-    train_cfg = TrainConfig(
-        epochs=preset.epochs,
+    epoch_size = preset.split.epoch_size or len(train_idx) * n_materials
+    steps = max(1, math.ceil(epoch_size / preset.train.batch_size))
+    train_cfg = loop_config(
+        preset.train.config_fields(),
         steps_per_epoch=steps,
-        batch_size=preset.batch_size,
-        lr=preset.lr,
-        weight_decay=preset.weight_decay,
-        lr_schedule=preset.lr_schedule,
-        grad_clip=preset.grad_clip,
-        early_stopping_patience=preset.early_stopping_patience,
         seed=seed,
         device=str(dev),
-        num_threads=preset.num_threads,
         checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
-        max_minutes=preset.max_minutes,
         eval_batch_size=256,
     )
 
@@ -285,8 +276,8 @@ def train_phase_fractions(
             "validation_strains": len(val_idx),
             "test_strains": test_peaks.peaks.n_strains,
             "epoch_size": epoch_size,
-            "n_validation": preset.n_validation,
-            "n_test": preset.n_test,
+            "n_validation": preset.split.n_validation,
+            "n_test": preset.split.n_test,
             "material_order": "grid_material_order(subset.seed)",
         },
         "store": identity,
@@ -303,7 +294,7 @@ def train_phase_fractions(
         checkpoint_metadata={"task": "phase-fractions", "materials": ids},
     )
     del val_x, val_y
-    test_set = fixed_set("test", preset.n_test, TEST_SEED_OFFSET)
+    test_set = fixed_set("test", preset.split.n_test, TEST_SEED_OFFSET)
     test_x, test_y, test_sha = test_set.patterns, test_set.phase_fractions, test_set.sha256
     model.eval()
     pred = predict_batched(model.predict, test_x, PREDICT_BATCH, next(model.parameters()).device)

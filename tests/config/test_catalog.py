@@ -13,7 +13,7 @@ from xrdpipe.config import (
 )
 from xrdpipe.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _catalog_dict() -> dict:

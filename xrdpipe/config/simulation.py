@@ -1,0 +1,96 @@
+"""How a subset's peak lists are simulated: what the store records and fingerprints.
+
+This module sits below the catalog: the store (:mod:`xrdpipe.store`) reads a subset's
+simulation settings through :class:`SimulatedSubset` and imports nothing of the catalog.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import Field, field_validator
+
+from xrdpipe.config.base import Frozen
+
+
+class SymmetrySettings(Frozen):
+    """spglib tolerances (as `reference.csv` was made: symprec 0.1, 5 degrees)."""
+
+    symprec: float = Field(default=0.1, gt=0)
+    angle_tolerance: float = Field(default=5.0, gt=0)
+
+
+class SimulationConfig(Frozen):
+    """How single-phase peak lists are simulated for a subset (paper 002).
+
+    Attributes:
+        n_train_strains: strain conditions per material for training (paper: 500).
+        n_test_strains: other strain conditions per material for test (paper: 200).
+        max_strain: strain amplitude bound (paper: 0.05).
+        strain_mode: ``unconstrained`` (paper 002) or ``symmetry`` (keeps the space group).
+        wavelength: a pymatgen wavelength name (``CuKa``) or a value in angstrom.
+        two_theta_range: degrees.
+        debye_waller: apply pymatgen-style Debye-Waller factors (none are known from COD).
+        materials_per_chunk: materials per Zarr chunk, i.e. per Dask task.
+    """
+
+    n_train_strains: int = Field(default=500, ge=1)
+    n_test_strains: int = Field(default=200, ge=1)
+    max_strain: float = Field(default=0.05, gt=0, lt=0.5)
+    strain_mode: Literal["unconstrained", "symmetry"] = "unconstrained"
+    wavelength: str | float = "CuKa"
+    two_theta_range: tuple[float, float] = (10.0, 80.0)
+    debye_waller: bool = False
+    materials_per_chunk: int = Field(default=1, ge=1)
+
+    @field_validator("two_theta_range")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not 0 <= lo < hi <= 180:
+            raise ValueError(f"two_theta_range {value!r} must satisfy 0 <= min < max <= 180")
+        return value
+
+    @field_validator("wavelength")
+    @classmethod
+    def _wavelength(cls, value: str | float) -> str | float:
+        if isinstance(value, str):
+            from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
+
+            if value not in WAVELENGTHS:
+                raise ValueError(f"wavelength {value!r} is not one of {sorted(WAVELENGTHS)}")
+        elif value <= 0:
+            raise ValueError(f"wavelength {value!r} must be positive (angstrom)")
+        return value
+
+    @property
+    def wavelength_angstrom(self) -> float:
+        """The wavelength in angstrom."""
+        if isinstance(self.wavelength, str):
+            from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
+
+            return float(WAVELENGTHS[self.wavelength])
+        return float(self.wavelength)
+
+
+class SimulatedSubset(Protocol):
+    """What the store needs of a subset (:class:`~xrdpipe.config.catalog.SubsetConfig` is one).
+
+    Attributes:
+        simulation: how its peak lists are simulated.
+        symmetry: the spglib tolerances of its manifest.
+        seed: seeds its strain draws.
+    """
+
+    @property
+    def simulation(self) -> SimulationConfig: ...
+
+    @property
+    def symmetry(self) -> SymmetrySettings: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    def model_dump_json(self) -> str:
+        """The whole subset as JSON (recorded in the store)."""
+        ...

@@ -11,12 +11,12 @@ import warnings
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
-    field_validator,
     model_serializer,
     model_validator,
 )
@@ -35,16 +35,36 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
-    lo, hi = value
-    if not low <= lo <= hi <= high:
-        raise ValueError(f"{name} {value!r} must satisfy {low} <= low <= high <= {high}")
+def _range_check(lower: float, upper: float) -> Any:
+    def check(value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not lower <= lo <= hi <= upper:
+            raise ValueError(f"range {value!r} must satisfy {lower} <= low <= high <= {upper}")
+        return value
+
+    return check
 
 
-def _check_log_range(name: str, value: tuple[float, float]) -> None:
+def Range(lower: float, upper: float) -> Any:  # noqa: N802 - a type factory
+    """The type of a ``(low, high)`` range with ``lower <= low <= high <= upper``.
+
+    A value outside fails validation with a message naming the field (pydantic's location)
+    and the allowed bounds.
+    """
+    return Annotated[tuple[float, float], AfterValidator(_range_check(lower, upper))]
+
+
+def _log_range_check(value: tuple[float, float]) -> tuple[float, float]:
     lo, hi = value
     if not 0.0 < lo <= hi:
-        raise ValueError(f"{name} {value!r} must satisfy 0 < low <= high")
+        raise ValueError(f"range {value!r} must satisfy 0 < low <= high")
+    return value
+
+
+LogRange = Annotated[tuple[float, float], AfterValidator(_log_range_check)]
+"""A ``(low, high)`` range drawn log-uniformly: ``0 < low <= high``."""
+NonNegative = Range(0.0, 10.0)
+"""A range of non-negative values up to 10 (widths, heights, fractions of the maximum)."""
 
 
 class TCHWidthConfig(_Frozen):
@@ -65,36 +85,11 @@ class TCHWidthConfig(_Frozen):
         lorentz_y_deg: Y range, degrees, drawn per (sample, phase) (microstrain).
     """
 
-    caglioti_u_deg2: tuple[float, float] = (0.0, 0.01)
-    caglioti_v_deg2: tuple[float, float] = (-0.005, 0.0)
-    caglioti_w_deg2: tuple[float, float] = (0.001, 0.005)
-    lorentz_x_deg: tuple[float, float] | None = None
-    lorentz_y_deg: tuple[float, float] = (0.0, 0.05)
-
-    @field_validator("caglioti_u_deg2", "lorentz_y_deg")
-    @classmethod
-    def _non_negative(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("U or Y range", value, 0.0, 10.0)
-        return value
-
-    @field_validator("caglioti_v_deg2")
-    @classmethod
-    def _v(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("caglioti_v_deg2", value, -10.0, 10.0)
-        return value
-
-    @field_validator("caglioti_w_deg2")
-    @classmethod
-    def _w(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("caglioti_w_deg2", value, 1e-8, 10.0)
-        return value
-
-    @field_validator("lorentz_x_deg")
-    @classmethod
-    def _x(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None:
-            _check_range("lorentz_x_deg", value, 0.0, 10.0)
-        return value
+    caglioti_u_deg2: NonNegative = (0.0, 0.01)
+    caglioti_v_deg2: Range(-10.0, 10.0) = (-0.005, 0.0)
+    caglioti_w_deg2: Range(1e-8, 10.0) = (0.001, 0.005)
+    lorentz_x_deg: NonNegative | None = None
+    lorentz_y_deg: NonNegative = (0.0, 0.05)
 
 
 class MarchDollaseConfig(_Frozen):
@@ -109,14 +104,8 @@ class MarchDollaseConfig(_Frozen):
             their permutations and signs, one of each +- pair), drawn uniformly per phase.
     """
 
-    ratio: tuple[float, float] = (0.6, 1.0)
+    ratio: Range(0.05, 20.0) = (0.6, 1.0)
     max_axis_index: int = Field(default=1, ge=1, le=3)
-
-    @field_validator("ratio")
-    @classmethod
-    def _ratio(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("ratio", value, 0.05, 20.0)
-        return value
 
 
 class ChebyshevBackgroundConfig(_Frozen):
@@ -132,20 +121,8 @@ class ChebyshevBackgroundConfig(_Frozen):
     """
 
     order: int = Field(default=3, ge=0, le=6)
-    constant: tuple[float, float] = (0.0, 0.2)
-    coefficient: tuple[float, float] = (-0.05, 0.05)
-
-    @field_validator("constant")
-    @classmethod
-    def _constant(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("constant", value, 0.0, 10.0)
-        return value
-
-    @field_validator("coefficient")
-    @classmethod
-    def _coefficient(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("coefficient", value, -10.0, 10.0)
-        return value
+    constant: NonNegative = (0.0, 0.2)
+    coefficient: Range(-10.0, 10.0) = (-0.05, 0.05)
 
 
 class AmorphousHumpConfig(_Frozen):
@@ -158,28 +135,10 @@ class AmorphousHumpConfig(_Frozen):
         eta: Lorentzian fraction of its pseudo-Voigt shape (0: Gaussian).
     """
 
-    height: tuple[float, float] = (0.0, 0.2)
-    center_deg: tuple[float, float] = (20.0, 30.0)
-    fwhm_deg: tuple[float, float] = (5.0, 15.0)
+    height: NonNegative = (0.0, 0.2)
+    center_deg: Range(0.0, 180.0) = (20.0, 30.0)
+    fwhm_deg: Range(1e-3, 180.0) = (5.0, 15.0)
     eta: float = Field(default=0.0, ge=0.0, le=1.0)
-
-    @field_validator("height")
-    @classmethod
-    def _height(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("height", value, 0.0, 10.0)
-        return value
-
-    @field_validator("center_deg")
-    @classmethod
-    def _center(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("center_deg", value, 0.0, 180.0)
-        return value
-
-    @field_validator("fwhm_deg")
-    @classmethod
-    def _fwhm(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("fwhm_deg", value, 1e-3, 180.0)
-        return value
 
 
 class CountingNoiseConfig(_Frozen):
@@ -190,13 +149,7 @@ class CountingNoiseConfig(_Frozen):
             background), drawn log-uniformly per sample.
     """
 
-    max_counts: tuple[float, float] = (1e3, 1e5)
-
-    @field_validator("max_counts")
-    @classmethod
-    def _counts(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_log_range("max_counts", value)
-        return value
+    max_counts: LogRange = (1e3, 1e5)
 
 
 class InstrumentConfig(_Frozen):
@@ -226,18 +179,12 @@ class InstrumentConfig(_Frozen):
     goniometer_radius_mm: float = Field(default=240.0, gt=0.0)
     divergence_slit: Literal["fixed", "automatic"] = "fixed"
     monochromator_two_theta_deg: float | None = Field(default=None, ge=0.0, lt=180.0)
-    sample_displacement_mm: tuple[float, float] = (0.0, 0.0)
+    sample_displacement_mm: Range(-5.0, 5.0) = (0.0, 0.0)
     widths: TCHWidthConfig | None = None
     preferred_orientation: MarchDollaseConfig | None = None
     chebyshev_background: ChebyshevBackgroundConfig | None = None
     amorphous_hump: AmorphousHumpConfig | None = None
     counting_noise: CountingNoiseConfig | None = None
-
-    @field_validator("sample_displacement_mm")
-    @classmethod
-    def _displacement(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("sample_displacement_mm", value, -5.0, 5.0)
-        return value
 
 
 def grid_points(two_theta_min: float, two_theta_max: float, step_deg: float) -> int:
@@ -287,44 +234,20 @@ class ProfileConfig(_Frozen):
     two_theta_min: float = Field(default=10.0, ge=0.0, lt=180.0)
     two_theta_max: float = Field(default=80.0, gt=0.0, lt=180.0)
     n_points: int = Field(default=4501, ge=16)
-    eta_range: tuple[float, float] = (0.1, 0.9)
-    crystallite_size_nm: tuple[float, float] = (10.0, 100.0)
+    eta_range: Range(0.0, 1.0) = (0.1, 0.9)
+    crystallite_size_nm: Range(1e-6, float("inf")) = (10.0, 100.0)
     scherrer_k: float = Field(default=0.9, gt=0.0)
-    noise_fraction: tuple[float, float] = (0.03, 0.07)
-    background_amplitude: tuple[float, float] = (0.0, 0.3)
-    background_decay_deg: tuple[float, float] = (5.0, 30.0)
+    noise_fraction: NonNegative = (0.03, 0.07)
+    background_amplitude: NonNegative = (0.0, 0.3)
+    background_decay_deg: Range(1e-6, float("inf")) = (5.0, 30.0)
     ka_doublet: bool = False
     ka1: float = Field(default=CU_KA1, gt=0.0)
     ka2: float = Field(default=CU_KA2, gt=0.0)
     ka2_ratio: float = Field(default=KA2_KA1_RATIO, ge=0.0)
-    zero_shift_deg: tuple[float, float] = (0.0, 0.0)
+    zero_shift_deg: Range(-5.0, 5.0) = (0.0, 0.0)
     clean_eta: float = Field(default=0.5, ge=0.0, le=1.0)
     clean_crystallite_size_nm: float = Field(default=50.0, gt=0.0)
     instrument: InstrumentConfig | None = None
-
-    @field_validator("eta_range")
-    @classmethod
-    def _eta(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("eta_range", value, 0.0, 1.0)
-        return value
-
-    @field_validator("crystallite_size_nm", "background_decay_deg")
-    @classmethod
-    def _positive(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("range", value, 1e-6, float("inf"))
-        return value
-
-    @field_validator("noise_fraction", "background_amplitude")
-    @classmethod
-    def _fraction(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("fraction range", value, 0.0, 10.0)
-        return value
-
-    @field_validator("zero_shift_deg")
-    @classmethod
-    def _shift(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("zero_shift_deg", value, -5.0, 5.0)
-        return value
 
     @model_serializer(mode="wrap")
     def _without_absent_instrument(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -448,7 +371,7 @@ class AugmentConfig(_Frozen):
     """
 
     scale_prob: float = Field(default=0.5, ge=0.0, le=1.0)
-    scale_factor_range: tuple[float, float] = (0.5, 1.5)
+    scale_factor_range: Range(0.0, 100.0) = (0.5, 1.5)
     scale_peak_fraction: float = Field(default=0.3, ge=0.0, le=1.0)
     eliminate_prob: float = Field(default=0.5, ge=0.0, le=1.0)
     eliminate_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
@@ -458,9 +381,3 @@ class AugmentConfig(_Frozen):
     max_shift_deg: float = Field(default=0.5, ge=0.0)
     peak_window_deg: float = Field(default=0.4, gt=0.0)
     peak_min_height: float = Field(default=0.02, ge=0.0, le=1.0)
-
-    @field_validator("scale_factor_range")
-    @classmethod
-    def _factor(cls, value: tuple[float, float]) -> tuple[float, float]:
-        _check_range("scale_factor_range", value, 0.0, 100.0)
-        return value

@@ -201,3 +201,43 @@ def test_catalog_presets_are_validated_and_named():
     allowed = "allowed: \\['cpu', 'cpu-binned', 'cpu-long', 'cv', 'paper'\\]"
     with pytest.raises(ConfigError, match=allowed):
         catalog.preset("classifier", "gpu")
+
+
+def test_phase_fractions_train_through_the_whole_instrument_model(tiny_store):
+    """A subset's profile with every instrument effect trains (March-Dollase included)."""
+    import math
+
+    from xrdpipe.patterns.config import (
+        AmorphousHumpConfig,
+        ChebyshevBackgroundConfig,
+        CountingNoiseConfig,
+        InstrumentConfig,
+        MarchDollaseConfig,
+        TCHWidthConfig,
+    )
+    from xrdpipe.training.phase_fractions import train_phase_fractions
+
+    instrument = InstrumentConfig(
+        sample_displacement_mm=(-0.1, 0.1),
+        widths=TCHWidthConfig(),
+        preferred_orientation=MarchDollaseConfig(ratio=(0.8, 1.0)),
+        chebyshev_background=ChebyshevBackgroundConfig(),
+        amorphous_hump=AmorphousHumpConfig(),
+        counting_noise=CountingNoiseConfig(max_counts=(1e3, 1e4)),
+    )
+    profile = TINY_SUBSET.profile.model_copy(
+        update={"ka_doublet": True, "zero_shift_deg": (-0.05, 0.05), "instrument": instrument}
+    )
+    subset = TINY_SUBSET.model_copy(update={"profile": profile})
+    preset = TINY_PHASE_PRESET.model_copy(
+        update={"epochs": 2, "fraction_mode": "weight", "phase_draw": "distinct"}
+    )
+    result = train_phase_fractions(
+        tiny_store, subset, preset, n_materials=3, max_phases=2, seed=0, progress=False
+    )
+    assert [h["epoch"] for h in result.train.history] == [1, 2]
+    assert all(math.isfinite(h["train_loss"]) for h in result.train.history)
+    recorded = result.config["subset"]["profile"]["instrument"]
+    assert recorded["preferred_orientation"]["ratio"] == [0.8, 1.0]
+    assert result.config["mixtures"]["fraction_mode"] == "weight"
+    np.testing.assert_allclose(result.predictions.sum(axis=1), 1.0, rtol=1e-5)

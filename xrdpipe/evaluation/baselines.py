@@ -410,7 +410,8 @@ def training_mixtures(
     """
     if n < 1:
         raise ConfigError(f"n {n} must be at least 1")
-    loaded = load_peaks(store_path, "train", [str(m) for m in materials], device)
+    ids = [str(m) for m in materials]
+    loaded = load_peaks(store_path, "train", ids, device, orientation=profile.needs_orientation)
     arrays = loaded.peaks
     if strain_index is not None:
         arrays = arrays.select_strains(np.asarray(strain_index))

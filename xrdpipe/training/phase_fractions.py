@@ -197,7 +197,8 @@ def train_phase_fractions(
         if len(ids) != n_materials:
             raise TaskError(f"{len(ids)} materials given but n_materials is {n_materials}")
     dev = pick_device(device or preset.train.device)
-    train_peaks = load_peaks(store_path, "train", ids, device=dev)
+    orientation = subset_config.profile.needs_orientation  # March-Dollase needs hkl, rotations
+    train_peaks = load_peaks(store_path, "train", ids, device=dev, orientation=orientation)
     test_peaks = load_peaks(store_path, "test", ids, device=dev)
     profile = subset_config.profile
     mix_cfg = MixtureConfig(

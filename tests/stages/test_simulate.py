@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -16,17 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.support import manifest_row
+from tests.support import CIF_DIR, manifest_row
 from xrdpipe.config import Settings, SimulationConfig, SubsetConfig
 from xrdpipe.errors import StoreError
 from xrdpipe.parallel import dask_client
-from xrdpipe.stages.simulate import (
-    BlockReport,
-    plan_blocks,
-    rebuild_structure,
-    run_simulation,
-    simulate_material,
-)
+from xrdpipe.stages.simulate import BlockReport, plan_blocks, run_simulation
+from xrdpipe.stages.simulate_block import rebuild_structure, simulate_material
 from xrdpipe.store import layout as st
 
 REPO = Path(__file__).resolve().parents[2]
@@ -352,3 +348,36 @@ def test_store_at_a_file_url_and_the_settings_store_root(manifest, tmp_path):
     assert (tmp_path / "stores" / "tiny" / "patterns.zarr" / "zarr.json").is_file()
     assert st.completed_materials(url).all()
     assert st.load_completed(url).sizes["material"] == 2
+
+
+def test_scattering_settings_reach_the_simulator_and_defaults_keep_fingerprints(tmp_path):
+    """anomalous f', f'' and CIF displacement parameters come from the subset's simulation."""
+    from xrdpipe.config.catalog import Filters
+    from xrdpipe.diffraction import peaks
+    from xrdpipe.structures.manifest import CifEntry, build_manifest, structure_from_json
+
+    plain_sim = SimulationConfig(n_train_strains=1, n_test_strains=1)
+    assert "scattering" not in plain_sim.model_dump()  # old store fingerprints still hold
+    sim = plain_sim.model_copy(
+        update={"scattering": "anomalous", "displacement": "cif", "overall_b": 0.7}
+    )
+    assert sim.model_dump()["scattering"] == "anomalous"
+    # COD 1501508 gives B per site in its CIF; the manifest keeps them when asked to
+    cif = CIF_DIR / "1501508.cif"
+    entry = CifEntry("1501508", cif, hashlib.sha256(cif.read_bytes()).hexdigest(), "test", "now")
+    subset = SubsetConfig(simulation=sim, filters=Filters(allow_partial_occupancy=True))
+    manifest = build_manifest([entry], subset).manifest
+    structure = structure_from_json(manifest.loc[0, "structure_json"])
+    assert "b_iso" in structure.site_properties
+    plain = simulate_material(structure, 0, plain_sim, seed=0, n_peaks=4000)
+    measured = simulate_material(structure, 0, sim, seed=0, n_peaks=4000)
+    direct = peaks.simulate_peaks(
+        structure,
+        measured["strain_tensor"],
+        scattering="anomalous",
+        displacement="cif",
+        overall_b=0.7,
+    )
+    np.testing.assert_array_equal(measured["intensity_raw"], direct.intensity_raw)
+    ok = plain["peak_mask"]
+    assert not np.allclose(measured["intensity_raw"][ok], plain["intensity_raw"][ok], rtol=1e-3)

@@ -6,9 +6,9 @@ simulation settings through :class:`SimulatedSubset` and imports nothing of the 
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from pydantic import Field, field_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from xrdpipe.config.base import Frozen
 
@@ -18,6 +18,14 @@ class SymmetrySettings(Frozen):
 
     symprec: float = Field(default=0.1, gt=0)
     angle_tolerance: float = Field(default=5.0, gt=0)
+
+
+SCATTERING_DEFAULTS: dict[str, Any] = {
+    "scattering": "pymatgen",
+    "displacement": "overall",
+    "overall_b": 0.0,
+}
+"""Scattering settings that reproduce pymatgen exactly (left out of dumps and fingerprints)."""
 
 
 class SimulationConfig(Frozen):
@@ -32,6 +40,12 @@ class SimulationConfig(Frozen):
         two_theta_range: degrees.
         debye_waller: apply pymatgen-style Debye-Waller factors (none are known from COD).
         materials_per_chunk: materials per Zarr chunk, i.e. per Dask task.
+        scattering: ``pymatgen`` (its real ``f0``: the simulator's exact mode) or
+            ``anomalous`` (``f0 + f' + i f''`` at the wavelength, Chantler tables via
+            ``xraydb``; see ``docs/simulation.md``).
+        displacement: ``overall`` (every site ``overall_b``) or ``cif`` (each site's B read
+            from its CIF where given, else ``overall_b``).
+        overall_b: one isotropic displacement parameter B for the phase, angstrom^2.
     """
 
     n_train_strains: int = Field(default=500, ge=1)
@@ -42,6 +56,18 @@ class SimulationConfig(Frozen):
     two_theta_range: tuple[float, float] = (10.0, 80.0)
     debye_waller: bool = False
     materials_per_chunk: int = Field(default=1, ge=1)
+    scattering: Literal["pymatgen", "anomalous"] = "pymatgen"
+    displacement: Literal["overall", "cif"] = "overall"
+    overall_b: float = Field(default=0.0, ge=0.0, le=30.0)
+
+    @model_serializer(mode="wrap")
+    def _without_default_scattering(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Dump the scattering settings only when set, so older fingerprints still hold."""
+        data = handler(self)
+        for name, default in SCATTERING_DEFAULTS.items():
+            if isinstance(data, dict) and data.get(name) == default:
+                data.pop(name)
+        return data
 
     @field_validator("two_theta_range")
     @classmethod

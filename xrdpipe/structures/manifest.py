@@ -37,6 +37,7 @@ from pymatgen.core import Structure
 
 from xrdpipe.config import LATTICE_SYSTEMS, SubsetConfig
 from xrdpipe.errors import StructureError
+from xrdpipe.structures.displacement import attach_displacements
 from xrdpipe.structures.filters import deduplicate, element_symbols, structure_rejection
 from xrdpipe.structures.parse import cif_names, estimate_site_count, parse_structure
 from xrdpipe.structures.phase_files import material_sort_key
@@ -210,6 +211,8 @@ def _process_entry(
         if rejection is not None:
             return None, None, _quarantine_row(entry, "filter", *rejection)
 
+        if config.simulation.displacement == "cif":
+            structure = attach_displacements(structure, text)  # per-site B, in structure_json
         stage = "symmetry"
         row = structure_row(
             structure, entry, config.symmetry.symprec, config.symmetry.angle_tolerance

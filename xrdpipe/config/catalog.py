@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from xrdpipe.config.base import Frozen, format_validation_error
 from xrdpipe.config.presets import (
@@ -156,10 +163,12 @@ class SubsetConfig(Frozen):
     Attributes:
         description: one line for people.
         source: ``cod`` (REST API at ``cod_url`` or the settings' URL), ``mirror`` (a
-            directory of CIFs at ``mirror_dir``), or ``package`` (the COD CIFs shipped by
-            the ``crystals`` package: offline).
+            directory of CIFs at ``mirror_dir``), ``package`` (the COD CIFs shipped by
+            the ``crystals`` package: offline), or ``phases`` (a lab's phase set: the CIF
+            files at ``phases``, any names, each file one phase named by its stem).
         cod_url: base URL of COD for this subset (else ``XRDPIPE_COD_URL``).
         mirror_dir: a directory of COD CIFs, flat or in COD's rsync layout.
+        phases: a folder of CIF files, or a list of CIF files (``source: phases``).
         query: the COD search.
         filters: what is kept.
         symmetry: spglib tolerances.
@@ -174,9 +183,10 @@ class SubsetConfig(Frozen):
     """
 
     description: str = ""
-    source: Literal["cod", "mirror", "package"] = "cod"
+    source: Literal["cod", "mirror", "package", "phases"] = "cod"
     cod_url: str | None = None
     mirror_dir: Path | None = None
+    phases: Path | list[Path] | None = None
     query: CodQuery = CodQuery()
     filters: Filters = Filters()
     symmetry: SymmetrySettings = SymmetrySettings()
@@ -191,7 +201,17 @@ class SubsetConfig(Frozen):
     def _mirror_needs_dir(self) -> SubsetConfig:
         if self.source == "mirror" and self.mirror_dir is None:
             raise ValueError("source 'mirror' needs mirror_dir (a directory of COD CIFs)")
+        if self.source == "phases" and not self.phases:
+            raise ValueError("source 'phases' needs phases (a folder of CIF files, or a list)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_phases(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Dump ``phases`` only when set, so the fingerprints of COD subsets still hold."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("phases") is None:
+            data.pop("phases", None)
+        return data
 
     def fingerprint(self) -> str:
         """A short hash of the whole resolved subset config."""

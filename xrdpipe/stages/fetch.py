@@ -4,7 +4,8 @@ Steps (each a plain function, so the Prefect flow and the CLI call the same code
 
 1. :func:`find_candidates` asks the subset's source (COD's REST API, a local mirror, or
    the COD CIFs shipped by the ``crystals`` package) for the entries matching its query,
-   and drops those whose formula already fails the subset's element rules.
+   and drops those whose formula already fails the subset's element rules; a lab's phase
+   set (``source: phases``) offers every CIF file it names, each one phase.
 2. :func:`acquire_cifs` downloads (or copies) their CIFs into ``<data>/<subset>/cif/``,
    atomically and with a sha256 ledger, so an interrupted fetch resumes.
 3. :func:`build_subset_manifest` parses, analyses and filters them with pymatgen and
@@ -13,6 +14,8 @@ Steps (each a plain function, so the Prefect flow and the CLI call the same code
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import time
 from collections.abc import Callable
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xrdpipe.cod.cache import cif_problem, utc_now_iso
 from xrdpipe.cod.client import CodClient, CodRecord, DownloadResult
 from xrdpipe.cod.mirror import CodMirror, package_mirror_dir
 from xrdpipe.config import Settings, SubsetConfig
@@ -31,6 +35,11 @@ from xrdpipe.structures.manifest import (
     build_manifest,
     sample_manifest,
     write_manifest,
+)
+from xrdpipe.structures.phase_files import (
+    PhaseFile,
+    discover_phase_files,
+    material_sort_key,
 )
 
 _ELEMENT = re.compile(r"^([A-Z][a-z]?)")
@@ -126,6 +135,8 @@ def _source_label(subset: SubsetConfig, settings: Settings) -> str:
         return "package:crystals"
     if subset.source == "mirror":
         return f"mirror:{subset.mirror_dir}"
+    if subset.source == "phases":
+        return f"phases:{subset.phases}"
     return f"cod:{subset.cod_url or settings.cod_url}"
 
 
@@ -141,6 +152,10 @@ def find_candidates(subset: SubsetConfig, settings: Settings) -> Candidates:
     Raises:
         CodUnavailableError: COD did not answer after its retries.
     """
+    if subset.source == "phases":
+        phases = discover_phase_files(subset.phases)  # type: ignore[arg-type]
+        ids = tuple(p.material_id for p in phases)
+        return Candidates(_source_label(subset, settings), ids, (), len(ids))
     if subset.source == "cod":
         client = CodClient.from_settings(settings, base_url=subset.cod_url)
         records = client.search(subset.query)
@@ -153,7 +168,7 @@ def find_candidates(subset: SubsetConfig, settings: Settings) -> Candidates:
             keep.append(record.cod_id)
         else:
             rejected.append((record.cod_id, reason))
-    ids = sorted(set(keep), key=int)
+    ids = sorted(set(keep), key=material_sort_key)
     if subset.candidate_pool is not None and len(ids) > subset.candidate_pool:
         rng = np.random.default_rng(subset.seed)
         pool = rng.choice(len(ids), size=subset.candidate_pool, replace=False)
@@ -174,6 +189,10 @@ def acquire_cifs(
     Already cached files with a matching sha256 are not fetched again.
     """
     cif_dir.mkdir(parents=True, exist_ok=True)
+    if subset.source == "phases":
+        wanted = set(cod_ids)
+        phases = [p for p in discover_phase_files(subset.phases) if p.material_id in wanted]  # type: ignore[arg-type]
+        return [copy_phase_file(phase, cif_dir, progress) for phase in phases]
     if subset.source == "cod":
         client = CodClient.from_settings(settings, base_url=subset.cod_url)
         return client.download(list(cod_ids), cif_dir, progress=progress)
@@ -225,16 +244,55 @@ def build_subset_manifest(
     if extra:
         quarantine = pd.concat([quarantine, pd.DataFrame(extra)], ignore_index=True)
         quarantine = quarantine.sort_values(
-            "cod_id", key=lambda s: s.astype("int64"), kind="stable"
+            "cod_id", key=lambda s: s.map(material_sort_key), kind="stable"
         ).reset_index(drop=True)
     kept = result.manifest
     if subset.sample_size is not None:
         sampled = sample_manifest(kept, subset.sample_size, subset.stratify_by, subset.seed)
     else:
         sampled = kept
+    if subset.source == "phases":
+        names = {p.material_id: p.name for p in discover_phase_files(subset.phases)}  # type: ignore[arg-type]
+        sampled = sampled.assign(phase_name=sampled["cod_id"].map(names))
+        quarantine = quarantine.assign(phase_name=quarantine["cod_id"].map(names))
     result = type(result)(manifest=sampled, quarantine=quarantine)
     write_manifest(result, folder)
     return kept, quarantine
+
+
+def copy_phase_file(
+    phase: PhaseFile, cif_dir: Path, progress: Progress | None = None
+) -> DownloadResult:
+    """Copy a phase's CIF to ``<cif_dir>/<material_id>.cif`` (atomically), like a download.
+
+    A file that is not a CIF at all fails here, named with what is wrong; a CIF that does not
+    parse is quarantined later by the manifest, with its reason.
+    """
+    url = phase.path.resolve().as_uri()
+    target = cif_dir / f"{phase.material_id}.cif"
+    try:
+        data = phase.path.read_bytes()
+    except OSError as exc:
+        data, problem = b"", f"cannot read {phase.path}: {exc}"
+    else:
+        problem = cif_problem(data)
+    if problem is not None:
+        result = DownloadResult(
+            phase.material_id, None, None, "failed", f"{phase.path.name}: {problem}", url,
+            utc_now_iso(),
+        )  # fmt: skip
+    else:
+        digest = hashlib.sha256(data).hexdigest()
+        same = target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == digest
+        if not same:
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        status = "cached" if same else "downloaded"
+        result = DownloadResult(phase.material_id, target, digest, status, None, url, utc_now_iso())
+    if progress is not None:
+        progress(result)
+    return result
 
 
 def fetch_subset(

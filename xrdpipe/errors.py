@@ -41,3 +41,27 @@ class StoreError(XrdpipeError):
 
 class MeasuredPatternError(XrdpipeError):
     """A measured pattern file cannot be read or does not fit a model (names file and fix)."""
+
+
+def raise_for_failures(
+    failures: list[tuple[int, int, BaseException]], total: int, what: str, kept: str
+) -> None:
+    """One error for the ranges whose tasks failed (the first failure chained), if any.
+
+    Args:
+        failures: ``(start, stop, exception)`` of each failed task.
+        total: tasks submitted.
+        what: what a task is, plural (``blocks``, ``synthetic chunks``).
+        kept: what survives (``Completed blocks``), said before "are kept; run again".
+
+    Raises:
+        StoreError: some task failed.
+    """
+    if not failures:
+        return
+    listed = ", ".join(f"[{a}, {b})" for a, b, _ in failures[:10])
+    first = failures[0][2]
+    raise StoreError(
+        f"{len(failures)} of {total} {what} failed ({listed}): {type(first).__name__}: "
+        f"{first}. {kept} are kept; run again to resume."
+    ) from first

@@ -207,23 +207,16 @@ def test_phase_fractions_train_through_the_whole_instrument_model(tiny_store):
     """A subset's profile with every instrument effect trains (March-Dollase included)."""
     import math
 
-    from xrdpipe.patterns.config import (
-        AmorphousHumpConfig,
-        ChebyshevBackgroundConfig,
-        CountingNoiseConfig,
-        InstrumentConfig,
-        MarchDollaseConfig,
-        TCHWidthConfig,
-    )
+    from xrdpipe.patterns import config as pc
     from xrdpipe.training.phase_fractions import train_phase_fractions
 
-    instrument = InstrumentConfig(
+    instrument = pc.InstrumentConfig(
         sample_displacement_mm=(-0.1, 0.1),
-        widths=TCHWidthConfig(),
-        preferred_orientation=MarchDollaseConfig(ratio=(0.8, 1.0)),
-        chebyshev_background=ChebyshevBackgroundConfig(),
-        amorphous_hump=AmorphousHumpConfig(),
-        counting_noise=CountingNoiseConfig(max_counts=(1e3, 1e4)),
+        widths=pc.TCHWidthConfig(),
+        preferred_orientation=pc.MarchDollaseConfig(ratio=(0.8, 1.0)),
+        chebyshev_background=pc.ChebyshevBackgroundConfig(),
+        amorphous_hump=pc.AmorphousHumpConfig(),
+        counting_noise=pc.CountingNoiseConfig(max_counts=(1e3, 1e4)),
     )
     profile = TINY_SUBSET.profile.model_copy(
         update={"ka_doublet": True, "zero_shift_deg": (-0.05, 0.05), "instrument": instrument}

@@ -35,7 +35,7 @@ import pandas as pd
 
 from xrdpipe.config import Settings, SimulationConfig, SubsetConfig
 from xrdpipe.diffraction import peaks
-from xrdpipe.errors import StoreError, StructureError
+from xrdpipe.errors import StoreError, StructureError, raise_for_failures
 from xrdpipe.stages.simulate_block import (
     ROW_COLUMNS,
     BlockReport,
@@ -282,13 +282,7 @@ def run_simulation(
                 finished(report)
         finally:
             client.cancel([f for f in futures if not f.done()])
-    if failures:
-        listed = ", ".join(f"[{a}, {b})" for a, b, _ in failures[:10])
-        raise StoreError(
-            f"{len(failures)} of {len(todo)} blocks failed ({listed}): "
-            f"{type(failures[0][2]).__name__}: {failures[0][2]}. "
-            "Completed blocks are kept; run again to resume."
-        ) from failures[0][2]
+    raise_for_failures(failures, len(todo), "blocks", "Completed blocks")
     quarantined: dict[str, str] = {}
     for report in reports:
         quarantined.update(report.quarantined)

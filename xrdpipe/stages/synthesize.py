@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from xrdpipe.config import Settings, SymmetrySettings
-from xrdpipe.errors import StoreError
+from xrdpipe.errors import raise_for_failures
 from xrdpipe.structures.manifest import (
     MANIFEST_COLUMNS,
     QUARANTINE_COLUMNS,
@@ -301,13 +301,7 @@ def synthesize_manifest(
                     failures.append((a, b, exc))
         finally:
             client.cancel([f for f in futures if not f.done()])
-    if failures:
-        listed = ", ".join(f"[{a}, {b})" for a, b, _ in failures[:10])
-        raise StoreError(
-            f"{len(failures)} of {len(todo)} synthetic chunks failed ({listed}): "
-            f"{type(failures[0][2]).__name__}: {failures[0][2]}. "
-            "Finished chunks are kept; run again to resume."
-        ) from failures[0][2]
+    raise_for_failures(failures, len(todo), "synthetic chunks", "Finished chunks")
     ordered = [results[c] for c in chunks]
     manifest = _sorted(pd.concat([r.manifest for r in ordered], ignore_index=True))
     quarantine = _sorted(pd.concat([r.quarantine for r in ordered], ignore_index=True))

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from xrdpipe.config import LATTICE_SYSTEMS
+
 SPACE_GROUP_RANGES = {
     "triclinic": (1, 2),
     "monoclinic": (3, 15),
@@ -57,15 +59,7 @@ def space_groups_of(system: str, balance_over: str = "crystal_system") -> tuple[
 
 BALANCED_CLASSES = {
     "crystal_system": tuple(SPACE_GROUP_RANGES),
-    "lattice_system": (
-        "triclinic",
-        "monoclinic",
-        "orthorhombic",
-        "tetragonal",
-        "rhombohedral",
-        "hexagonal",
-        "cubic",
-    ),
+    "lattice_system": LATTICE_SYSTEMS,
 }
 """The classes the space-group draw is balanced over, for each ``balance_over``."""
 

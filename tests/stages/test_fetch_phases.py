@@ -47,3 +47,44 @@ def test_oddly_named_cifs_become_a_phase_set_and_the_broken_one_is_quarantined(t
     ).read_bytes()
     again = fetch_subset("lab", subset, settings)  # a second fetch copies nothing
     assert again.n_cached == 3 and again.n_downloaded == 0  # the broken CIF is kept too
+
+
+def test_phase_names_reach_the_store_the_model_outputs_and_predict(tmp_path):
+    import numpy as np
+
+    from tests.support import TINY_PHASE_PRESET
+    from xrdpipe.config import SimulationConfig
+    from xrdpipe.patterns.datasets import load_peaks
+    from xrdpipe.stages.predict import ModelOutput
+    from xrdpipe.stages.simulate import load_manifest, run_simulation
+    from xrdpipe.training.phase_fractions import train_phase_fractions
+
+    phases = tmp_path / "phases"
+    phases.mkdir()
+    shutil.copy(CIF_DIR / "1009031.cif", phases / "PdO (tetragonal).cif")
+    shutil.copy(CIF_DIR / "2100862.cif", phases / "BaTiO3.cif")
+    sim = SimulationConfig(n_train_strains=6, n_test_strains=3, strain_mode="symmetry")
+    subset = SubsetConfig(
+        source="phases", phases=phases, filters=Filters(deduplicate=False), simulation=sim
+    )
+    settings = Settings(data_dir=tmp_path / "data")
+    fetch_subset("lab", subset, settings)
+    manifest, _ = load_manifest(settings.subset_dir("lab"))
+    store = settings.subset_dir("lab") / "patterns.zarr"
+    run_simulation(manifest, store, subset)
+
+    materials = load_peaks(store, "reference").materials
+    assert dict(zip(materials["cod_id"], materials["phase_name"], strict=True)) == {
+        "BaTiO3": "BaTiO3",
+        "PdO_tetragonal": "PdO (tetragonal)",
+    }
+    preset = TINY_PHASE_PRESET.model_copy(update={"epochs": 1, "n_test": 32, "n_validation": 32})
+    result = train_phase_fractions(store, subset, preset, 2, 2, seed=0, progress=False)
+    names = dict(zip(materials["cod_id"], materials["phase_name"], strict=True))
+    assert result.config["data"]["names"] == [names[m] for m in result.materials]
+
+    out = ModelOutput(
+        "m", "phase-fractions", "phase-fractions", result.materials, result.formulas,
+        np.array([0.7, 0.3]), np.zeros(2), 1, None, result.config["data"]["names"],
+    )  # fmt: skip
+    assert [out.display(i) for i in range(2)] == result.config["data"]["names"]

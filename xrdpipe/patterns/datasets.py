@@ -51,7 +51,8 @@ class StorePeaks:
 
 def material_table(ds: xr.Dataset) -> pd.DataFrame:
     """The material coordinates of a store as a frame (manifest order)."""
-    return pd.DataFrame({c: ds[c].values for c in store.MATERIAL_COORDS if c in ds.coords})
+    columns = (*store.MATERIAL_COORDS, *store.OPTIONAL_MATERIAL_COORDS)
+    return pd.DataFrame({c: ds[c].values for c in columns if c in ds.coords})
 
 
 def manifest_beside(store_path: store.StorePath) -> str:

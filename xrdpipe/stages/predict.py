@@ -78,6 +78,7 @@ class ModelEnsemble:
         how: how it was picked (``@champion``, ``@candidate (no champion)``, ``version 3``).
         labels: output names (class names, or COD ids of the materials).
         formulas: formulas of the materials (phase fractions), else empty.
+        names: a phase set's phase names (file stems), in output order, else empty.
         grid: the input grid and wavelength.
         members: the loaded members, chosen first.
         config: the chosen run's full configuration.
@@ -95,6 +96,7 @@ class ModelEnsemble:
     members: list[Member]
     config: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
     _references: dict[str, np.ndarray] | None = None
     _reference_note: str | None = None
 
@@ -163,14 +165,19 @@ def _grid(config: dict[str, Any]) -> ModelGrid:
     )
 
 
-def _outputs(config: dict[str, Any], sidecar: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+def _outputs(
+    config: dict[str, Any], sidecar: dict[str, Any]
+) -> tuple[str, list[str], list[str], list[str]]:
+    """``(kind, labels, formulas, names)``: names are a phase set's phase names, else empty."""
     data = config.get("data") or {}
     meta = sidecar.get("metadata") or {}
     if config.get("task") == "phase-fractions":
         labels = [str(m) for m in (meta.get("materials") or data.get("materials") or [])]
-        return "phase-fractions", labels, [str(f) for f in meta.get("formulas") or []]
+        formulas = [str(f) for f in meta.get("formulas") or []]
+        names = [str(n) for n in (meta.get("names") or data.get("names") or [])]
+        return "phase-fractions", labels, formulas, names
     labels = [str(c) for c in (meta.get("class_names") or data.get("class_names") or [])]
-    return "classifier", labels, []
+    return "classifier", labels, [], []
 
 
 def load_model_ensemble(
@@ -219,7 +226,7 @@ def load_model_ensemble(
             f"{[v.version for v in versions]}, aliases {aliases}"
         )
     config, network, sidecar = tracking.model_metadata(chosen.run_id)
-    kind, labels, formulas = _outputs(config, sidecar)
+    kind, labels, formulas, names = _outputs(config, sidecar)
     grid = _grid(config)
     members = [
         Member(chosen.version, chosen.seed, tracking.load_version(name, chosen.version), network)
@@ -252,6 +259,7 @@ def load_model_ensemble(
         how=how,
         labels=labels,
         formulas=formulas,
+        names=names,
         grid=grid,
         members=members,
         config=config,
@@ -275,18 +283,20 @@ class ModelOutput:
     std: np.ndarray
     n_members: int
     prepared: PreparedPattern
+    names: list[str] = field(default_factory=list)
+
+    def display(self, i: int) -> str:
+        """Output ``i`` for people: a phase set's name, else ``<id> <formula>`` (or a class)."""
+        if self.names:
+            return self.names[i]
+        return f"{self.labels[i]} {self.formulas[i]}".strip() if self.formulas else self.labels[i]
 
     def ranked(self) -> list[int]:
         """Output indices, largest mean first."""
         return [int(i) for i in np.argsort(-self.mean, kind="stable")]
 
     def as_dict(self) -> dict[str, Any]:
-        names = [
-            f"{label} {formula}".strip()
-            for label, formula in zip(
-                self.labels, self.formulas or [""] * len(self.labels), strict=True
-            )
-        ]
+        names = [self.display(i) for i in range(len(self.labels))]
         return {
             "model": self.model,
             "task": self.task,
@@ -350,6 +360,7 @@ def predict_pattern(
                 std[0],
                 len(model.members),
                 prepared,
+                model.names,
             )
         )
     return FilePrediction(Path(path), outputs, list(pattern.notes))
@@ -367,12 +378,13 @@ def format_prediction(result: FilePrediction, top: int = 5) -> str:
             f"{p.file_wavelength:.5f} A -> {p.model_wavelength:.5f} A"
         )
         lines += [f"    note: {n}" for n in p.notes]
-        header = "phase (COD id, formula)" if out.kind == "phase-fractions" else "class"
+        phase = "phase" if out.names else "phase (COD id, formula)"
+        header = phase if out.kind == "phase-fractions" else "class"
         lines.append(f"    {header:<34} {'mean':>7} {'std':>7}")
         order = out.ranked()
         shown = order if out.kind == "phase-fractions" else order[:top]
         for i in shown:
-            label = out.labels[i] + (f" {out.formulas[i]}" if out.formulas else "")
+            label = out.display(i)
             lines.append(f"    {label:<34} {out.mean[i]:7.3f} {out.std[i]:7.3f}")
     if result.plot is not None:
         lines.append(f"  plot: {result.plot}")
@@ -422,7 +434,7 @@ def plot_prediction(
             for i in out.ranked():
                 if out.mean[i] < SHOWN_FRACTION or out.labels[i] not in references:
                     continue
-                name = out.labels[i] + (f" {out.formulas[i]}" if out.formulas else "")
+                name = out.display(i)
                 sticks.vlines(
                     references[out.labels[i]],
                     k,

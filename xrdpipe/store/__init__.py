@@ -3,6 +3,7 @@
 from xrdpipe.store.layout import (
     BLOCK_VARIABLES,
     MATERIAL_COORDS,
+    OPTIONAL_MATERIAL_COORDS,
     STATUS_OK,
     STATUS_PENDING,
     STATUS_QUARANTINED,
@@ -24,6 +25,7 @@ from xrdpipe.store.profiles import create_profiles, open_profiles, profiles_key,
 __all__ = [
     "BLOCK_VARIABLES",
     "MATERIAL_COORDS",
+    "OPTIONAL_MATERIAL_COORDS",
     "STATUS_OK",
     "STATUS_PENDING",
     "STATUS_QUARANTINED",

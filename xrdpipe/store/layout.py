@@ -60,6 +60,8 @@ MATERIAL_COORDS = (
     "lattice_system",
 )
 """Manifest columns copied as coordinates along ``material``."""
+OPTIONAL_MATERIAL_COORDS = ("phase_name",)
+"""Manifest columns copied as coordinates when the manifest has them (a phase set's names)."""
 
 _PEAK_DIMS = ("material", "strain", "peak")
 _STRAIN_DIMS = ("material", "strain")
@@ -243,7 +245,8 @@ def _material_coords(materials: pd.DataFrame) -> dict[str, tuple[str, np.ndarray
             f"required: {list(MATERIAL_COORDS)}"
         )
     coords: dict[str, tuple[str, np.ndarray]] = {}
-    for name in MATERIAL_COORDS:
+    present = [c for c in OPTIONAL_MATERIAL_COORDS if c in materials.columns]
+    for name in (*MATERIAL_COORDS, *present):
         column = materials[name]
         if name == "space_group_number":
             values = column.to_numpy(dtype="i4")
@@ -369,7 +372,9 @@ def create_store(
         "compressors": _NUMERIC_COMPRESSORS,
         "_FillValue": None,
     }
-    for name in MATERIAL_COORDS + ("split",):
+    for name in (*MATERIAL_COORDS, *OPTIONAL_MATERIAL_COORDS, "split"):
+        if name not in coords:
+            continue
         numeric = name == "space_group_number"
         encoding[name] = {"compressors": _NUMERIC_COMPRESSORS if numeric else _STRING_COMPRESSORS}
     attrs["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -29,6 +29,7 @@ import pandas as pd
 from pymatgen.core import Structure
 
 from xrdpipe.config import Filters
+from xrdpipe.structures.phase_files import material_sort_key
 
 POLYMER_MARKERS = ("catena", "poly")
 """Substrings of a CIF name (case-insensitive) that mark a crystalline polymer."""
@@ -158,7 +159,7 @@ def deduplicate(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     if df.empty:
         return df, df.assign(kept_cod_id=pd.Series(dtype=str))
-    ordered = df.assign(_id=df["cod_id"].astype(int)).sort_values("_id", kind="stable")
+    ordered = df.assign(_id=df["cod_id"].map(material_sort_key)).sort_values("_id", kind="stable")
     keys = ["reduced_formula", "space_group_number"]
     first = ordered.groupby(keys, sort=False)["cod_id"].transform("first")
     is_first = ordered["cod_id"] == first

@@ -357,7 +357,10 @@ def log_phase_fractions(result: Any, registered_name: str | None) -> TrackedMode
         plot_learning_curves(
             {"phase CNN": result.train.history}, "tvd", folder / "learning_curves.png"
         )
-        labels = [f"{i} {f}" for i, f in zip(result.materials, result.formulas, strict=True)]
+        names = result.config["data"].get("names") or []
+        labels = names or [
+            f"{i} {f}" for i, f in zip(result.materials, result.formulas, strict=True)
+        ]
         plot_fractions(
             result.predictions,
             result.targets,
@@ -382,7 +385,7 @@ def log_phase_fractions(result: Any, registered_name: str | None) -> TrackedMode
         _log_checkpoint(
             result.model,
             result.config,
-            {"materials": result.materials, "formulas": result.formulas},
+            {"materials": result.materials, "formulas": result.formulas, "names": names},
             folder,
         )
         data = result.config["data"]

@@ -30,6 +30,7 @@ from xrdpipe.models import PhaseCNN, PhaseCNNConfig, config_to_dict
 from xrdpipe.patterns.config import MixtureConfig
 from xrdpipe.patterns.datasets import fixed_mixture_set, load_peaks, material_table
 from xrdpipe.patterns.mixtures import MixtureSampler, split_train_validation
+from xrdpipe.structures.phase_files import material_sort_key
 from xrdpipe.training.config import loop_config
 from xrdpipe.training.inference import predict_batched
 from xrdpipe.training.labels import TaskError
@@ -59,10 +60,12 @@ def completed_material_table(store_path: store.StorePath) -> pd.DataFrame:
 def grid_material_order(materials: pd.DataFrame, seed: int) -> list[str]:
     """The documented order in which materials enter the N of a phase-fraction model.
 
-    Rule: the COD ids of ``materials`` sorted as integers (so the order does not depend on
-    the manifest's row order), then permuted by ``numpy.random.default_rng(seed)``. The
-    first ``N`` ids are the material set of an ``N``-material model; a larger ``N`` extends
-    a smaller one (nested sets), and the evaluation grid reuses the same rule.
+    Rule: the ids of ``materials`` sorted by
+    :func:`~xrdpipe.structures.phase_files.material_sort_key` (COD ids as integers, then a
+    phase set's ids; so the order does not depend on the manifest's row order), then
+    permuted by ``numpy.random.default_rng(seed)``. The first ``N`` ids are the material
+    set of an ``N``-material model; a larger ``N`` extends a smaller one (nested sets), and
+    the evaluation grid reuses the same rule.
 
     Args:
         materials: a frame with a ``cod_id`` column (e.g. :func:`completed_material_table`).
@@ -71,7 +74,7 @@ def grid_material_order(materials: pd.DataFrame, seed: int) -> list[str]:
     Returns:
         COD ids in grid order.
     """
-    ids = sorted((str(i) for i in materials["cod_id"]), key=int)
+    ids = sorted((str(i) for i in materials["cod_id"]), key=material_sort_key)
     order = np.random.default_rng(seed).permutation(len(ids))
     return [ids[i] for i in order]
 
@@ -261,6 +264,8 @@ def train_phase_fractions(
             patterns, fractions, _ = sampler.sample()
             yield patterns, fractions
 
+    table = train_peaks.materials.set_index("cod_id").loc[ids]
+    names = table["phase_name"].astype(str).tolist() if "phase_name" in table else []
     config = {
         "task": "phase-fractions",
         "subset": subset_config.model_dump(mode="json"),
@@ -283,6 +288,8 @@ def train_phase_fractions(
         },
         "store": identity,
     }
+    if names:  # a phase set's names (source: phases), in output order
+        config["data"]["names"] = names
     result = train(
         model,
         batches,
@@ -302,7 +309,7 @@ def train_phase_fractions(
     tvd = total_variation_distance(pred, test_y.to(pred.device), reduction="none").cpu()
     mae = (pred - test_y.to(pred.device)).abs().mean().item()
     keep = min(MAX_PLOT_PREDICTIONS, pred.shape[0])
-    formulas = train_peaks.materials.set_index("cod_id").loc[ids, "formula"].astype(str).tolist()
+    formulas = table["formula"].astype(str).tolist()
     return PhaseFractionResult(
         model=model,
         train=result,

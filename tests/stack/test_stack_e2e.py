@@ -198,9 +198,15 @@ def test_pipeline_tracks_registers_and_a_refresh_does_no_work(running_stack):
     from mlflow.tracking import MlflowClient
 
     first = running_stack.run_deployment("pipeline/demo", preset='"tiny"')
-    subflows = {r["flow_id"]: r["state_type"] for r in running_stack.child_flow_runs(first)}
-    # fetch, simulate, train, evaluate
-    assert len(subflows) == 4 and set(subflows.values()) == {"COMPLETED"}, subflows
+    children = running_stack.child_flow_runs(first)
+    assert {r["state_type"] for r in children} == {"COMPLETED"}, children
+    names = {running_stack.api("GET", f"/flows/{r['flow_id']}")["name"] for r in children}
+    # simulate/cod (the test before) made demo's manifest and store: the pipeline may find
+    # them current and skip those stages, and says so; it always trains and evaluates
+    assert {"train", "evaluate"} <= names <= {"fetch", "simulate", "train", "evaluate"}, names
+    logs = "\n".join(running_stack.flow_run_logs([first]))
+    for stage in ("fetch", "simulate"):
+        assert stage in names or f"{stage}: skipped" in logs, (stage, logs[-2000:])
 
     url = running_stack.info.endpoints.mlflow_ui
     client = MlflowClient(tracking_uri=url, registry_uri=url)

@@ -70,6 +70,23 @@ def _grid(cfg: ProfileConfig) -> np.ndarray:
     return np.linspace(cfg.two_theta_min, cfg.two_theta_max, cfg.n_points)
 
 
+def _two_peaks(
+    cfg: ProfileConfig, two_theta: tuple[float, float], intensity: tuple[float, float], **kw
+) -> np.ndarray:
+    """One pattern of two sticks rendered without noise or background, float64."""
+    y = render_profiles(
+        np.array([two_theta]),
+        np.array([intensity]),
+        np.ones((1, 2), bool),
+        cfg,
+        _gen(),
+        noise=False,
+        background=False,
+        **kw,
+    )
+    return y[0].double().numpy()
+
+
 def _centroid(cfg: ProfileConfig, y: np.ndarray, around: float, half: float = 0.5) -> float:
     grid = _grid(cfg)
     keep = np.abs(grid - around) <= half
@@ -369,19 +386,7 @@ def test_slit_and_monochromator_reweight_rendered_peaks() -> None:
     def areas(**instrument) -> tuple[float, float]:
         inst = InstrumentConfig(widths=NARROW, **instrument)
         cfg = ProfileConfig(two_theta_min=20.0, two_theta_max=100.0, n_points=8001, instrument=inst)
-        y = (
-            render_profiles(
-                np.array([[30.0, 90.0]]),
-                np.array([[1.0, 1.0]]),
-                np.ones((1, 2), bool),
-                cfg,
-                _gen(),
-                noise=False,
-                background=False,
-            )[0]
-            .double()
-            .numpy()
-        )
+        y = _two_peaks(cfg, (30.0, 90.0), (1.0, 1.0))
         grid = _grid(cfg)
         return tuple(float(y[np.abs(grid - t) < 1.0].sum()) for t in (30.0, 90.0))
 
@@ -404,20 +409,7 @@ def test_ka_doublet_keeps_area_and_puts_ka2_where_bragg_says() -> None:
         instrument=InstrumentConfig(widths=NARROW),
     )
     d = np.array([[CU_KA1 / (2 * math.sin(math.radians(t / 2))) for t in (65.0, 75.0)]])
-    y = (
-        render_profiles(
-            np.array([[65.0, 75.0]]),
-            np.array([[1.0, 3.0]]),
-            np.ones((1, 2), bool),
-            cfg,
-            _gen(),
-            d_spacing=d,
-            noise=False,
-            background=False,
-        )[0]
-        .double()
-        .numpy()
-    )
+    y = _two_peaks(cfg, (65.0, 75.0), (1.0, 3.0), d_spacing=d)
     grid = _grid(cfg)
     ka2 = [2 * math.degrees(math.asin(1.54439 / (2 * v))) for v in d[0]]
     areas = []

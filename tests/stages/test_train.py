@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from tests.support import (
@@ -82,6 +83,19 @@ def test_phase_fractions_train_and_report_a_fixed_test_set(tiny_store):
     assert result.test_tvd_mean == pytest.approx(tvd.mean(), rel=1e-5)
     assert result.config["data"]["train_strains"] == 6  # 60 % of 10
     assert result.config["model"]["width"] == 0.1
+    # the same seed after other draws from torch's global generator: the same network
+    torch.manual_seed(12345)
+    torch.rand(1000)
+    same = train_phase_fractions(
+        tiny_store,
+        TINY_SUBSET,
+        TINY_PHASE_PRESET,
+        n_materials=3,
+        max_phases=2,
+        seed=1,
+        progress=False,
+    )
+    np.testing.assert_array_equal(same.predictions, result.predictions)
 
 
 def test_classifier_trains_both_variants_and_the_forest(tiny_store):

@@ -30,6 +30,7 @@ from xrdpipe.patterns.datasets import load_profiles
 from xrdpipe.patterns.mixtures import split_train_validation
 from xrdpipe.training.callbacks import with_prefix
 from xrdpipe.training.config import TrainConfig, loop_config
+from xrdpipe.training.devices import seed_everything
 from xrdpipe.training.inference import predict_batched
 from xrdpipe.training.labels import CLASSIFIER_TARGETS, Target, TaskError, class_order
 from xrdpipe.training.labels import labels as target_labels
@@ -264,6 +265,7 @@ def fit_acnn(
     batch_seed = seed if batch_seed is None else batch_seed
     batches = profile_batches(xt, yt, preset, batch_seed, step_deg, two_theta_start)
     cfg = classifier_train_config(preset, seed, str(dev))
+    seed_everything(seed)  # the initial weights follow ``seed``, not the process's history
     model = ACNN(acnn_config(variant, int(x_train.shape[1]), n_classes, preset))
     result = train(
         model,

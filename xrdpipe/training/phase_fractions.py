@@ -32,6 +32,7 @@ from xrdpipe.patterns.datasets import fixed_mixture_set, load_peaks, material_ta
 from xrdpipe.patterns.mixtures import MixtureSampler, split_train_validation
 from xrdpipe.structures.phase_files import material_sort_key
 from xrdpipe.training.config import loop_config
+from xrdpipe.training.devices import seed_everything
 from xrdpipe.training.inference import predict_batched
 from xrdpipe.training.labels import TaskError
 from xrdpipe.training.loop import Callback, TrainResult, pick_device, train
@@ -239,6 +240,7 @@ def train_phase_fractions(
         n_materials=n_materials,
         **preset.model.config_fields(),
     )
+    seed_everything(seed)  # the initial weights follow ``seed``, not the process's history
     model = PhaseCNN(model_cfg)
     epoch_size = preset.split.epoch_size or len(train_idx) * n_materials
     steps = max(1, math.ceil(epoch_size / preset.train.batch_size))

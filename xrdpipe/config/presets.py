@@ -22,10 +22,15 @@ from __future__ import annotations
 import warnings
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from xrdpipe.config.base import Frozen
-from xrdpipe.patterns.config import AugmentConfig, FractionMode
+from xrdpipe.patterns.config import (
+    AugmentConfig,
+    FractionMode,
+    ParticleRadius,
+    without_unset_radius,
+)
 
 
 class PresetFormatWarning(FutureWarning):
@@ -133,12 +138,20 @@ class MixtureSettings(Section):
         fraction_mode: ``intensity`` (paper 002) or ``weight``; ``volume`` is a deprecated
             alias of ``intensity``.
         phase_draw: ``pool`` (paper 002) or ``distinct``.
+        particle_radius_um: Brindley microabsorption's particle radius, micrometre (one value
+            or a range; ``weight`` mode only); None (default): none.
     """
 
     maps_to: ClassVar[str | None] = "MixtureConfig"
 
     fraction_mode: FractionMode = "intensity"
     phase_draw: Literal["pool", "distinct"] = "pool"
+    particle_radius_um: ParticleRadius = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_radius(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Dumps without ``particle_radius_um`` when None (run parameters as before)."""
+        return without_unset_radius(handler(self))
 
 
 ACNN_VARIANTS = ("position_channel", "paper", "binned")

@@ -33,6 +33,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
 import numpy as np
 from pymatgen.core import Composition
@@ -51,6 +52,10 @@ BRINDLEY_LIMIT = 0.5
 
 TAU_NODES = 32
 """Gauss-Legendre nodes in r and cos(polar) (twice as many azimuths): tau to ~1e-6."""
+
+
+TAU_CHUNK = 1 << 22
+"""Exponentials evaluated at once by :func:`particle_absorption_factor` (32 MiB of float64)."""
 
 
 class MicroabsorptionWarning(UserWarning):
@@ -99,6 +104,29 @@ def mass_attenuation_coefficient(element: str, energy_ev: float) -> float:
     return float(xraydb.mu_elam(element, energy_ev, kind="total"))
 
 
+def mass_attenuation(
+    composition: Composition | str | Mapping[str, float], wavelength: float
+) -> float:
+    """Mass attenuation coefficient ``mu/rho = sum_e w_e (mu/rho)_e`` of a phase, cm^2/g.
+
+    It depends on the composition only (``w_e``: element mass fractions), so a reduced
+    formula is enough; the linear coefficient is this times the density.
+
+    Args:
+        composition: a pymatgen ``Composition``, a formula such as ``"Bi2O3"`` or
+            ``{element: amount}``.
+        wavelength: angstrom.
+    """
+    comp = composition if isinstance(composition, Composition) else Composition(composition)
+    energy = photon_energy_ev(wavelength)
+    return float(
+        sum(
+            comp.get_wt_fraction(el) * mass_attenuation_coefficient(el.symbol, energy)
+            for el in comp.elements
+        )
+    )
+
+
 def linear_absorption_coefficient(
     composition: Composition | str | Mapping[str, float],
     density: float,
@@ -115,15 +143,9 @@ def linear_absorption_coefficient(
     Returns:
         ``mu`` in 1/cm.
     """
-    comp = composition if isinstance(composition, Composition) else Composition(composition)
     if not density > 0:
         raise ValueError(f"density={density!r} must be positive (g/cm^3)")
-    energy = photon_energy_ev(wavelength)
-    mass = sum(
-        comp.get_wt_fraction(el) * mass_attenuation_coefficient(el.symbol, energy)
-        for el in comp.elements
-    )
-    return float(density * mass)
+    return float(density * mass_attenuation(composition, wavelength))
 
 
 @cache
@@ -179,7 +201,13 @@ def particle_absorption_factor(
         raise ValueError(f"two_theta={two_theta!r} must be in [0, 180] degrees")
     a = np.asarray(delta_mu_r, dtype=np.float64)
     path, weights = _tau_nodes(float(two_theta), int(n))
-    return np.exp(-a[..., None] * path) @ weights
+    flat = a.ravel()
+    tau = np.empty_like(flat)
+    step = max(1, TAU_CHUNK // len(path))  # bounded memory: ~TAU_CHUNK exponentials at once
+    for start in range(0, len(flat), step):
+        chunk = flat[start : start + step]
+        tau[start : start + step] = np.exp(-chunk[:, None] * path) @ weights
+    return tau.reshape(a.shape)
 
 
 def particle_absorption_grid(
@@ -189,7 +217,8 @@ def particle_absorption_grid(
 
     The quadrature costs ~65,000 exponentials per value; a renderer that needs ``tau`` for
     every (mixture, phase) interpolates this grid instead (linear interpolation on the
-    default grid, spacing 0.001, is good to 1e-6 relative on ``|a| <= 1``).
+    default grid, spacing 0.001, is good to 1e-6 relative on ``|a| <= 1``; at spacing 0.005,
+    to ~1e-5). Computed once per argument set (cached; the arrays are read-only).
 
     Args:
         two_theta: degrees.
@@ -199,8 +228,75 @@ def particle_absorption_grid(
     Returns:
         ``(a, tau)``, each ``(n_points,)``.
     """
+    if not a_max > 0 or n_points < 2:
+        raise ValueError(f"a_max={a_max!r} must be > 0 and n_points={n_points!r} >= 2")
+    return _grid(float(two_theta), float(a_max), int(n_points))
+
+
+@cache
+def _grid(two_theta: float, a_max: float, n_points: int) -> tuple[np.ndarray, np.ndarray]:
     a = np.linspace(-a_max, a_max, n_points)
-    return a, particle_absorption_factor(a, two_theta)
+    tau = particle_absorption_factor(a, two_theta)
+    a.flags.writeable = False
+    tau.flags.writeable = False
+    return a, tau
+
+
+def pool_microabsorption(
+    names: list[str], linear_absorption: np.ndarray, particle_radius: float
+) -> list[tuple[str, str, float]]:
+    """Phases of a pool whose ``|mu_i - mu_bar| R`` can exceed :data:`BRINDLEY_LIMIT`.
+
+    In a mixture of phases ``i`` and ``j``, ``mu_bar`` lies between ``mu_i`` and ``mu_j``
+    and tends to ``mu_j`` as ``i`` becomes a trace, so the largest ``|a_i|`` phase ``i`` can
+    reach in any mixture of the pool is ``max_j |mu_i - mu_j| R``.
+
+    Args:
+        names: the ``M`` phases' names.
+        linear_absorption: ``(M,)`` or ``(M, S)`` ``mu``, 1/cm (per strain: the extremes
+            count).
+        particle_radius: micrometre (the largest radius drawn).
+
+    Returns:
+        ``(phase, most different phase, max |a|)`` for each phase above the limit, worst
+        first.
+    """
+    mu = np.asarray(linear_absorption, dtype=np.float64).reshape(len(names), -1)
+    lo, hi = mu.min(axis=1), mu.max(axis=1)
+    spread = np.maximum(hi[:, None] - lo[None, :], hi[None, :] - lo[:, None])
+    reach = spread * (particle_radius / MICROMETRE_PER_CM)
+    partner = reach.argmax(axis=1)
+    worst = reach[np.arange(len(names)), partner]
+    flagged = [
+        (names[i], names[int(partner[i])], float(worst[i]))
+        for i in np.argsort(-worst, kind="stable")
+        if worst[i] > BRINDLEY_LIMIT
+    ]
+    return flagged
+
+
+def brindley_argument(
+    weight_fraction: Any, linear_absorption: Any, density: Any, particle_radius: Any
+) -> Any:
+    """Brindley's ``a_i = (mu_i - mu_bar) R`` of each phase of a mixture (the one home).
+
+    ``mu_bar = sum_i v_i mu_i``, the mean over the solid of the volume fractions
+    ``v_i = (w_i / rho_i) / sum_j (w_j / rho_j)``. Written with operators that numpy arrays
+    and torch tensors share, so the renderer (:mod:`xrdpipe.patterns.microabsorption`, torch,
+    on the batch's device) and the refinement (numpy) use this same expression.
+
+    Args:
+        weight_fraction: ``(..., K)`` (absent phases 0; any positive total).
+        linear_absorption: ``(..., K)`` ``mu``, 1/cm.
+        density: ``(..., K)`` g/cm^3.
+        particle_radius: micrometre: a number, or ``(..., 1)`` (one radius per mixture).
+
+    Returns:
+        ``(..., K)`` ``a``, dimensionless.
+    """
+    volume = weight_fraction / density
+    mu_bar = (volume * linear_absorption).sum(-1)[..., None] / volume.sum(-1)[..., None]
+    return (linear_absorption - mu_bar) * (particle_radius / MICROMETRE_PER_CM)
 
 
 def brindley_factors(
@@ -232,9 +328,7 @@ def brindley_factors(
         raise ValueError(f"particle_radius={particle_radius!r} must be positive (micrometre)")
     w = _normalised(np.asarray(weight_fraction, dtype=np.float64))
     mu = np.asarray(linear_absorption, dtype=np.float64)
-    volume_fraction = _normalised(w / np.asarray(density, dtype=np.float64))
-    mu_bar = (volume_fraction * mu).sum(axis=-1, keepdims=True)
-    a = (mu - mu_bar) * (particle_radius / MICROMETRE_PER_CM)
+    a = brindley_argument(w, mu, np.asarray(density, dtype=np.float64), particle_radius)
     worst = float(np.abs(np.where(w > 0, a, 0.0)).max(initial=0.0))
     if worst > BRINDLEY_LIMIT:
         warnings.warn(

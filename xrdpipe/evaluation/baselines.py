@@ -411,7 +411,14 @@ def training_mixtures(
     if n < 1:
         raise ConfigError(f"n {n} must be at least 1")
     ids = [str(m) for m in materials]
-    loaded = load_peaks(store_path, "train", ids, device, orientation=profile.needs_orientation)
+    loaded = load_peaks(
+        store_path,
+        "train",
+        ids,
+        device,
+        orientation=profile.needs_orientation,
+        absorption=mix_cfg.particle_radius_um is not None,
+    )
     arrays = loaded.peaks
     if strain_index is not None:
         arrays = arrays.select_strains(np.asarray(strain_index))

@@ -310,6 +310,17 @@ FractionMode = Annotated[Literal["intensity", "weight"], BeforeValidator(fractio
 """How a mixture's phases are weighted (see :class:`MixtureConfig`); ``volume`` is read as
 ``intensity``, with a :class:`DeprecationWarning`."""
 
+ParticleRadius = Range(1e-3, 1e3) | Annotated[float, Field(gt=0.0, le=1e3)] | None
+"""A powder's particle radius for Brindley's microabsorption, micrometre: one value, a
+``(low, high)`` range drawn uniformly per mixture, or None (no microabsorption)."""
+
+
+def without_unset_radius(data: Any) -> Any:
+    """A dump without ``particle_radius_um`` when it is None (older dumps and keys hold)."""
+    if isinstance(data, dict) and data.get("particle_radius_um", 0) is None:
+        data.pop("particle_radius_um")
+    return data
+
 
 class MixtureConfig(_Frozen):
     """How multi-phase training mixtures are drawn (paper 002).
@@ -327,6 +338,11 @@ class MixtureConfig(_Frozen):
             (physical weight fractions from ``intensity_raw``, density and cell volume;
             target = weight fractions). ``volume``, the former name of ``intensity``, is
             accepted with a :class:`DeprecationWarning`.
+        particle_radius_um: Brindley microabsorption (``weight`` mode only): the powder's
+            particle radius, micrometre, one value or a ``(low, high)`` range drawn per
+            mixture; each phase's intensity is multiplied by its particle absorption factor
+            ``tau((mu_i - mu_bar) R)`` (:mod:`xrdpipe.patterns.microabsorption`). None
+            (default): no microabsorption, the engine exactly as before.
     """
 
     n_materials: int = Field(default=5, ge=1)
@@ -334,6 +350,20 @@ class MixtureConfig(_Frozen):
     batch_size: int = Field(default=512, ge=1)
     fraction_mode: FractionMode = "intensity"
     phase_draw: Literal["pool", "distinct"] = "pool"
+    particle_radius_um: ParticleRadius = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_radius(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Dumps without ``particle_radius_um`` when None: fixed-set keys stay as they were."""
+        return without_unset_radius(handler(self))
+
+    @property
+    def particle_radius_range(self) -> tuple[float, float] | None:
+        """``(low, high)`` of the particle radius, micrometre (equal for one value), or None."""
+        r = self.particle_radius_um
+        if r is None:
+            return None
+        return (float(r), float(r)) if isinstance(r, int | float) else (float(r[0]), float(r[1]))
 
     @model_validator(mode="after")
     def _k_le_n(self) -> MixtureConfig:
@@ -341,6 +371,11 @@ class MixtureConfig(_Frozen):
             raise ValueError(
                 f"max_phases {self.max_phases} must not exceed n_materials {self.n_materials} "
                 "with phase_draw 'distinct' (use phase_draw 'pool')"
+            )
+        if self.particle_radius_um is not None and self.fraction_mode != "weight":
+            raise ValueError(
+                f"particle_radius_um {self.particle_radius_um!r} needs fraction_mode 'weight' "
+                f"(Brindley's factor applies to weight fractions), not {self.fraction_mode!r}"
             )
         return self
 

@@ -91,6 +91,37 @@ def material_orientation(
     return orientation_tables(structures, SYMPREC, ANGLE_TOLERANCE)
 
 
+def material_names(ds: xr.Dataset) -> list[str]:
+    """Each material's name for messages: its phase name, else ``<cod_id> <formula>``."""
+    if "phase_name" in ds.coords:
+        return [str(n) for n in ds["phase_name"].values]
+    return [f"{i} {f}" for i, f in zip(ds["cod_id"].values, ds["formula"].values, strict=True)]
+
+
+def material_absorption(ds: xr.Dataset, wavelength: float) -> np.ndarray:
+    """``(M, S)`` linear absorption coefficients ``mu = rho (mu/rho)``, 1/cm.
+
+    ``mu/rho`` depends on the composition only (the ``formula`` coordinate), so it is looked
+    up once per material (:func:`~xrdpipe.diffraction.quantitative.mass_attenuation`,
+    ``xraydb``); each strain condition's density scales it.
+
+    Raises:
+        StoreError: a formula that cannot be read or has an element without absorption data.
+    """
+    from xrdpipe.diffraction.quantitative import mass_attenuation
+
+    mass = []
+    for cod_id, formula in zip(ds["cod_id"].values, ds["formula"].values, strict=True):
+        try:
+            mass.append(mass_attenuation(str(formula), wavelength))
+        except (ValueError, KeyError) as exc:
+            raise StoreError(
+                f"no absorption coefficient for material {cod_id} (formula {formula!r}) at "
+                f"{wavelength} angstrom: {exc}"
+            ) from exc
+    return np.asarray(ds["density"].values, dtype=np.float64) * np.asarray(mass)[:, None]
+
+
 def load_peaks(
     store_path: store.StorePath,
     split: str = "train",
@@ -99,6 +130,7 @@ def load_peaks(
     *,
     orientation: bool = False,
     manifest_path: store.StorePath | None = None,
+    absorption: bool = False,
 ) -> StorePeaks:
     """Read one split of a store's completed materials into memory, once.
 
@@ -111,6 +143,9 @@ def load_peaks(
             peak's Miller indices and each material's point-group rotations and reciprocal
             basis (from the manifest's structures, once).
         manifest_path: the subset's manifest (default: :func:`manifest_beside` the store).
+        absorption: also each (material, strain)'s linear absorption coefficient at the
+            store's wavelength (Brindley microabsorption, ``MixtureConfig.particle_radius_um``):
+            :func:`material_absorption`, once per material.
 
     Raises:
         StoreError: unknown split, or a requested material missing or not completed.
@@ -140,6 +175,8 @@ def load_peaks(
             manifest_path if manifest_path is not None else manifest_beside(store_path), cod_ids
         )
         oriented = {"hkl": ds["hkl"].values, "rotations": rotations, "reciprocal_basis": basis}
+    if absorption:
+        oriented["linear_absorption"] = material_absorption(ds, float(ds.attrs["wavelength"]))
     peaks = PeakArrays.from_arrays(
         arrays["two_theta"],
         arrays["intensity"],
@@ -149,6 +186,7 @@ def load_peaks(
         volume=ds["volume"].values,
         density=ds["density"].values,
         device=device,
+        names=material_names(ds),
         **oriented,
     )
     return StorePeaks(
@@ -333,7 +371,14 @@ def fixed_mixture_set(
     """
     target_device = torch.device(device)
     device = "cpu"
-    peaks = load_peaks(store_path, split, materials, device, orientation=profile.needs_orientation)
+    peaks = load_peaks(
+        store_path,
+        split,
+        materials,
+        device,
+        orientation=profile.needs_orientation,
+        absorption=cfg.particle_radius_um is not None,
+    )
     arrays = peaks.peaks
     if strain_index is not None:
         arrays = arrays.select_strains(torch.as_tensor(np.asarray(strain_index)))

@@ -20,6 +20,9 @@ Draw rules, per mixture (all mixtures of a batch at once, no Python loop over sa
    draw_instrument`), and with preferred orientation each present phase's peaks times
    their family's March-Dollase factor (:mod:`~xrdpipe.patterns.orientation`); rendering
    goes through :func:`~xrdpipe.patterns.instrument.render_instrument`.
+8. With ``MixtureConfig.particle_radius_um`` (``weight`` mode, after every draw above): a
+   radius per mixture and each phase's intensity times Brindley's ``tau``
+   (:mod:`~xrdpipe.patterns.microabsorption`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from xrdpipe.patterns.config import (
     fraction_mode_name,
 )
 from xrdpipe.patterns.instrument import draw_instrument
+from xrdpipe.patterns.microabsorption import absorption_table
 from xrdpipe.patterns.orientation import orientation_lookup, phase_march_dollase
 from xrdpipe.patterns.render import render_profiles
 
@@ -79,6 +83,9 @@ class PeakArrays:
             repeated to a common length L (preferred orientation; see
             :mod:`xrdpipe.patterns.orientation`).
         reciprocal_basis: ``(M, 3, 3)`` reciprocal basis vectors as columns, 1/angstrom.
+        linear_absorption: ``(M, S)`` linear absorption coefficient ``mu``, 1/cm
+            (Brindley microabsorption; :mod:`xrdpipe.patterns.microabsorption`).
+        names: the ``M`` materials' names (for messages), or None.
     """
 
     two_theta: Tensor
@@ -91,6 +98,8 @@ class PeakArrays:
     hkl: Tensor | None = None
     rotations: Tensor | None = None
     reciprocal_basis: Tensor | None = None
+    linear_absorption: Tensor | None = None
+    names: tuple[str, ...] | None = None
 
     @classmethod
     def from_arrays(
@@ -107,6 +116,8 @@ class PeakArrays:
         hkl: Any = None,
         rotations: Any = None,
         reciprocal_basis: Any = None,
+        linear_absorption: Any = None,
+        names: Any = None,
     ) -> PeakArrays:
         """Tensors (float32, bool mask) on ``device`` from numpy arrays or tensors."""
         dev = torch.device(device)
@@ -123,13 +134,18 @@ class PeakArrays:
             hkl=_tensor(hkl, torch.float32, dev),
             rotations=_tensor(rotations, torch.float32, dev),
             reciprocal_basis=_tensor(reciprocal_basis, torch.float32, dev),
+            linear_absorption=_tensor(linear_absorption, torch.float64, dev),
+            names=None if names is None else tuple(str(n) for n in names),
         )
         m, s, p = tt.shape
         expected = {name: (m, s, p) for name in _PER_PEAK}
-        expected.update({"volume": (m, s), "density": (m, s), "hkl": (m, s, p, 3)})
+        expected.update({"volume": (m, s), "density": (m, s), "linear_absorption": (m, s)})
+        expected["hkl"] = (m, s, p, 3)
         expected["reciprocal_basis"] = (m, 3, 3)
         if arrays.rotations is not None:
             expected["rotations"] = (m, arrays.rotations.shape[1], 3, 3)
+        if arrays.names is not None and len(arrays.names) != m:
+            raise ValueError(f"{len(arrays.names)} names for {m} materials")
         for name, shape in expected.items():
             value = getattr(arrays, name)
             if value is not None and tuple(value.shape) != shape:
@@ -161,7 +177,7 @@ class PeakArrays:
         updates = {}
         for names, axes in (
             ((*_PER_PEAK, "hkl"), "msp"),
-            (("volume", "density"), "ms"),
+            (("volume", "density", "linear_absorption"), "ms"),
             (("rotations", "reciprocal_basis"), "m"),
         ):
             for name in names:
@@ -185,7 +201,8 @@ class PeakArrays:
     def select_materials(self, indices: Any) -> PeakArrays:
         """Only the materials ``indices`` (e.g. the first N of a subset)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=self.two_theta.device)
-        return self._map(lambda v, axes: v[idx])
+        names = None if self.names is None else tuple(self.names[int(i)] for i in idx)
+        return replace(self._map(lambda v, axes: v[idx]), names=names)
 
     def to(self, device: torch.device | str) -> PeakArrays:
         """A copy on ``device``."""
@@ -301,6 +318,7 @@ class MixtureSampler:
             generator = torch.Generator(device=self.device).manual_seed(seed)
         self.generator = generator
         self._orientation = self._orientation_tables()
+        self._absorption = absorption_table(self.peaks, cfg.particle_radius_range, self.device)
 
     def _orientation_tables(self) -> tuple[Tensor, Tensor] | None:
         """``1/|B h|`` per peak and ``B^T Q_g^T a`` per (material, axis), when needed."""
@@ -375,6 +393,15 @@ class MixtureSampler:
                 extras["march_dollase_axis"],
                 extras["march_dollase_ratio"],
             )
+        if self._absorption is not None:  # last: the plain engine's draws are unchanged
+            radius, tau = self._absorption.draw(
+                fractions,
+                take(pk.linear_absorption),
+                take(pk.density),
+                g,  # type: ignore[arg-type]
+            )
+            intensity = (intensity.double() * tau.unsqueeze(-1)).float()
+            extras.update(particle_radius_um=radius, brindley_tau=tau)
         mask = take(pk.peak_mask) & phase_mask.unsqueeze(2)  # type: ignore[operator]
         d_spacing = take(pk.d_spacing)
         n_peaks = pk.max_peaks

@@ -202,7 +202,10 @@ def train_phase_fractions(
             raise TaskError(f"{len(ids)} materials given but n_materials is {n_materials}")
     dev = pick_device(device or preset.train.device)
     orientation = subset_config.profile.needs_orientation  # March-Dollase needs hkl, rotations
-    train_peaks = load_peaks(store_path, "train", ids, device=dev, orientation=orientation)
+    absorption = preset.mixtures.particle_radius_um is not None  # Brindley needs mu
+    train_peaks = load_peaks(
+        store_path, "train", ids, device=dev, orientation=orientation, absorption=absorption
+    )
     test_peaks = load_peaks(store_path, "test", ids, device=dev)
     profile = subset_config.profile
     mix_cfg = MixtureConfig(

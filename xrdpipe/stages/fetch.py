@@ -15,9 +15,11 @@ Steps (each a plain function, so the Prefect flow and the CLI call the same code
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,11 @@ from xrdpipe.cod.cache import cif_problem, utc_now_iso
 from xrdpipe.cod.client import CodClient, CodRecord, DownloadResult
 from xrdpipe.cod.mirror import CodMirror, package_mirror_dir
 from xrdpipe.config import Settings, SubsetConfig
+from xrdpipe.diffraction.similarity import (
+    SIMILARITY_THRESHOLD,
+    IndistinguishablePhasesWarning,
+    similar_phases,
+)
 from xrdpipe.structures.manifest import (
     CifEntry,
     build_manifest,
@@ -79,6 +86,7 @@ class FetchReport:
     n_sampled: int = 0
     quarantine_counts: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
+    similar_phases: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         """A few lines for people."""
@@ -92,6 +100,11 @@ class FetchReport:
             lines.append("  quarantined:")
             for reason, count in sorted(self.quarantine_counts.items(), key=lambda kv: -kv[1]):
                 lines.append(f"    {count:5d}  {reason}")
+        for pair in self.similar_phases:
+            lines.append(
+                f"  indistinguishable? {pair['first']!r} and {pair['second']!r}: pattern "
+                f"similarity {pair['similarity']:.3f}"
+            )
         lines.append(f"  manifest: {self.folder / 'manifest.parquet'} ({self.wall_s:.1f} s)")
         return "\n".join(lines)
 
@@ -103,6 +116,7 @@ class FetchReport:
             "kept": self.n_kept,
             "sampled": self.n_sampled,
             "quarantined": self.quarantine_counts,
+            "similar_phases": self.similar_phases,
         }
 
 
@@ -257,7 +271,46 @@ def build_subset_manifest(
         quarantine = quarantine.assign(phase_name=quarantine["cod_id"].map(names))
     result = type(result)(manifest=sampled, quarantine=quarantine)
     write_manifest(result, folder)
+    write_similar_phases(sampled, subset, folder)
     return kept, quarantine
+
+
+SIMILAR_PHASES_FILE = "similar_phases.json"
+"""Beside the manifest: a phase set's pairs with near-identical clean patterns."""
+
+
+def write_similar_phases(manifest: pd.DataFrame, subset: SubsetConfig, folder: Path) -> list:
+    """Warn about, and record, a phase set's pairs whose clean patterns are alike.
+
+    Only for ``source: phases`` (every pair is compared: a lab's few candidates); other
+    sources write nothing (a stale record is removed). Each pair warns
+    (:class:`~xrdpipe.diffraction.similarity.IndistinguishablePhasesWarning`) naming both
+    phases and their similarity, at the subset's wavelength and two-theta range.
+
+    Returns:
+        The pairs as dicts (``first``, ``second``, ``similarity``, ``relative_scale``).
+    """
+    from xrdpipe.structures.manifest import structure_from_json
+
+    record = folder / SIMILAR_PHASES_FILE
+    record.unlink(missing_ok=True)
+    if subset.source != "phases" or len(manifest) < 2:
+        return []
+    sim = subset.simulation
+    names = manifest["phase_name"].astype(str).tolist()
+    structures = [structure_from_json(s) for s in manifest["structure_json"]]
+    pairs = similar_phases(names, structures, sim.wavelength_angstrom, sim.two_theta_range)
+    rows = [vars(p) for p in pairs]
+    for p in pairs:
+        warnings.warn(
+            f"phases {p.first!r} and {p.second!r} have clean patterns {p.similarity:.3f} alike "
+            f"(threshold {SIMILARITY_THRESHOLD}, after a lattice scaling of "
+            f"{p.relative_scale:.4f}): a model or a refinement can hardly tell them apart",
+            IndistinguishablePhasesWarning,
+            stacklevel=2,
+        )
+    record.write_text(json.dumps({"threshold": SIMILARITY_THRESHOLD, "pairs": rows}, indent=1))
+    return rows
 
 
 def copy_phase_file(
@@ -347,6 +400,8 @@ def make_report(
     statuses = pd.Series([d.status for d in downloads], dtype="object")
     manifest = pd.read_parquet(folder / "manifest.parquet", columns=["cod_id"])
     counts = quarantine.groupby(["stage", "reason"]).size() if len(quarantine) else []
+    similar = folder / SIMILAR_PHASES_FILE
+    pairs = json.loads(similar.read_text())["pairs"] if similar.is_file() else []
     return FetchReport(
         subset=subset_name,
         source=candidates.source,
@@ -361,6 +416,7 @@ def make_report(
         if len(quarantine)
         else {},
         wall_s=time.perf_counter() - start,
+        similar_phases=pairs,
     )
 
 

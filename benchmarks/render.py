@@ -10,11 +10,15 @@ The instrument table renders ~300-peak phases of five real symmetries (cubic m-3
 proper rotations per March-Dollase family, hexagonal, tetragonal, orthorhombic, monoclinic)
 with the K-alpha doublet, zero shift, sample displacement, monochromator, automatic slit,
 TCH widths, March-Dollase, Chebyshev background + amorphous hump and Poisson counts, and the
-plain engine (paper 002's defaults) on the same peaks in the same run.
+plain engine (paper 002's defaults) on the same peaks in the same run. With
+``--particle-radius R`` both engines draw weight fractions (``fraction_mode: weight``) and
+the instrument engine adds Brindley microabsorption at radius R micrometre (linear absorption
+coefficients 50-1900 1/cm, one per material).
 
     python benchmarks/render.py                 # one CPU thread (+ CUDA when present)
     python benchmarks/render.py --threads 4 --batches 5
     python benchmarks/render.py --only instrument
+    python benchmarks/render.py --only instrument --particle-radius 2
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ PEAKS_PER_PHASE = (50, 300, 850)
 NAIVE_MIXTURES = 4
 INSTRUMENT_PEAKS = 300
 CU_KA = 1.54184
+LINEAR_ABSORPTION = np.array([50.0, 200.0, 500.0, 1000.0, 1900.0])
+"""1/cm, one per material (brucite-like to Bi2O3-like at Cu K-alpha)."""
 EVERY_EFFECT = ProfileConfig(
     ka_doublet=True,
     zero_shift_deg=(-0.05, 0.05),
@@ -111,8 +117,11 @@ def instrument_pool(n_peaks: int = INSTRUMENT_PEAKS, seed: int = 0) -> PeakArray
     count = rng.integers(int(0.9 * n_peaks), n_peaks + 1, (N_MATERIALS, 1))
     mask = np.broadcast_to(np.arange(n_peaks) < count[..., None], shape)
     return PeakArrays.from_arrays(
-        tt, inten, mask, d_spacing=d, hkl=hkl, rotations=rotations, reciprocal_basis=basis
-    )
+        tt, inten, mask, d_spacing=d, hkl=hkl, rotations=rotations, reciprocal_basis=basis,
+        intensity_raw=inten, volume=rng.uniform(100.0, 1000.0, shape[:2]),
+        density=rng.uniform(2.0, 9.0, shape[:2]),
+        linear_absorption=np.broadcast_to(LINEAR_ABSORPTION[:, None], shape[:2]),
+    )  # fmt: skip
 
 
 def time_engine(sampler: MixtureSampler, batches: int) -> tuple[float, float]:
@@ -150,17 +159,28 @@ def time_naive(sampler: MixtureSampler, profile: ProfileConfig) -> float:
     return NAIVE_MIXTURES / (time.perf_counter() - start)
 
 
-def instrument_table(cfg: MixtureConfig, devices: list[str], batches: int) -> None:
-    """Every instrument effect on vs the plain engine, the same ~300-peak phases, one run."""
+def instrument_table(
+    cfg: MixtureConfig, devices: list[str], batches: int, radius: float | None = None
+) -> None:
+    """Every instrument effect on vs the plain engine, the same ~300-peak phases, one run.
+
+    With ``radius`` (micrometre) both draw weight fractions and the instrument engine adds
+    Brindley microabsorption.
+    """
     peaks = instrument_pool()
-    print(f"\nevery instrument effect on, ~{INSTRUMENT_PEAKS} peaks/phase, K=3")
+    brindley = "" if radius is None else f", weight fractions + Brindley R={radius:g} um"
+    print(f"\nevery instrument effect on{brindley}, ~{INSTRUMENT_PEAKS} peaks/phase, K=3")
+    every_cfg = cfg
+    if radius is not None:
+        cfg = cfg.model_copy(update={"fraction_mode": "weight"})
+        every_cfg = cfg.model_copy(update={"particle_radius_um": radius})
     print(
         f"{'device':<6} {'plain mix/s':>12} {'best':>7} {'instrument mix/s':>17} {'best':>7} "
         f"{'ratio':>6}"
     )
     for device in devices:
         plain = MixtureSampler(peaks, cfg, ProfileConfig(), seed=0, device=device)
-        every = MixtureSampler(peaks, cfg, EVERY_EFFECT, seed=0, device=device)
+        every = MixtureSampler(peaks, every_cfg, EVERY_EFFECT, seed=0, device=device)
         plain_rate, plain_best = time_engine(plain, batches)
         rate, best = time_engine(every, batches)
         print(
@@ -175,6 +195,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--only", choices=["naive", "instrument"], default=None)
+    parser.add_argument("--particle-radius", type=float, default=None, metavar="UM")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     profile = ProfileConfig()
@@ -182,7 +203,7 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {args.threads} CPU thread(s), batch {cfg.batch_size}, K=3")
     if args.only != "naive":
-        instrument_table(cfg, devices, args.batches)
+        instrument_table(cfg, devices, args.batches, args.particle_radius)
     if args.only == "instrument":
         return
     print(

@@ -100,9 +100,8 @@ def test_two_phase_intensity_ratio_is_hill_howard_times_brindley_by_hand():
     assert len(fractions) > 20
 
 
-def test_no_particle_size_leaves_the_batch_as_before():
+def test_no_particle_size_leaves_the_batch_as_before(one_thread):
     """SHA-256 of batches drawn by the code before microabsorption existed (98c1c0d)."""
-    torch.set_num_threads(1)
     rng = np.random.default_rng(7)
     m, s, p = 3, 2, 4
     tt = np.sort(rng.uniform(15, 85, (m, s, p)), axis=-1)

@@ -12,9 +12,9 @@ catalog; the entry is the one a lab would copy into its own ``catalog.yaml``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,6 +22,9 @@ from xrdpipe.config import Settings, SubsetConfig, catalog_path, load_catalog
 from xrdpipe.config.catalog import default_catalog_path
 from xrdpipe.config.phase_set import LAB_PROFILE, PHASE_SET_PRESET, phase_set_subset
 from xrdpipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from xrdpipe.stages.pipeline import PipelineOptions
 
 PHASE_SET_PREFIX = "phases-"
 """The subset name of a phase set is this prefix and a slug of the folder's name."""
@@ -186,3 +189,38 @@ def phase_count(phase_set: PhaseSet, settings: Settings) -> int:
     from xrdpipe.structures.phase_files import discover_phase_files
 
     return len(discover_phase_files(phase_set.subset.phases))  # type: ignore[arg-type]
+
+
+def phase_set_pipeline(
+    options: PipelineOptions,
+    settings: Settings,
+    phases: Path,
+    instrument: Path | None = None,
+    *,
+    preset: str | None = None,
+    n_materials: int | None = None,
+) -> PipelineOptions:
+    """The pipeline's options on a phase set: its subset, catalog, preset, N and K.
+
+    What ``xrdpipe run --phases`` and the ``pipeline`` flow's ``phases`` parameter do: write
+    the phase set's catalog (on ``options.catalog``), train the phase-fraction model alone
+    (a lattice-system classifier of a handful of phases says nothing) with ``preset`` (else
+    :data:`PHASE_SET_PRESET`) on all phases (``n_materials`` if given) and K = min(K, N), and
+    evaluate that one cell of the N/K grid.
+    """
+    found = phase_set_catalog(
+        phases, settings, instrument, None if options.catalog is None else Path(options.catalog)
+    )
+    n = n_materials if n_materials is not None else phase_count(found, settings)
+    k = min(options.max_phases, n)
+    return replace(
+        options,
+        subset=found.name,
+        catalog=str(found.catalog),
+        preset=preset or found.preset,
+        tasks=tuple(t for t in options.tasks if t == "phase-fractions"),
+        n_materials=n,
+        max_phases=k,
+        grid_n_values=(n,),
+        grid_k_values=(k,),
+    )

@@ -31,10 +31,11 @@ formula in one space group stay two phases); only the 500-site bound stays.
   phase (0.6 of them train, 0.4 validate) sample that range at ~0.01 % steps, finer than
   the engine's zero shift and displacement move peaks, and 50 held-out conditions give
   50 x N test patterns. A symmetry strain re-uses the phase's reflections (only the cell
-  changes), so the cost is per phase, not per condition: 10 small phases (2-24 sites)
-  simulated 200 + 50 conditions in ~10 s on 2 cores (300 + 100: 8 s, cluster start
-  included); the store stays ~50 MB for 10 phases of ~800 peaks. Paper 002's 500 + 200
-  would only make the store 3x larger at this jitter.
+  changes), so the cost is per phase more than per condition: 10 small phases (2-24
+  sites) simulated 200 + 50 conditions in 26.5 s on 2 workers at a load average of 13.7
+  (300 + 100: 8 s at a load of 2.3), the cluster start included; their store is 39 MB
+  (796 peaks at most). Paper 002's 500 + 200 would make it ~3x larger for nothing at this
+  jitter.
 
 **Profile** (the rendering of training mixtures, :class:`~xrdpipe.patterns.ProfileConfig`):
 

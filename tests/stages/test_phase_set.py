@@ -148,3 +148,17 @@ def test_fetch_and_simulate_with_phases_and_instrument(lab, tmp_path, monkeypatc
     assert catalog.subset(name).profile.n_points == 3001
     bad = runner.invoke(app, ["simulate", "--instrument", str(scan), "--data-dir", str(data)])
     assert bad.exit_code == 2 and "--instrument needs --phases" in bad.output
+
+
+def test_phase_fraction_commands_default_to_the_preset_and_every_phase(lab, tmp_path):
+    from xrdpipe.cli.common import target
+
+    phases, scan = lab
+    data = tmp_path / "data"
+    on = target("demo", None, data, phases, scan)
+    assert on.subset == "phases-NiO-free_set_2024" and on.catalog.is_file()
+    assert (on.preset(None, "cpu"), on.preset("paper", "cpu")) == (PHASE_SET_PRESET, "paper")
+    assert (on.n_materials(None, data), on.n_materials(1, data)) == (2, 1)
+    plain = target("demo", None, data, None, None)
+    assert (plain.subset, plain.catalog, plain.preset(None, "cpu")) == ("demo", None, "cpu")
+    assert plain.n_materials(None, data) == 5

@@ -13,6 +13,7 @@ changed since the model this pipeline last registered in the same MLflow trackin
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -22,6 +23,8 @@ from flows.fetch import fetch
 from flows.simulate import simulate
 from flows.train import train
 from xrdpipe.config import Settings
+from xrdpipe.errors import ConfigError
+from xrdpipe.stages.phase_set import phase_set_pipeline
 from xrdpipe.stages.pipeline import DEFAULTS, PipelineOptions, Steps, run_pipeline
 
 PipelineTask = Literal["phase-fractions", "lattice-system"]
@@ -30,7 +33,7 @@ PipelineTask = Literal["phase-fractions", "lattice-system"]
 @flow(name="pipeline", log_prints=True)
 def pipeline(
     subset: str = DEFAULTS.subset,
-    preset: str = DEFAULTS.preset,
+    preset: str | None = None,
     tasks: list[PipelineTask] | None = None,
     n_materials: int = DEFAULTS.n_materials,
     max_phases: int = DEFAULTS.max_phases,
@@ -45,15 +48,19 @@ def pipeline(
     grid_k_values: list[int] = list(DEFAULTS.grid_k_values),  # noqa: B006, B008
     grid_baselines: list[str] = list(DEFAULTS.grid_baselines),  # noqa: B006, B008
     grid_baseline_train: int = DEFAULTS.grid_baseline_train,
+    phases: str | None = None,
+    instrument: str | None = None,
 ) -> dict:
     """Fetch, simulate, train and evaluate one subset; skip what is already up to date.
 
     Args:
-        subset: a subset of ``catalog.yaml``.
-        preset: training preset of both models (``cpu``, ``paper`` or one of the catalog).
+        subset: a subset of ``catalog.yaml`` (replaced by the phase set's with ``phases``).
+        preset: training preset of both models (``cpu``, ``paper`` or one of the catalog);
+            ``None``: ``cpu``, or ``phase-set`` with ``phases``.
         tasks: models to train (default both: ``phase-fractions`` and, on a store with
             symmetry-preserving strain, ``lattice-system``).
-        n_materials: N of the phase-fraction model.
+        n_materials: N of the phase-fraction model; with ``phases``, the default (5) means
+            every phase of the set.
         max_phases: K of the phase-fraction model.
         seed: training seed.
         overwrite: simulate the whole store again even if it is up to date (a store made
@@ -69,10 +76,15 @@ def pipeline(
         grid_k_values: K values of that grid.
         grid_baselines: baselines beside the CNN.
         grid_baseline_train: training mixtures of the regression baselines.
+        phases: a folder of CIF files, a lab's phase set: its catalog is written
+            (:func:`xrdpipe.stages.phase_set.phase_set_pipeline`, as ``xrdpipe run
+            --phases``), the phase-fraction model alone is trained on every phase.
+        instrument: with ``phases``, a measured scan whose lines, range, slit and radius
+            the phase set's profile takes.
     """
     options = PipelineOptions(
         subset=subset,
-        preset=preset,
+        preset=preset or DEFAULTS.preset,
         tasks=DEFAULTS.tasks if tasks is None else tuple(tasks),
         n_materials=n_materials,
         max_phases=max_phases,
@@ -88,8 +100,20 @@ def pipeline(
         cod_url=cod_url,
         catalog=catalog,
     )
+    settings = Settings()
+    if phases is not None:
+        options = phase_set_pipeline(
+            options,
+            settings,
+            Path(phases),
+            None if instrument is None else Path(instrument),
+            preset=preset,
+            n_materials=None if n_materials == DEFAULTS.n_materials else n_materials,
+        )
+    elif instrument is not None:
+        raise ConfigError("instrument needs phases (a folder of CIF files)")
     steps = Steps(fetch=fetch, simulate=simulate, train=train, evaluate=evaluate)
-    return run_pipeline(options, Settings(), steps, log=get_run_logger().info)
+    return run_pipeline(options, settings, steps, log=get_run_logger().info)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,17 @@ commands, the evaluation commands and the stack commands word ``--catalog`` and
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from xrdpipe.config import Settings
 from xrdpipe.errors import XrdpipeError
+
+if TYPE_CHECKING:
+    from xrdpipe.stages.phase_set import PhaseSet
 
 MirrorOpt = Annotated[
     Path | None, typer.Option("--mirror", help="Read this local COD mirror directory instead.")
@@ -30,6 +34,77 @@ EvaluateDataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Dat
 StackDataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (else XRDPIPE_DATA_DIR).")
 ]
+PhasesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--phases",
+        help="A folder of CIF files (a lab's phase set, lab defaults) instead of a subset.",
+    ),
+]
+InstrumentOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--instrument", help="With --phases: a scan whose lines, range, slit, radius are used."
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The subset a command works on, and its catalog: as given, or a phase set's.
+
+    Attributes:
+        subset: the subset's name.
+        catalog: the catalog file (``None``: the default catalog).
+        phase_set: the phase set written for ``--phases`` (``None`` without it).
+    """
+
+    subset: str
+    catalog: Path | None
+    phase_set: PhaseSet | None = None
+
+    def preset(self, given: str | None, default: str) -> str:
+        """``given``, else the phase set's preset (``phase-set``), else ``default``."""
+        if given is not None:
+            return given
+        return default if self.phase_set is None else self.phase_set.preset
+
+    def n_materials(self, given: int | None, data_dir: Path | None, default: int = 5) -> int:
+        """``given``, else the number of phases of the phase set, else ``default``."""
+        if given is not None:
+            return given
+        if self.phase_set is None:
+            return default
+        from xrdpipe.stages.phase_set import phase_count
+
+        return phase_count(self.phase_set, settings(data_dir))
+
+
+def target(
+    subset: str,
+    catalog: Path | None,
+    data_dir: Path | None,
+    phases: Path | None,
+    instrument: Path | None,
+) -> Target:
+    """The subset and catalog of a command: ``--phases`` writes a phase set's catalog.
+
+    With ``--phases DIR`` (and ``--instrument SCAN``),
+    :func:`~xrdpipe.stages.phase_set.phase_set_catalog` writes
+    ``<data_dir>/phases-<slug>/catalog.yaml`` on ``--catalog`` (or the default catalog) and
+    its subset replaces ``subset``. An error exits with code 2 (:func:`fail`).
+    """
+    if phases is None:
+        if instrument is not None:
+            fail(XrdpipeError("--instrument needs --phases (a folder of CIF files)"))
+        return Target(subset, catalog)
+    from xrdpipe.stages.phase_set import phase_set_catalog
+
+    try:
+        found = phase_set_catalog(phases, settings(data_dir), instrument, catalog)
+    except XrdpipeError as exc:
+        fail(exc)
+    return Target(found.name, found.catalog, found)
 
 
 def settings(data_dir: Path | None) -> Settings:

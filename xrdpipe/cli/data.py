@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from xrdpipe.cli import common
-from xrdpipe.cli.common import CatalogOpt, CodUrlOpt, DataDirOpt, MirrorOpt, fail
+from xrdpipe.cli.common import (
+    CatalogOpt,
+    CodUrlOpt,
+    DataDirOpt,
+    InstrumentOpt,
+    MirrorOpt,
+    PhasesOpt,
+    fail,
+)
 from xrdpipe.config import load_catalog
 from xrdpipe.errors import XrdpipeError
 
@@ -19,10 +27,13 @@ def fetch(
     cod_url: CodUrlOpt = None,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
+    phases: PhasesOpt = None,
+    instrument: InstrumentOpt = None,
 ) -> None:
     """Fetch a COD subset: download CIFs, parse, filter, and write its structure manifest."""
+    on = common.target(subset, catalog, data_dir, phases, instrument)
     common.run_step(
-        data_dir, "fetch", subset=subset, mirror_dir=mirror, cod_url=cod_url, catalog=catalog
+        data_dir, "fetch", subset=on.subset, mirror_dir=mirror, cod_url=cod_url, catalog=on.catalog
     )
 
 
@@ -33,20 +44,27 @@ def simulate(
     ] = False,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
+    phases: PhasesOpt = None,
+    instrument: InstrumentOpt = None,
 ) -> None:
     """Simulate a fetched subset's strained peak lists into its Zarr store (on Dask)."""
-    common.run_step(data_dir, "simulate", subset=subset, overwrite=overwrite, catalog=catalog)
+    on = common.target(subset, catalog, data_dir, phases, instrument)
+    common.run_step(data_dir, "simulate", subset=on.subset, overwrite=overwrite, catalog=on.catalog)
 
 
 def plot_mixtures_command(
     subset: Annotated[str, typer.Argument(help="A simulated subset of catalog.yaml.")] = "demo",
-    n_materials: Annotated[int, typer.Option("-n", help="N: materials in the pool.")] = 5,
+    n_materials: Annotated[
+        int | None, typer.Option("-n", help="N: materials in the pool (default 5; all phases).")
+    ] = None,
     max_phases: Annotated[int, typer.Option("-k", help="K: most phases per mixture.")] = 3,
     examples: Annotated[int, typer.Option(help="Mixtures to draw.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the draw.")] = 0,
     out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
+    phases: PhasesOpt = None,
+    instrument: InstrumentOpt = None,
 ) -> None:
     """Plot a few rendered mixtures beside their single phases and stick patterns."""
     from xrdpipe.patterns.config import MixtureConfig
@@ -54,15 +72,27 @@ def plot_mixtures_command(
     from xrdpipe.patterns.plots import draw_examples, plot_mixtures
 
     settings = common.settings(data_dir)
+    on = common.target(subset, catalog, data_dir, phases, instrument)
+    subset = on.subset
     try:
-        config = load_catalog(catalog, settings).subset(subset)
+        n_materials = on.n_materials(n_materials, data_dir)
+        cat = load_catalog(on.catalog, settings)
+        config = cat.subset(subset)
+        # a phase set draws as its preset trains: weight fractions of distinct phases
+        mixtures = (
+            {}
+            if on.phase_set is None
+            else cat.preset("phase_fractions", on.phase_set.preset).mixtures.config_fields()
+        )
         store_path = settings.store_path(subset)
-        peaks = load_peaks(store_path, "train")
+        peaks = load_peaks(store_path, "train", orientation=config.profile.needs_orientation)
         if peaks.peaks.n_materials < n_materials:
             raise XrdpipeError(
                 f"-n {n_materials} exceeds the {peaks.peaks.n_materials} materials of {subset}"
             )
-        cfg = MixtureConfig(n_materials=n_materials, max_phases=max_phases)
+        if on.phase_set is not None:
+            max_phases = min(max_phases, n_materials)
+        cfg = MixtureConfig(n_materials=n_materials, max_phases=max_phases, **mixtures)
         figure = plot_mixtures(
             draw_examples(peaks, cfg, config.profile, examples, seed), config.profile
         )

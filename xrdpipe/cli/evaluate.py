@@ -9,7 +9,13 @@ from typing import Annotated
 import typer
 
 from xrdpipe.cli import common
-from xrdpipe.cli.common import EvaluateCatalogOpt, EvaluateDataDirOpt, fail
+from xrdpipe.cli.common import (
+    EvaluateCatalogOpt,
+    EvaluateDataDirOpt,
+    InstrumentOpt,
+    PhasesOpt,
+    fail,
+)
 from xrdpipe.errors import XrdpipeError
 
 
@@ -23,9 +29,15 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 
 def evaluate_command(
     subset: Annotated[str, typer.Argument(help="The phase-fraction subset.")] = "hoefer2024",
-    preset: Annotated[str, typer.Option("--preset", help="Phase-fraction preset.")] = "grid-cpu",
-    n_values: Annotated[str, typer.Option("--n", help="N values, e.g. 5,10,15,20.")] = "5,10,15,20",
-    k_values: Annotated[str, typer.Option("--k", help="K values, e.g. 3,5,7.")] = "3,5,7",
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="Phase-fraction preset (grid-cpu; phase-set).")
+    ] = None,
+    n_values: Annotated[
+        str | None, typer.Option("--n", help="N values (5,10,15,20; all phases).")
+    ] = None,
+    k_values: Annotated[
+        str | None, typer.Option("--k", help="K values (3,5,7; 3 or N with --phases).")
+    ] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Training seeds, e.g. 0,1,2.")] = "0",
     minutes_per_material: Annotated[
         float | None, typer.Option("--minutes-per-material", help="Training cap per material.")
@@ -44,10 +56,19 @@ def evaluate_command(
     ] = None,
     catalog: EvaluateCatalogOpt = None,
     data_dir: EvaluateDataDirOpt = None,
+    phases: PhasesOpt = None,
+    instrument: InstrumentOpt = None,
 ) -> None:
     """Run paper 002's N/K grid (CNN and baselines) and write the report, all in MLflow."""
     from xrdpipe.stages.evaluate import describe_evaluation, evaluate_subset, grid_spec
 
+    on = common.target(subset, catalog, data_dir, phases, instrument)
+    subset, catalog, preset = on.subset, on.catalog, on.preset(preset, "grid-cpu")
+    if on.phase_set is None:
+        n_values, k_values = n_values or "5,10,15,20", k_values or "3,5,7"
+    elif n_values is None or k_values is None:
+        n_all = on.n_materials(None, data_dir)
+        n_values, k_values = n_values or str(n_all), k_values or str(min(3, n_all))
     n, k, s = _ints(n_values, "--n"), _ints(k_values, "--k"), _ints(seeds, "--seeds")
     try:
         spec = grid_spec(
@@ -87,11 +108,15 @@ def classifiers_command(
     ] = "lattice_system",
     catalog: EvaluateCatalogOpt = None,
     data_dir: EvaluateDataDirOpt = None,
+    phases: PhasesOpt = None,
+    instrument: InstrumentOpt = None,
 ) -> None:
     """Paper 000's tables: the a-CNN and eight classical classifiers, 5-fold CV, both protocols."""
     from xrdpipe.stages.evaluate import run_classification_report
 
     settings = common.settings(data_dir)
+    on = common.target(subset, catalog, data_dir, phases, instrument)
+    subset, catalog = on.subset, on.catalog
     try:
         run_id, report, _ = run_classification_report(
             settings, subset, preset, catalog, target=target, log=typer.echo

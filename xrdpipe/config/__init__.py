@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 _HOMES = {
     "catalog": (
         "CATALOG_VERSION CRYSTAL_SYSTEMS LATTICE_SYSTEMS Catalog CodQuery Filters SubsetConfig "
-        "SubsetName default_catalog_path load_catalog parse_catalog resolve_subset "
+        "SubsetName catalog_path default_catalog_path load_catalog parse_catalog resolve_subset "
         "upgrade_catalog"
     ),
     "presets": (
@@ -69,6 +69,7 @@ __all__ = [
     "SubsetConfig",
     "SubsetName",
     "SymmetrySettings",
+    "catalog_path",
     "default_catalog_path",
     "load_catalog",
     "parse_catalog",
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
         Filters,
         SubsetConfig,
         SubsetName,
+        catalog_path,
         default_catalog_path,
         load_catalog,
         parse_catalog,

@@ -313,11 +313,10 @@ def default_catalog_path() -> Path:
     return Path(str(resources.files("xrdpipe") / "catalog.yaml"))
 
 
-def load_catalog(path: Path | str | None = None, settings: Settings | None = None) -> Catalog:
-    """Load and validate ``catalog.yaml``.
+def catalog_path(path: Path | str | None = None, settings: Settings | None = None) -> Path:
+    """The catalog file :func:`load_catalog` reads.
 
     Order: the explicit ``path``, ``XRDPIPE_CATALOG``, ``./catalog.yaml``, the packaged one.
-    Relative ``mirror_dir`` values are resolved against the catalog's folder.
     """
     settings = settings or Settings()
     if path is None:
@@ -325,7 +324,19 @@ def load_catalog(path: Path | str | None = None, settings: Settings | None = Non
     if path is None:
         local = Path("catalog.yaml")
         path = local if local.is_file() else default_catalog_path()
-    path = Path(path)
+    return Path(path)
+
+
+def _absolute(path: Path, base: Path) -> Path:
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def load_catalog(path: Path | str | None = None, settings: Settings | None = None) -> Catalog:
+    """Load and validate ``catalog.yaml`` (the file :func:`catalog_path` names).
+
+    Relative ``mirror_dir`` and ``phases`` paths are resolved against the catalog's folder.
+    """
+    path = catalog_path(path, settings)
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -341,7 +352,11 @@ def load_catalog(path: Path | str | None = None, settings: Settings | None = Non
     fixed = {}
     for name, sub in catalog.subsets.items():
         if sub.mirror_dir is not None and not sub.mirror_dir.is_absolute():
-            sub = sub.model_copy(update={"mirror_dir": (base / sub.mirror_dir).resolve()})
+            sub = sub.model_copy(update={"mirror_dir": _absolute(sub.mirror_dir, base)})
+        if isinstance(sub.phases, Path):
+            sub = sub.model_copy(update={"phases": _absolute(sub.phases, base)})
+        elif sub.phases is not None:
+            sub = sub.model_copy(update={"phases": [_absolute(p, base) for p in sub.phases]})
         fixed[name] = sub
     return catalog.model_copy(update={"subsets": fixed})
 

@@ -79,6 +79,7 @@ def draw_examples(
                 generator,
                 "cpu",
                 store_peaks.wavelength,
+                d_spacing=None if draw.d_spacing is None else draw.d_spacing[i, sl][mask][None],
                 eta=draw.extras["eta"][i, slot].reshape(1, 1),
                 crystallite_size_nm=draw.extras["crystallite_size_nm"][i, slot].reshape(1, 1),
                 noise=False,
@@ -89,7 +90,9 @@ def draw_examples(
             sticks.append((tt.numpy(), inten.numpy()))
             m = int(draw.extras["materials"][i, slot])
             row = store_peaks.materials.iloc[m]
-            labels.append(f"{row['cod_id']} {row['formula']} ({scale:.2f})")
+            name = row.get("phase_name")
+            shown = name if isinstance(name, str) and name else f"{row['cod_id']} {row['formula']}"
+            labels.append(f"{shown} ({scale:.2f})")
         examples.append(MixtureExample(patterns[i].numpy(), np.stack(phases), sticks, labels))
     return examples
 

@@ -34,6 +34,8 @@ class MeasuredPattern:
         notes: what the reader decided (reversed scan, counting time, ignored scans, slits).
         divergence_slit: :data:`FIXED_SLIT` or :data:`AUTOMATIC_SLIT` where the file says which
             (the opening itself is in ``notes``); ``None`` if it does not.
+        goniometer_radius_mm: the goniometer radius R, mm, where the file gives it (``.xrdml``
+            incident beam path, Bruker RAW v3 header); ``None`` if it does not.
     """
 
     source: str
@@ -45,6 +47,7 @@ class MeasuredPattern:
     wavelength_source: str = "none"
     notes: tuple[str, ...] = ()
     divergence_slit: str | None = None
+    goniometer_radius_mm: float | None = None
 
     def wavelength(self, doublet_model: bool = False) -> float | None:
         """The effective wavelength, angstrom (``None`` if unknown).

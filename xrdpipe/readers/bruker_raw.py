@@ -183,6 +183,7 @@ def _parse_v3(data: _Bytes) -> MeasuredPattern:
         wavelength_source="file" if k1 is not None else "none",
         notes=tuple(notes),
         divergence_slit=slit,
+        goniometer_radius_mm=_positive(radius),
     )
 
 

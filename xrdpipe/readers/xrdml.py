@@ -14,6 +14,7 @@ from xrdpipe.readers.base import (
     _find,
     _local,
     _parse_xml,
+    _positive,
 )
 
 XML_EXTENSIONS = (".xrdml",)
@@ -41,7 +42,8 @@ def parse_xrdml(text: str | bytes, source: str = "<xrdml>") -> MeasuredPattern:
     ``listPositions`` or ``startPosition``/``endPosition`` (uniform), and ``intensities`` or
     ``counts``; intensities are divided by ``commonCountingTime`` or per-point
     ``countingTimes`` when given (counts per second). The incident beam's ``divergenceSlit``
-    gives ``divergence_slit`` (see :func:`divergence_slit`).
+    gives ``divergence_slit`` (see :func:`divergence_slit`), its ``radius`` (mm) the
+    goniometer radius.
 
     Raises:
         MeasuredPatternError: malformed or truncated XML, no scan, no 2Theta axis, or
@@ -112,6 +114,9 @@ def parse_xrdml(text: str | bytes, source: str = "<xrdml>") -> MeasuredPattern:
     slit = divergence_slit(root)
     if slit is not None:
         notes.append(f"divergence slit: {slit[1]}")
+    radius = goniometer_radius_mm(root)
+    if radius is not None:
+        notes.append(f"goniometer radius {radius:g} mm")
     return MeasuredPattern(
         source=source,
         two_theta=two_theta,
@@ -122,7 +127,20 @@ def parse_xrdml(text: str | bytes, source: str = "<xrdml>") -> MeasuredPattern:
         wavelength_source="file" if ka1 is not None else "none",
         notes=tuple(notes),
         divergence_slit=None if slit is None else slit[0],
+        goniometer_radius_mm=radius,
     )
+
+
+def goniometer_radius_mm(root: ET.Element) -> float | None:
+    """The incident beam path's ``radius`` in mm (``None`` if absent, not in mm, or not > 0)."""
+    beam = _find(root, "incidentBeamPath")
+    radius = None if beam is None else _find(beam, "radius")
+    if radius is None or radius.get("unit", "mm").strip().lower() != "mm":
+        return None
+    try:
+        return _positive(float((radius.text or "").strip()))
+    except ValueError:
+        return None
 
 
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"

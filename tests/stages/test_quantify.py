@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import yaml
 from tests.support import CIF_DIR
 from xrdpipe.config import ProfileConfig, Settings, SimulationConfig, SubsetConfig
 from xrdpipe.config.catalog import Filters
+from xrdpipe.stages.phase_set import PhaseSet
 
 PHASES = {"PdO (tetragonal).cif": "1009031.cif", "Ba titanate #2.cif": "2100862.cif"}
 TINY = {
@@ -23,16 +23,6 @@ TINY = {
     "split": {"epoch_size": 64, "n_validation": 64, "n_test": 32},
     "mixtures": {"fraction_mode": "weight", "phase_draw": "distinct"},
 }
-
-
-@dataclass(frozen=True)
-class PhaseSet:
-    """A resolved phase set, as ``xrdpipe.stages.phase_set.phase_set_catalog`` returns it."""
-
-    name: str
-    catalog: Path
-    subset: SubsetConfig
-    preset: str = "tiny"
 
 
 def lab_phase_set(root: Path) -> tuple[PhaseSet, Settings]:
@@ -61,7 +51,7 @@ def lab_phase_set(root: Path) -> tuple[PhaseSet, Settings]:
         mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
         dask_workers=2,
     )
-    return PhaseSet("phases-lab", catalog, subset), settings
+    return PhaseSet("phases-lab", catalog, subset, "tiny"), settings
 
 
 def write_scans(

@@ -23,6 +23,7 @@ batch goes on.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -234,7 +235,9 @@ def quantify_phase_set(
         "refine": refine,
         "unit": quantities[0].unit if quantities else "",
         "median_seconds_per_scan": seconds,
-        "detection_limits_wt_percent": {k: 100 * v for k, v in model.detection_limits.items()},
+        "detection_limits_wt_percent": {
+            k: None if math.isnan(v) else 100 * v for k, v in model.detection_limits.items()
+        },
     }
     files = write_outputs(folder, quantities, summary, failed)
     rows = [row for q in quantities for row in q.rows()]

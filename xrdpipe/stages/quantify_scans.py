@@ -146,22 +146,36 @@ class ScanQuantity:
         limit = np.fmax(np.nan_to_num(self.detection_limits, nan=0.0), PRESENT_FLOOR)
         return value > limit
 
+    def _scaled(
+        self, fraction: np.ndarray, sigma: np.ndarray, flags: list[str]
+    ) -> tuple[float, tuple[float, float] | None]:
+        """``(factor, (amorphous %, sigma) or None)`` of one answer (CNN or refined)."""
+        if self.standard is None:
+            return 100.0, None
+        i = self.names.index(self.standard.phase)
+        try:
+            factor, share, share_sigma = internal_standard_scale(
+                float(fraction[i]), float(sigma[i]), self.standard.weight_percent
+            )
+        except ValueError as exc:
+            flags.append(f"internal standard not usable: {exc}")
+            return math.nan, None
+        return factor, (share, share_sigma)
+
     def rows(self) -> list[dict[str, Any]]:
-        """One row per phase (and the amorphous share with a standard): :data:`COLUMNS`."""
-        factor, amorphous, scan_flags = 100.0, None, list(self.scan_flags)
+        """One row per phase (and the amorphous share with a standard): :data:`COLUMNS`.
+
+        With an internal standard the CNN's columns are rescaled by the CNN's reading of
+        the standard and the refined columns by the refinement's.
+        """
+        scan_flags = list(self.scan_flags)
         sigma_r = self.refined_sigma()
-        if self.standard is not None:
-            i = self.names.index(self.standard.phase)
-            fraction = self.weight_fraction if self.refined is None else self.refined
-            spread = self.spread if sigma_r is None else sigma_r
-            try:
-                factor, share, share_sigma = internal_standard_scale(
-                    float(fraction[i]), float(spread[i]), self.standard.weight_percent
-                )
-                amorphous = (share, share_sigma)
-            except ValueError as exc:
-                scan_flags.append(f"internal standard not usable: {exc}")
-                factor = math.nan
+        factor, amorphous = self._scaled(self.weight_fraction, self.spread, scan_flags)
+        refined_factor, refined_amorphous = (
+            (math.nan, None)
+            if self.refined is None or sigma_r is None
+            else self._scaled(self.refined, sigma_r, scan_flags)
+        )
         present = self.present()
         rows = []
         for i, name in enumerate(self.names):
@@ -173,26 +187,31 @@ class ScanQuantity:
                     "sigma": factor * float(self.spread[i]),
                     "refined_wt_percent": None
                     if self.refined is None
-                    else factor * float(self.refined[i]),
-                    "refined_sigma": None if sigma_r is None else factor * float(sigma_r[i]),
+                    else refined_factor * float(self.refined[i]),
+                    "refined_sigma": None
+                    if sigma_r is None
+                    else refined_factor * float(sigma_r[i]),
                     "rwp": self.rwp,
                     "present": bool(present[i]),
                     "flags": [*self.phase_flags.get(name, []), *scan_flags],
                 }
             )
-        if amorphous is not None:
+        if self.standard is not None:
+            reported = refined_amorphous if self.refined is not None else amorphous
             rows.append(
                 {
                     "scan": self.scan,
                     "phase": AMORPHOUS,
-                    "wt_percent": amorphous[0] if self.refined is None else None,
-                    "sigma": amorphous[1] if self.refined is None else None,
-                    "refined_wt_percent": None if self.refined is None else amorphous[0],
-                    "refined_sigma": None if self.refined is None else amorphous[1],
+                    "wt_percent": None if amorphous is None else amorphous[0],
+                    "sigma": None if amorphous is None else amorphous[1],
+                    "refined_wt_percent": None
+                    if refined_amorphous is None
+                    else refined_amorphous[0],
+                    "refined_sigma": None if refined_amorphous is None else refined_amorphous[1],
                     "rwp": self.rwp,
-                    "present": amorphous[0] > 100 * PRESENT_FLOOR,
+                    "present": reported is not None and reported[0] > 100 * PRESENT_FLOOR,
                     "flags": ["negative share: the standard reads high"]
-                    if amorphous[0] < 0
+                    if reported is not None and reported[0] < 0
                     else [],
                 }
             )

@@ -218,3 +218,30 @@ def test_present_needs_the_floor_and_the_detection_limit(quantified):
     q.weight_fraction = np.array([0.97, 0.03])
     q.detection_limits = np.array([0.01, 0.04])
     assert q.present().tolist() == [True, False]  # 3 wt% is under its 4 wt% limit
+
+
+def test_a_peak_no_phase_explains_is_flagged_on_the_scan(quantified, tmp_path):
+    import re
+
+    from xrdpipe.readers import read_pattern
+    from xrdpipe.stages.quantify import phase_structures
+    from xrdpipe.stages.quantify_scans import quantify_patterns
+
+    model = quantified["model"]
+    two_theta, counts = np.loadtxt(quantified["scans"][0], unpack=True)
+    window = 40  # points (~1.9 deg): the quietest stretch between 25 and 70 deg gets a peak
+    inside = np.flatnonzero((two_theta > 25) & (two_theta < 70))
+    loudest = [counts[i - window : i + window].max() for i in inside]
+    centre = float(two_theta[inside[int(np.argmin(loudest))]])
+    extra = 0.3 * counts.max() * np.exp(-4 * np.log(2) * (two_theta - centre) ** 2 / 0.2**2)
+    path = tmp_path / "with impurity.xy"
+    np.savetxt(path, np.column_stack([two_theta, counts + extra]), fmt="%.5f")
+    structures = phase_structures(quantified["settings"], model)
+    (q,) = quantify_patterns([read_pattern(path)], model, refine=True, structures=structures)
+    found = [
+        float(m.group(1))
+        for flag in q.scan_flags
+        if (m := re.match(r"residual peak at 2theta ([0-9.]+) deg", flag))
+    ]
+    assert any(abs(f - centre) < 0.15 for f in found), (centre, q.scan_flags)
+    assert all(any(f.startswith("residual peak") for f in row["flags"]) for row in q.rows())

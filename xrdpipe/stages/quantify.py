@@ -162,6 +162,21 @@ def default_out_dir(settings: Settings, phase_set: str) -> Path:
     return settings.subset_dir(phase_set) / "quantify" / stamp
 
 
+def check_standard(internal_standard: str | None, standard_wt: float | None) -> None:
+    """Both or neither; a weight percent strictly between 0 and 100.
+
+    Raises:
+        XrdpipeError: only one is given, or the percent is out of range.
+    """
+    if (internal_standard is None) != (standard_wt is None):
+        raise XrdpipeError(
+            f"--internal-standard ({internal_standard!r}) and --standard-wt ({standard_wt!r}) "
+            "go together: give both or neither"
+        )
+    if standard_wt is not None and not 0 < standard_wt < 100:
+        raise XrdpipeError(f"--standard-wt {standard_wt!r} must be between 0 and 100 (wt%)")
+
+
 def quantify_phase_set(
     scans: Sequence[Path],
     phase_set: PhaseSetLike,
@@ -180,8 +195,7 @@ def quantify_phase_set(
     """:func:`quantify` from a resolved phase set (steps 2-4 of the module docstring)."""
     from xrdpipe import tracking
 
-    if (internal_standard is None) != (standard_wt is None):
-        raise XrdpipeError("--internal-standard and --standard-wt go together: give both")
+    check_standard(internal_standard, standard_wt)
     standard = (
         None
         if internal_standard is None or standard_wt is None
@@ -290,6 +304,7 @@ def quantify(
     """
     from xrdpipe.stages.phase_set import phase_set_catalog
 
+    check_standard(internal_standard, standard_wt)
     phase_set = phase_set_catalog(
         phases, settings, instrument=instrument, catalog=catalog or settings.catalog
     )

@@ -133,6 +133,7 @@ def test_the_model_is_reused_when_its_fingerprint_matches(quantified):
     first, second = quantified["first"], quantified["second"]
     assert first.trained and not second.trained and not quantified["model"].trained
     assert first.model == second.model == ("xrdpipe-quantify-phases-lab", "1")
+    assert second.ensemble.members == 2 and second.ensemble.version == "1"
     assert (
         sum("reusing xrdpipe-quantify-phases-lab version 1" in x for x in quantified["lines"]) == 2
     )

@@ -44,6 +44,7 @@ from xrdpipe.stages.quantify_report import write_outputs
 from xrdpipe.stages.quantify_scans import InternalStandard, ScanQuantity, quantify_patterns
 
 Log = Callable[[str], None]
+__all__ = ["QuantifyResult", "quantify", "quantify_patterns", "quantify_phase_set"]
 DEFAULT_PRESET = "phase-set"
 """The phase-fraction preset of a phase set (weight fractions, distinct phases)."""
 
@@ -70,6 +71,8 @@ class QuantifyResult:
         scans: each scan's :class:`~xrdpipe.stages.quantify_scans.ScanQuantity`.
         failed: scans that could not be quantified, with the reason.
         files: ``{"csv", "json", "html"}`` paths.
+        ensemble: the loaded model (pass it to
+            :func:`~xrdpipe.stages.quantify_scans.quantify_patterns` to time scans alone).
     """
 
     rows: list[dict[str, Any]]
@@ -80,6 +83,7 @@ class QuantifyResult:
     scans: list[ScanQuantity] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    ensemble: QuantifyModel | None = field(default=None, repr=False)
 
 
 FETCH_RECORD = "quantify_fetch"
@@ -265,6 +269,7 @@ def quantify_phase_set(
         scans=quantities,
         failed=failed,
         files=files,
+        ensemble=model,
     )
 
 

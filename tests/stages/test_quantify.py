@@ -173,7 +173,7 @@ def test_rows_csv_and_json_have_every_column_and_two_members_give_sigma(quantifi
     assert len(list(result.out_dir.glob("*.png"))) == 2
 
 
-def test_internal_standard_rescales_by_hand(quantified):
+def test_internal_standard_rescales_by_hand(quantified, tmp_path):
     from xrdpipe.readers import read_pattern
     from xrdpipe.stages.quantify_scans import AMORPHOUS, InternalStandard, quantify_patterns
 
@@ -191,6 +191,13 @@ def test_internal_standard_rescales_by_hand(quantified):
     assert rows[AMORPHOUS]["wt_percent"] == pytest.approx(100.0 - factor)
     assert rows[AMORPHOUS]["sigma"] == pytest.approx(20.0 * s[0] / w[0] ** 2)
     assert "internal standard" in scaled.unit
+    from xrdpipe.stages.quantify_report import write_outputs
+
+    files = write_outputs(tmp_path, [scaled], {"phase_set": "phases-lab"}, {})
+    frame = pd.read_csv(files["csv"])
+    assert frame["phase"].tolist() == [*model.names, AMORPHOUS]
+    assert frame["wt_percent"].sum() == pytest.approx(100.0)  # standard + rest + amorphous
+    assert len(list(tmp_path.glob("*.png"))) == 1  # the scan and the CNN's bars
 
 
 def test_detection_limit_is_three_sigma_of_the_blank_predictions():

@@ -63,11 +63,7 @@ def plot_scan(quantity: ScanQuantity, path: Path) -> Path:
         fig, (ax, bars) = plt.subplots(
             1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 1.4]}
         )
-        grid = np.linspace(
-            quantity.prepared.measured_range[0],
-            quantity.prepared.measured_range[1],
-            len(quantity.prepared.x),
-        )
+        grid = quantity.grid if quantity.grid is not None else np.arange(len(quantity.prepared.x))
         ax.plot(grid, quantity.prepared.x, lw=0.8, color="k")
         ax.set(
             xlabel="two-theta (deg, model grid)",

@@ -105,7 +105,7 @@ class ScanQuantity:
         detection_limits: per phase, 0-1 (NaN: none).
         phase_flags: per phase name, flags.
         scan_flags: flags of the whole scan (residual peaks, a failed refinement).
-        prepared: the scan on the model's grid.
+        prepared: the scan on the model's grid (``grid``, degrees at the model's wavelength).
         refinement: the :class:`~xrdpipe.refinement.PolishResult`, or None.
         standard: the internal standard, or None.
         seconds: wall time of this scan.
@@ -128,6 +128,7 @@ class ScanQuantity:
     standard: InternalStandard | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    grid: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def unit(self) -> str:
@@ -382,6 +383,7 @@ def quantify_patterns(
             pattern=pattern,
             standard=standard,
             notes=[*pattern.notes, *prepared.notes],
+            grid=model.grid.two_theta,
         )
         if phases is not None:
             _refine(quantity, model, phases)

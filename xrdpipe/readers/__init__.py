@@ -11,8 +11,9 @@ Modules: :mod:`~xrdpipe.readers.text` (``.xy``/``.csv``/``.txt``/``.dat``/``.xye
 :mod:`~xrdpipe.readers.xrdml`, :mod:`~xrdpipe.readers.brml`, :mod:`~xrdpipe.readers.bruker_raw`,
 :mod:`~xrdpipe.readers.rigaku` (``.ras``, ``.rasx``), :mod:`~xrdpipe.readers.base`
 (:class:`MeasuredPattern` and the shared helpers), :mod:`~xrdpipe.readers.pattern`
-(:func:`check_pattern`, :func:`read_pattern`) and :mod:`~xrdpipe.readers.prepare` (the
-preprocessing, :func:`prepare_pattern`, and its steps).
+(:func:`check_pattern`, :func:`read_pattern`), :mod:`~xrdpipe.readers.prepare` (the
+preprocessing, :func:`prepare_pattern`, and its steps) and :mod:`~xrdpipe.readers.instrument`
+(the instrument a scan was measured with, as a profile: ``--instrument SCAN``).
 """
 
 from xrdpipe.readers.base import AUTOMATIC_SLIT, FIXED_SLIT, MeasuredPattern

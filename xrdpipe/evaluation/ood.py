@@ -11,7 +11,8 @@ that single-phase validation patterns keep (:func:`fit_flag_rule`):
    level (``1.4826 * MAD`` of the first differences over ``sqrt(2)``); an amorphous hump or
    a noise-only scan has no sharp peak well above its noise.
 2. ``n_peaks`` (high: more peaks than one phase shows): local maxima over ``+-w`` points that
-   rise at least ``PEAK_HEIGHT`` of the maximum above the local baseline.
+   rise above the local baseline by at least ``PEAK_HEIGHT`` of the maximum and
+   ``PEAK_SIGMAS`` noise levels (so counting noise makes no peaks).
 3. ``max_probability`` (low): the calibrated probability of the top class.
 4. ``energy`` (high): the free energy ``-T logsumexp(z / T)`` of the logits (Liu et al.,
    NeurIPS 2020): larger for inputs unlike the training data.
@@ -39,6 +40,8 @@ PEAK_WINDOW_DEG = 0.1
 """Half-width ``w`` of the peak test, degrees (a peak is the maximum over ``+-w``)."""
 PEAK_HEIGHT = 0.02
 """A counted peak rises at least this fraction of the pattern maximum above its baseline."""
+PEAK_SIGMAS = 5.0
+"""A counted peak rises at least this many noise levels above its baseline."""
 TESTS = ("sharpness", "n_peaks", "max_probability", "energy")
 """The scores of the rule, in the order reasons are listed."""
 LOW_IS_BAD = {"sharpness": True, "n_peaks": False, "max_probability": True, "energy": False}
@@ -59,9 +62,10 @@ def peak_scores(profiles: np.ndarray, step_deg: float) -> dict[str, np.ndarray]:
     half = max(1, int(round(PEAK_WINDOW_DEG / step_deg)))
     t = torch.from_numpy(np.ascontiguousarray(x))
     rise = (t - local_baseline(t, half)).numpy()
-    peaks = find_peaks(t, half, PEAK_HEIGHT).numpy()
+    sigma = _noise_sigma(x)
+    peaks = find_peaks(t, half, PEAK_HEIGHT).numpy() & (rise > PEAK_SIGMAS * sigma[:, None])
     return {
-        "sharpness": rise.max(axis=1) / _noise_sigma(x),
+        "sharpness": rise.max(axis=1) / sigma,
         "n_peaks": peaks.sum(axis=1).astype(np.float64),
     }
 
@@ -139,15 +143,17 @@ class FlagRule:
 
 
 def fit_flag_rule(
-    scores: dict[str, np.ndarray], alpha: float = 0.05, tests: tuple[str, ...] = TESTS
+    scores: dict[str, np.ndarray], alpha: float = 0.05, tests: tuple[str, ...] | None = None
 ) -> FlagRule:
     """Thresholds from single-phase validation scores: each test at ``alpha / len(tests)``.
 
     Args:
         scores: :func:`one_phase_scores` of single-phase validation patterns.
         alpha: the false-flag budget (union bound over the tests).
-        tests: the tests to use (a subset of :data:`TESTS`).
+        tests: the tests to use (a subset of :data:`TESTS`; default those in ``scores``).
     """
+    if tests is None:
+        tests = tuple(t for t in TESTS if t in scores)
     unknown = [t for t in tests if t not in TESTS]
     if unknown or not tests:
         raise ValueError(f"tests {list(tests)} must be a non-empty subset of {list(TESTS)}")

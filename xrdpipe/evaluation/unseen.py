@@ -336,17 +336,19 @@ def render_structures(
     out = []
     for b, start in enumerate(range(0, len(rows), batch)):
         idx = rows[start : start + batch]
-        intensity = peaks.intensity[idx] * (1.0 if weights is None else weights[idx])
-        phases = None if phase_index is None else torch.from_numpy(phase_index[idx]).long()
+        used = np.flatnonzero(peaks.mask[idx].any(axis=0))
+        cols = slice(0, int(used.max()) + 1 if used.size else 1)  # padding columns dropped
+        intensity = peaks.intensity[idx, cols] * (1.0 if weights is None else weights[idx, cols])
+        phases = None if phase_index is None else torch.from_numpy(phase_index[idx, cols]).long()
         rendered = render_profiles(
-            peaks.two_theta[idx],
+            peaks.two_theta[idx, cols],
             intensity,
-            peaks.mask[idx],
+            peaks.mask[idx, cols],
             profile,
             evaluation_generator(seed, b, stream=stream),
             "cpu",
             profile.ka1,
-            d_spacing=peaks.d_spacing[idx],
+            d_spacing=peaks.d_spacing[idx, cols],
             phase_index=phases,
         )
         out.append(rendered.numpy())

@@ -89,7 +89,7 @@ def calibrated_probabilities(scores: Any, temperature: float, *, are_logits: boo
     Probabilities ``p`` are tempered as ``p ** (1 / T)`` renormalised, which equals
     ``softmax(z / T)`` for ``p = softmax(z)``.
     """
-    if not temperature > 0:
+    if not np.all(np.asarray(temperature) > 0):
         raise ValueError(f"temperature must be > 0, got {temperature}")
     z = np.asarray(scores, dtype=np.float64)
     if not are_logits:

@@ -192,3 +192,16 @@ def test_measured_like_training_and_the_predictor(tiny_synthetic_store, tmp_path
         wavelength_source="file",
     )
     np.testing.assert_allclose(predictor.prepare(scan), profile, atol=1e-6)
+
+
+def test_the_catalog_presets_render_the_lab_scan():
+    from xrdpipe.config import load_catalog
+    from xrdpipe.training.measured_like import LAB_SCAN_PROFILE
+
+    presets = load_catalog().presets.classifier
+    gpu, cpu = presets["synthetic-gpu"], presets["synthetic-cpu"]
+    assert gpu.data.render == LAB_SCAN_PROFILE
+    assert cpu.data.render == LAB_SCAN_PROFILE.model_copy(update={"n_points": 1751})
+    assert cpu.model.architecture == gpu.model.architecture == "resnet1d"
+    assert cpu.train.max_minutes is not None and cpu.train.max_minutes <= 55
+    assert gpu.data.epoch_size * gpu.train.epochs > 10**8

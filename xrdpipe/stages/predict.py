@@ -107,6 +107,7 @@ class ModelEnsemble:
     notes: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     calibration: dict[str, Any] = field(default_factory=dict)
+    predictor: Any = None  # ClassifierPredictor of a measured-like classifier (its preprocessing)
     _references: dict[str, np.ndarray] | None = None
     _reference_note: str | None = None
 
@@ -184,19 +185,9 @@ class ModelEnsemble:
 
 
 def _grid(config: dict[str, Any]) -> ModelGrid:
-    from xrdpipe.config import SimulationConfig
-    from xrdpipe.patterns.config import ProfileConfig
+    from xrdpipe.training.classifier_inference import grid_of
 
-    subset = config.get("subset") or {}
-    profile = ProfileConfig.model_validate(subset.get("profile") or {})
-    simulation = SimulationConfig.model_validate(subset.get("simulation") or {})
-    return ModelGrid(
-        profile.two_theta_min,
-        profile.two_theta_max,
-        profile.n_points,
-        profile.ka1 if profile.ka_doublet else simulation.wavelength_angstrom,
-        profile.ka_doublet,
-    )
+    return grid_of(config)
 
 
 def _outputs(
@@ -288,7 +279,16 @@ def load_model_ensemble(
                     other.version, other.seed, tracking.load_version(name, other.version), other_net
                 )
             )
+    predictor = None
+    if kind == "classifier" and config.get("preprocess"):  # measured-like training
+        from xrdpipe.training.classifier_inference import ClassifierPredictor
+
+        predictor = ClassifierPredictor(
+            network, labels, str(config.get("task", "")).replace("-", "_"), grid,
+            background=False, metadata=sidecar.get("metadata") or {},
+        )  # fmt: skip
     return ModelEnsemble(
+        predictor=predictor,
         name=name,
         kind=kind,
         task=str(config.get("task", kind)),
@@ -392,10 +392,13 @@ def predict_pattern(
     pattern = read_pattern(path, wavelength)
     outputs = []
     for model in models:
-        subtract = model.kind == "classifier" if background is None else background
-        prepared = prepare_pattern(
-            pattern, model.grid, background=subtract, allow_partial=allow_partial
-        )
+        if model.predictor is not None and background is None:  # as its training rendered
+            prepared = model.predictor.prepare_full(pattern, allow_partial)
+        else:
+            subtract = model.kind == "classifier" if background is None else background
+            prepared = prepare_pattern(
+                pattern, model.grid, background=subtract, allow_partial=allow_partial
+            )
         mean, std = model.predict(prepared.x[None])
         outputs.append(
             ModelOutput(

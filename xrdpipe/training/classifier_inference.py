@@ -95,9 +95,19 @@ class ClassifierPredictor:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        config: dict[str, Any] | None = None,
     ) -> ClassifierPredictor:
         """A predictor from a checkpoint (its stem or any of its files).
+
+        Args:
+            path: the checkpoint.
+            device: where the network runs.
+            config: the run's training config (MLflow's ``config.yaml``); needed only for a
+                stored-profile classifier whose checkpoint holds no subset (else its grid is
+                the default subset profile's, 10-80 deg in 4,501 points at Cu K-alpha).
 
         Raises:
             xrdpipe.models.checkpoints.CheckpointError: unreadable, or not a classifier.
@@ -106,9 +116,10 @@ class ClassifierPredictor:
 
         model, sidecar = load_checkpoint(path, device)
         metadata = sidecar.get("metadata") or {}
-        config = sidecar.get("train_config") or {}
-        if not isinstance(config, dict) or "subset" not in config:
-            config = metadata.get("config") or (config if isinstance(config, dict) else {})
+        if config is None:
+            config = sidecar.get("train_config") or {}
+        if not isinstance(config, dict):
+            config = {}
         classes = [str(c) for c in metadata.get("class_names") or []]
         if not classes:
             raise CheckpointError(f"checkpoint {path} has no class_names: not a classifier")

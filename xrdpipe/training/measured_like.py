@@ -107,9 +107,6 @@ training strain (a synthetic subset stores exactly these two)."""
 EVAL_PATTERNS_PER_MATERIAL = 2
 """Validation and test patterns drawn per held-out material."""
 
-READ_BLOCK = 256
-"""Materials read from the store at a time (the peak axis of a synthetic store is long)."""
-
 
 def render_profile(preset: ClassifierPreset) -> ProfileConfig:
     """The grid and instrument of a measured-like preset (``data.render`` or the lab scan)."""
@@ -156,7 +153,9 @@ def load_peak_lists(
     """The store's peak lists, the strongest ``max_peaks`` of each, block by block.
 
     Reads :data:`STORED_CONDITIONS` strain conditions per completed material (the unstrained
-    one first); never the whole peak axis at once.
+    one first), one Zarr chunk of materials at a time and only as far along the peak axis as
+    that chunk's longest list: a synthetic store's peak axis is as long as its largest cell's
+    list (tens of thousands), its median list a hundred.
 
     Returns:
         ``(peaks (M, S, max_peaks), materials frame, wavelength in angstrom)``.
@@ -172,9 +171,11 @@ def load_peak_lists(
         names = names[:-1]
     blocks: dict[str, list[np.ndarray]] = {n: [] for n in names}
     n_mat = ds.sizes["material"]
-    for a in range(0, n_mat, READ_BLOCK):
-        part = ds.isel(material=slice(a, min(a + READ_BLOCK, n_mat)), strain=strains)
-        used = max(int(part["n_peaks"].max().values), 1)
+    n_peaks = ds["n_peaks"].isel(strain=strains).values.max(axis=1)
+    block = store.materials_per_chunk(store_path)
+    for a in range(0, n_mat, block):
+        used = max(int(n_peaks[a : a + block].max()), 1)
+        part = ds.isel(material=slice(a, min(a + block, n_mat)), strain=strains)
         part = part.isel(peak=slice(0, used))
         arrays = strongest_peaks({n: part[n].values for n in names}, max_peaks)
         width = arrays["intensity"].shape[-1]

@@ -73,6 +73,10 @@ def fetch(
     """
     start = time.perf_counter()
     settings, config = resolve(subset, mirror_dir, cod_url, catalog)
+    if config.source == "synthetic":  # no CIFs: the synthesize stage, on Dask
+        report = fetch_stage.fetch_synthetic(subset, config, settings)
+        get_run_logger().info(report.summary())
+        return report.as_dict()
     folder = settings.subset_dir(subset)
     candidates = find_candidates(config, settings)
     downloads = download_cifs(config, settings, candidates.cod_ids, folder / "cif")

@@ -5,7 +5,9 @@
   the model and loop configs;
 - :mod:`xrdpipe.config.settings`: the ``XRDPIPE_*`` site settings;
 - :mod:`xrdpipe.config.simulation`: the simulation settings, below the catalog (the store
-  reads them without importing it).
+  reads them without importing it);
+- :mod:`xrdpipe.config.synthetic`: a synthetic subset's generation settings (below the
+  catalog: the structures package imports them).
 
 ``from xrdpipe.config import X`` works for every public name of these modules; each module
 is imported on first use, so importing one (the store imports ``simulation``) does not
@@ -26,10 +28,13 @@ _HOMES = {
     "presets": (
         "ACNN_VARIANTS ACNNSettings ACNNVariant ClassifierData ClassifierPreset ClassifierSplit "
         "ForestBaseline LoopSettings MixtureSettings PhaseCNNSettings PhaseFractionLoop "
-        "PhaseFractionPreset PhaseFractionSplit Preset PresetFormatWarning Presets Section"
+        "PhaseFractionPreset PhaseFractionSplit Preset PresetFormatWarning Presets "
+        "ResNet1DSettings "
+        "Section"
     ),
     "settings": "Settings",
     "simulation": "SimulatedSubset SimulationConfig SymmetrySettings",
+    "synthetic": "DEFAULT_ELEMENTS SyntheticConfig scattering_elements",
     "base": "Frozen",
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names.split()}
@@ -43,6 +48,7 @@ __all__ = [
     "AugmentConfig",
     "CATALOG_VERSION",
     "CRYSTAL_SYSTEMS",
+    "DEFAULT_ELEMENTS",
     "Catalog",
     "ClassifierData",
     "ClassifierPreset",
@@ -61,6 +67,7 @@ __all__ = [
     "Preset",
     "PresetFormatWarning",
     "Presets",
+    "ResNet1DSettings",
     "ProfileConfig",
     "Section",
     "Settings",
@@ -69,11 +76,13 @@ __all__ = [
     "SubsetConfig",
     "SubsetName",
     "SymmetrySettings",
+    "SyntheticConfig",
     "catalog_path",
     "default_catalog_path",
     "load_catalog",
     "parse_catalog",
     "resolve_subset",
+    "scattering_elements",
     "upgrade_catalog",
 ]
 
@@ -121,8 +130,10 @@ if TYPE_CHECKING:
         Preset,
         PresetFormatWarning,
         Presets,
+        ResNet1DSettings,
         Section,
     )
     from xrdpipe.config.settings import Settings
     from xrdpipe.config.simulation import SimulatedSubset, SimulationConfig, SymmetrySettings
+    from xrdpipe.config.synthetic import DEFAULT_ELEMENTS, SyntheticConfig, scattering_elements
     from xrdpipe.patterns.config import AugmentConfig, ProfileConfig

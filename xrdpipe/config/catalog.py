@@ -40,6 +40,7 @@ from xrdpipe.config.presets import (
 )
 from xrdpipe.config.settings import Settings
 from xrdpipe.config.simulation import SimulationConfig, SymmetrySettings
+from xrdpipe.config.synthetic import SyntheticConfig
 from xrdpipe.errors import ConfigError
 from xrdpipe.patterns.config import ProfileConfig
 
@@ -165,10 +166,13 @@ class SubsetConfig(Frozen):
         source: ``cod`` (REST API at ``cod_url`` or the settings' URL), ``mirror`` (a
             directory of CIFs at ``mirror_dir``), ``package`` (the COD CIFs shipped by
             the ``crystals`` package: offline), or ``phases`` (a lab's phase set: the CIF
-            files at ``phases``, any names, each file one phase named by its stem).
+            files at ``phases``, any names, each file one phase named by its stem), or
+            ``synthetic`` (random crystals on the Wyckoff positions of drawn space groups,
+            as its ``synthetic`` section says; see docs/synthetic.md).
         cod_url: base URL of COD for this subset (else ``XRDPIPE_COD_URL``).
         mirror_dir: a directory of COD CIFs, flat or in COD's rsync layout.
         phases: a folder of CIF files, or a list of CIF files (``source: phases``).
+        synthetic: how the synthetic crystals are drawn (``source: synthetic``).
         query: the COD search.
         filters: what is kept.
         symmetry: spglib tolerances.
@@ -183,10 +187,11 @@ class SubsetConfig(Frozen):
     """
 
     description: str = ""
-    source: Literal["cod", "mirror", "package", "phases"] = "cod"
+    source: Literal["cod", "mirror", "package", "phases", "synthetic"] = "cod"
     cod_url: str | None = None
     mirror_dir: Path | None = None
     phases: Path | list[Path] | None = None
+    synthetic: SyntheticConfig | None = None
     query: CodQuery = CodQuery()
     filters: Filters = Filters()
     symmetry: SymmetrySettings = SymmetrySettings()
@@ -203,14 +208,24 @@ class SubsetConfig(Frozen):
             raise ValueError("source 'mirror' needs mirror_dir (a directory of COD CIFs)")
         if self.source == "phases" and not self.phases:
             raise ValueError("source 'phases' needs phases (a folder of CIF files, or a list)")
+        if self.source == "synthetic" and self.synthetic is None:
+            raise ValueError(
+                "source 'synthetic' needs a synthetic section (at least n_structures; "
+                "see docs/synthetic.md)"
+            )
+        if self.synthetic is not None and self.source != "synthetic":
+            raise ValueError(
+                f"a synthetic section needs source 'synthetic' (source is {self.source!r})"
+            )
         return self
 
     @model_serializer(mode="wrap")
     def _without_unset_phases(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Dump ``phases`` only when set, so the fingerprints of COD subsets still hold."""
+        """Dump ``phases`` and ``synthetic`` only when set (COD fingerprints still hold)."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("phases") is None:
-            data.pop("phases", None)
+        for name in ("phases", "synthetic"):
+            if isinstance(data, dict) and data.get(name) is None:
+                data.pop(name, None)
         return data
 
     def fingerprint(self) -> str:

@@ -29,6 +29,7 @@ from xrdpipe.patterns.config import (
     AugmentConfig,
     FractionMode,
     ParticleRadius,
+    ProfileConfig,
     without_unset_radius,
 )
 
@@ -53,6 +54,19 @@ class Section(Frozen):
     def config_fields(self) -> dict[str, Any]:
         """The fields passed on by name to :attr:`maps_to` (all but the selectors)."""
         return {k: v for k, v in self if k not in self.selectors}
+
+
+def without_defaults(section: Section, data: Any, names: tuple[str, ...]) -> Any:
+    """``data`` (a section's dump) less the fields ``names`` that hold their defaults.
+
+    Fields added after presets were first logged are dumped only when set, so the training
+    identities (and MLflow parameters) of the existing presets stay what they were.
+    """
+    if isinstance(data, dict):
+        for name in names:
+            if getattr(section, name) == type(section).model_fields[name].default:
+                data.pop(name, None)
+    return data
 
 
 class LoopSettings(Section):
@@ -163,20 +177,52 @@ two-theta windows instead of the whole range (the dense layer sees where feature
 ACNNVariant = Literal["position_channel", "paper", "binned"]
 
 
+class ResNet1DSettings(Section):
+    """The 1D ResNet (a departure from paper 000): :class:`~xrdpipe.models.ResNet1DConfig`.
+
+    Attributes:
+        widths: channels of each stage.
+        blocks: residual blocks per stage.
+        kernel: kernel of the blocks' convolutions (odd).
+        stem_kernel: kernel of the stem convolution (odd).
+        position_channel: a two-theta coordinate as a second input channel.
+        dropout: before the dense layer.
+    """
+
+    maps_to: ClassVar[str | None] = "ResNet1DConfig"
+
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: int = Field(default=2, ge=1)
+    kernel: int = Field(default=7, ge=1)
+    stem_kernel: int = Field(default=15, ge=1)
+    position_channel: bool = True
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+
+
 class ACNNSettings(Section):
-    """The a-CNN (paper 000): :class:`~xrdpipe.models.ACNNConfig` fields and its variants.
+    """The classifier network: the a-CNN (paper 000) fields and variants, or the 1D ResNet.
 
     Attributes:
         variants: a-CNN variants trained on the same split, in order; the first is the one
             logged and registered, the others are reported beside it (see ``ACNN_VARIANTS``).
         pool_bins: two-theta windows of the ``binned`` variant's pooling.
+        architecture: ``acnn`` (paper 000, the default) or ``resnet1d``
+            (:mod:`xrdpipe.models.resnet1d`; only with ``data.patterns: measured_like``,
+            where it replaces the variants).
+        resnet: the ResNet's settings (``architecture: resnet1d``).
     """
 
     maps_to: ClassVar[str | None] = "ACNNConfig"
-    selectors: ClassVar[tuple[str, ...]] = ("variants",)
+    selectors: ClassVar[tuple[str, ...]] = ("variants", "architecture", "resnet")
 
     variants: tuple[ACNNVariant, ...] = Field(default=("position_channel", "paper"), min_length=1)
     pool_bins: int = Field(default=32, ge=2)
+    architecture: Literal["acnn", "resnet1d"] = "acnn"
+    resnet: ResNet1DSettings = ResNet1DSettings()
+
+    @model_serializer(mode="wrap")
+    def _new_fields_when_set(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return without_defaults(self, handler(self), ("architecture", "resnet"))
 
 
 class ClassifierSplit(Section):
@@ -198,17 +244,39 @@ class ClassifierSplit(Section):
 
 
 class ClassifierData(Section):
-    """What the a-CNN learns from: its loss and the augmentation of training batches.
+    """What the classifier learns from: its loss, its patterns and their augmentation.
 
     Attributes:
         loss: ``cross_entropy`` or ``bce_softmax`` (paper 000's wording).
-        augment: apply paper 000's augmentations (scale, eliminate, shift) to training batches.
+        augment: apply paper 000's augmentations (scale, eliminate, shift) to training batches
+            (``patterns: stored``).
         augmentation: their probabilities and ranges.
+        patterns: ``stored`` (paper 000: the store's clean profiles, tensor augmentation) or
+            ``measured_like`` (the store's peak lists rendered on the fly through the
+            instrument model of ``render``, a fresh seeded draw per batch:
+            :mod:`xrdpipe.training.measured_like`).
+        render: the grid and instrument of the measured-like patterns (``None``: the lab scan
+            of :data:`xrdpipe.training.measured_like.LAB_SCAN_PROFILE`).
+        max_isotropic_strain: measured-like: each pattern's cell is scaled by ``1 + e``, ``e``
+            uniform in ``[-max, max]`` (on the fly, besides the stored strain conditions).
+        max_peaks: measured-like: the strongest this many reflections of each peak list are
+            rendered (large low-symmetry cells have thousands; the weakest add little).
+        epoch_size: measured-like: patterns per epoch (each drawn afresh).
     """
 
     loss: Literal["cross_entropy", "bce_softmax"] = "cross_entropy"
     augment: bool = True
     augmentation: AugmentConfig = AugmentConfig()
+    patterns: Literal["stored", "measured_like"] = "stored"
+    render: ProfileConfig | None = None
+    max_isotropic_strain: float = Field(default=0.02, ge=0.0, lt=0.2)
+    max_peaks: int = Field(default=384, ge=1)
+    epoch_size: int = Field(default=8192, ge=2)
+
+    @model_serializer(mode="wrap")
+    def _new_fields_when_set(self, handler: SerializerFunctionWrapHandler) -> Any:
+        names = ("patterns", "render", "max_isotropic_strain", "max_peaks", "epoch_size")
+        return without_defaults(self, handler(self), names)
 
 
 class ForestBaseline(Section):

@@ -33,7 +33,8 @@ class SimulationConfig(Frozen):
 
     Attributes:
         n_train_strains: strain conditions per material for training (paper: 500).
-        n_test_strains: other strain conditions per material for test (paper: 200).
+        n_test_strains: other strain conditions per material for test (paper: 200; 0 for
+            a subset whose classifiers draw strain on the fly, e.g. synthetic crystals).
         max_strain: strain amplitude bound (paper: 0.05).
         strain_mode: ``unconstrained`` (paper 002) or ``symmetry`` (keeps the space group).
         wavelength: a pymatgen wavelength name (``CuKa``) or a value in angstrom.
@@ -49,7 +50,7 @@ class SimulationConfig(Frozen):
     """
 
     n_train_strains: int = Field(default=500, ge=1)
-    n_test_strains: int = Field(default=200, ge=1)
+    n_test_strains: int = Field(default=200, ge=0)
     max_strain: float = Field(default=0.05, gt=0, lt=0.5)
     strain_mode: Literal["unconstrained", "symmetry"] = "unconstrained"
     wavelength: str | float = "CuKa"

@@ -1,5 +1,9 @@
 """Models of the two papers: the a-CNN classifier (000) and the phase-fraction CNN (002).
 
+Beside them, a 1D ResNet classifier (:mod:`xrdpipe.models.resnet1d`, a departure from
+paper 000 after Schopmans et al. 2023) for crystal systems and space groups learnt from
+synthetic crystals.
+
 Every model keeps its frozen config dataclass in ``model.config``; :func:`build_model` and
 :func:`config_from_dict` rebuild a model from a config's plain-dict form, which is what a
 checkpoint stores (see :mod:`xrdpipe.models.checkpoints`).
@@ -15,12 +19,14 @@ from torch import nn
 from xrdpipe.errors import ConfigError
 from xrdpipe.models.acnn import ACNN, ACNNConfig, class_activation_maps
 from xrdpipe.models.phase_cnn import PhaseCNN, PhaseCNNConfig
+from xrdpipe.models.resnet1d import ResNet1D, ResNet1DConfig
 
-ModelConfig = ACNNConfig | PhaseCNNConfig
+ModelConfig = ACNNConfig | PhaseCNNConfig | ResNet1DConfig
 
 MODELS: dict[str, tuple[type[nn.Module], type[Any]]] = {
     "acnn": (ACNN, ACNNConfig),
     "phase_cnn": (PhaseCNN, PhaseCNNConfig),
+    "resnet1d": (ResNet1D, ResNet1DConfig),
 }
 """Model name -> (model class, config class); the name is what checkpoints record."""
 
@@ -31,7 +37,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 def model_name(model_or_config: nn.Module | ModelConfig) -> str:
-    """The registry name (``"acnn"`` or ``"phase_cnn"``) of a model or config."""
+    """The registry name (``"acnn"``, ``"phase_cnn"``, ``"resnet1d"``) of a model or config."""
     config = getattr(model_or_config, "config", model_or_config)
     for name, (_, config_class) in MODELS.items():
         if isinstance(config, config_class):
@@ -70,6 +76,8 @@ __all__ = [
     "ModelConfig",
     "PhaseCNN",
     "PhaseCNNConfig",
+    "ResNet1D",
+    "ResNet1DConfig",
     "build_model",
     "class_activation_maps",
     "config_from_dict",

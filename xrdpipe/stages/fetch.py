@@ -10,6 +10,9 @@ Steps (each a plain function, so the Prefect flow and the CLI call the same code
    atomically and with a sha256 ledger, so an interrupted fetch resumes.
 3. :func:`build_subset_manifest` parses, analyses and filters them with pymatgen and
    writes ``manifest.parquet`` (the sampled materials) and ``quarantine.parquet``.
+
+A synthetic subset (``source: synthetic``) has no CIFs: :func:`fetch_synthetic` runs the
+synthesize stage (:mod:`xrdpipe.stages.synthesize`) instead and writes the same two files.
 """
 
 from __future__ import annotations
@@ -363,6 +366,8 @@ def fetch_subset(
         progress: called as ``progress(what, done, total)`` after each CIF (``"CIFs"``) and
             each parsed structure (``"structures"``).
     """
+    if subset.source == "synthetic":
+        return fetch_synthetic(subset_name, subset, settings, progress)
     start = time.perf_counter()
     folder = settings.subset_dir(subset_name)
     candidates = find_candidates(subset, settings)
@@ -385,6 +390,53 @@ def fetch_subset(
         progress=None if progress is None else lambda d, t: progress("structures", d, t),
     )
     return make_report(subset_name, candidates, downloads, kept, quarantine, folder, start)
+
+
+def fetch_synthetic(
+    subset_name: str,
+    subset: SubsetConfig,
+    settings: Settings,
+    progress: Callable[[str, int, int], None] | None = None,
+    n_workers: int | None = None,
+) -> FetchReport:
+    """The fetch stage of a ``source: synthetic`` subset: the synthesize stage on Dask.
+
+    Draws the subset's ``synthetic.n_structures`` crystals in parallel, resumably, failed
+    draws quarantined with their reasons (:func:`xrdpipe.stages.synthesize.synthesize_subset`),
+    and writes the usual ``manifest.parquet`` (with each structure's generation parameters and
+    Wyckoff letters) and ``quarantine.parquet``.
+
+    Args:
+        subset_name: the subset's catalog name.
+        subset: its resolved config (``source: synthetic``).
+        settings: site settings (data directory, Dask).
+        progress: called as ``progress("synthetic chunks", done, total)`` after each chunk
+            of ``structures_per_task`` draws.
+        n_workers: worker processes of a local cluster (default: the settings').
+    """
+    from xrdpipe.stages.synthesize import synthesize_subset
+
+    if subset.synthetic is None:
+        raise ValueError(f"subset {subset_name!r} has source {subset.source!r}, not 'synthetic'")
+    config = subset.synthetic
+
+    def chunk_done(_: object, done: int, todo: int) -> None:
+        if progress is not None:
+            progress("synthetic chunks", done, todo)
+
+    report = synthesize_subset(
+        subset_name, config, settings, subset.seed, subset.symmetry, n_workers, chunk_done
+    )
+    return FetchReport(
+        subset=subset_name,
+        source=f"synthetic:seed={subset.seed}",
+        folder=report.folder,
+        n_candidates=report.n_draws,
+        n_kept=report.n_kept,
+        n_sampled=report.n_kept,
+        quarantine_counts=report.quarantine_counts,
+        wall_s=report.wall_s,
+    )
 
 
 def make_report(
@@ -426,6 +478,7 @@ __all__ = [
     "acquire_cifs",
     "build_subset_manifest",
     "fetch_subset",
+    "fetch_synthetic",
     "find_candidates",
     "formula_elements",
     "make_report",

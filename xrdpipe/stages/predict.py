@@ -24,6 +24,15 @@ file towards one class), and kept for the phase-fraction CNN, which was trained 
 backgrounds; ``True``/``False`` (``--background``/``--no-background``) forces it for every
 model.
 
+Calibration and the one-phase flag (classifiers): where the checkpoint's metadata (or the
+run's ``config.yaml``) holds ``calibration: {temperature: T, flag_rule: {...}}`` (fitted on
+validation, :mod:`xrdpipe.evaluation.calibration` and :mod:`xrdpipe.evaluation.ood`), each
+member's probabilities are tempered (``p ** (1 / T)`` renormalised, the same as
+``softmax(z / T)``) before the ensemble mean, and the pattern is flagged "not one phase of the
+training distribution" when it fails a test of the rule (too few sharp peaks, too many peaks,
+too low a calibrated top probability); the reasons are printed. Without them the
+probabilities are the model's own and a note says they are not calibrated.
+
 A batch goes on past a bad file; :func:`predict_files` returns the failures beside the
 results and the CLI lists them and exits with code 1.
 """
@@ -97,16 +106,42 @@ class ModelEnsemble:
     config: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    predictor: Any = None  # ClassifierPredictor of a measured-like classifier (its preprocessing)
     _references: dict[str, np.ndarray] | None = None
     _reference_note: str | None = None
 
+    @property
+    def temperature(self) -> float | None:
+        """The calibration temperature stored with the model (``None``: not calibrated)."""
+        t = self.calibration.get("temperature")
+        return None if t is None else float(t)
+
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and std over members of the outputs for patterns ``(B, n_points)``."""
+        """Mean and std over members of the outputs for patterns ``(B, n_points)``.
+
+        A classifier's member probabilities are tempered first when a temperature is stored.
+        """
+        from xrdpipe.evaluation.calibration import calibrated_probabilities
         from xrdpipe.training.inference import predict_batched
 
         outputs = [predict_batched(m.module, x, BATCH).numpy() for m in self.members]
+        if self.kind == "classifier" and self.temperature is not None:
+            t = self.temperature
+            outputs = [calibrated_probabilities(o, t, are_logits=False) for o in outputs]
         stacked = np.stack(outputs)
         return stacked.mean(axis=0), stacked.std(axis=0)
+
+    def one_phase_flag(self, x: np.ndarray, mean: np.ndarray) -> list[str] | None:
+        """Why pattern ``x`` (prepared) does not look like one phase; ``None``: no rule stored."""
+        from xrdpipe.evaluation.ood import FlagRule, one_phase_scores
+
+        rule = self.calibration.get("flag_rule")
+        if self.kind != "classifier" or not rule:
+            return None
+        step = (self.grid.two_theta_max - self.grid.two_theta_min) / (self.grid.n_points - 1)
+        scores = one_phase_scores(x[None], step, probabilities=mean[None])
+        return FlagRule.from_dict(rule).reasons(scores)[0]
 
     def cam(self, x: np.ndarray, class_index: int) -> np.ndarray | None:
         """The chosen a-CNN's class activation map of ``class_index`` (``None`` otherwise)."""
@@ -150,19 +185,9 @@ class ModelEnsemble:
 
 
 def _grid(config: dict[str, Any]) -> ModelGrid:
-    from xrdpipe.config import SimulationConfig
-    from xrdpipe.patterns.config import ProfileConfig
+    from xrdpipe.training.classifier_inference import grid_of
 
-    subset = config.get("subset") or {}
-    profile = ProfileConfig.model_validate(subset.get("profile") or {})
-    simulation = SimulationConfig.model_validate(subset.get("simulation") or {})
-    return ModelGrid(
-        profile.two_theta_min,
-        profile.two_theta_max,
-        profile.n_points,
-        profile.ka1 if profile.ka_doublet else simulation.wavelength_angstrom,
-        profile.ka_doublet,
-    )
+    return grid_of(config)
 
 
 def _outputs(
@@ -227,6 +252,9 @@ def load_model_ensemble(
         )
     config, network, sidecar = tracking.model_metadata(chosen.run_id)
     kind, labels, formulas, names = _outputs(config, sidecar)
+    calibration = dict(
+        (sidecar.get("metadata") or {}).get("calibration") or config.get("calibration") or {}
+    )
     grid = _grid(config)
     members = [
         Member(chosen.version, chosen.seed, tracking.load_version(name, chosen.version), network)
@@ -251,7 +279,16 @@ def load_model_ensemble(
                     other.version, other.seed, tracking.load_version(name, other.version), other_net
                 )
             )
+    predictor = None
+    if kind == "classifier" and config.get("preprocess"):  # measured-like training
+        from xrdpipe.training.classifier_inference import ClassifierPredictor
+
+        predictor = ClassifierPredictor(
+            network, labels, str(config.get("task", "")).replace("-", "_"), grid,
+            background=False, metadata=sidecar.get("metadata") or {},
+        )  # fmt: skip
     return ModelEnsemble(
+        predictor=predictor,
         name=name,
         kind=kind,
         task=str(config.get("task", kind)),
@@ -264,6 +301,7 @@ def load_model_ensemble(
         members=members,
         config=config,
         notes=notes,
+        calibration=calibration,
     )
 
 
@@ -284,6 +322,8 @@ class ModelOutput:
     n_members: int
     prepared: PreparedPattern
     names: list[str] = field(default_factory=list)
+    calibrated: bool = False
+    flag: list[str] | None = None
 
     def display(self, i: int) -> str:
         """Output ``i`` for people: a phase set's name, else ``<id> <formula>`` (or a class)."""
@@ -307,6 +347,14 @@ class ModelOutput:
             },
             "top": names[self.ranked()[0]],
             "notes": list(self.prepared.notes),
+            **(
+                {}
+                if self.kind != "classifier"
+                else {
+                    "calibrated": self.calibrated,
+                    "one_phase_flag": self.flag,
+                }
+            ),
         }
 
 
@@ -344,10 +392,13 @@ def predict_pattern(
     pattern = read_pattern(path, wavelength)
     outputs = []
     for model in models:
-        subtract = model.kind == "classifier" if background is None else background
-        prepared = prepare_pattern(
-            pattern, model.grid, background=subtract, allow_partial=allow_partial
-        )
+        if model.predictor is not None and background is None:  # as its training rendered
+            prepared = model.predictor.prepare_full(pattern, allow_partial)
+        else:
+            subtract = model.kind == "classifier" if background is None else background
+            prepared = prepare_pattern(
+                pattern, model.grid, background=subtract, allow_partial=allow_partial
+            )
         mean, std = model.predict(prepared.x[None])
         outputs.append(
             ModelOutput(
@@ -361,6 +412,8 @@ def predict_pattern(
                 len(model.members),
                 prepared,
                 model.names,
+                calibrated=model.temperature is not None,
+                flag=model.one_phase_flag(prepared.x, mean[0]),
             )
         )
     return FilePrediction(Path(path), outputs, list(pattern.notes))
@@ -378,6 +431,17 @@ def format_prediction(result: FilePrediction, top: int = 5) -> str:
             f"{p.file_wavelength:.5f} A -> {p.model_wavelength:.5f} A"
         )
         lines += [f"    note: {n}" for n in p.notes]
+        if out.kind == "classifier":
+            if not out.calibrated:
+                lines.append("    note: probabilities not calibrated (no temperature stored)")
+            if out.flag:
+                lines.append(
+                    "    FLAG: does not look like one phase of the training data ("
+                    + "; ".join(out.flag)
+                    + ")"
+                )
+            elif out.flag is not None:
+                lines.append("    one-phase check: passed")
         phase = "phase" if out.names else "phase (COD id, formula)"
         header = phase if out.kind == "phase-fractions" else "class"
         lines.append(f"    {header:<34} {'mean':>7} {'std':>7}")

@@ -20,30 +20,17 @@ Reason slugs (the ``reason`` column of ``quarantine.parquet``):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
-from importlib import resources
 
 import pandas as pd
 from pymatgen.core import Structure
 
 from xrdpipe.config import Filters
+from xrdpipe.config.synthetic import scattering_elements
 from xrdpipe.structures.phase_files import material_sort_key
 
 POLYMER_MARKERS = ("catena", "poly")
 """Substrings of a CIF name (case-insensitive) that mark a crystalline polymer."""
-
-
-@lru_cache(maxsize=1)
-def scattering_elements() -> frozenset[str]:
-    """Elements with X-ray atomic scattering parameters in pymatgen's ``XRDCalculator``.
-
-    Read from ``pymatgen/analysis/diffraction/atomic_scattering_params.json``, the file
-    ``XRDCalculator`` uses.
-    """
-    path = resources.files("pymatgen.analysis.diffraction") / "atomic_scattering_params.json"
-    return frozenset(json.loads(path.read_text()))
 
 
 def element_symbols(structure: Structure) -> list[str]:

@@ -446,7 +446,11 @@ def log_classifier(result: Any, registered_name: str | None) -> TrackedModel:
         _log_checkpoint(
             result.model,
             result.config,
-            {"class_names": result.class_names, "variant": result.primary.variant},
+            {
+                "class_names": result.class_names,
+                "variant": result.primary.variant,
+                **result.extra.get("checkpoint_metadata", {}),  # measured-like: preprocess
+            },
             folder,
         )
         return log_model(

@@ -24,7 +24,7 @@ from torch import Tensor
 from xrdpipe import store
 from xrdpipe.config import ClassifierPreset, SubsetConfig
 from xrdpipe.errors import ConfigError
-from xrdpipe.models import ACNN, ACNNConfig, config_to_dict
+from xrdpipe.models import ACNN, ACNNConfig, ResNet1D, config_to_dict
 from xrdpipe.patterns.augment import augment_profiles
 from xrdpipe.patterns.datasets import load_profiles
 from xrdpipe.patterns.mixtures import split_train_validation
@@ -55,7 +55,8 @@ class VariantResult:
 
     Attributes:
         variant: ``position_channel`` or ``paper``.
-        model: the trained a-CNN (best validation weights).
+        model: the trained network (best validation weights): an a-CNN, or a 1D ResNet
+            when trained on measured-like patterns.
         train: the loop's result.
         accuracy: test accuracy.
         balanced_accuracy: mean per-class recall on the test set.
@@ -65,7 +66,7 @@ class VariantResult:
     """
 
     variant: str
-    model: ACNN
+    model: ACNN | ResNet1D
     train: TrainResult
     accuracy: float
     balanced_accuracy: float
@@ -117,7 +118,7 @@ class ClassifierResult:
         return self.variants[0]
 
     @property
-    def model(self) -> ACNN:
+    def model(self) -> ACNN | ResNet1D:
         """The primary variant's model."""
         return self.primary.model
 
@@ -136,6 +137,7 @@ class ClassifierResult:
         out["rf_test_balanced_accuracy"] = self.rf_balanced_accuracy
         out["n_classes"] = float(len(self.class_names))
         out["wall_s"] = self.wall_s
+        out.update(self.extra.get("metrics", {}))
         return out
 
 
@@ -296,6 +298,10 @@ def train_classifier(
 ) -> ClassifierResult:
     """Train paper 000's a-CNN (each variant of the preset) on stored single-phase profiles.
 
+    With ``preset.data.patterns: measured_like`` the store's peak lists are rendered through
+    the instrument model instead, material-disjoint
+    (:func:`xrdpipe.training.measured_like.train_measured_like`; ``protocol`` is ignored).
+
     Protocols: ``strain`` trains on the training strain conditions of every material
     (``validation_fraction`` of them held out for early stopping) and tests on the store's
     held-out test strains of the same materials (paper 000's protocol); ``material`` holds out
@@ -325,9 +331,21 @@ def train_classifier(
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
-    start = time.perf_counter()
     if target not in CLASSIFIER_TARGETS.values():
         raise ConfigError(f"target {target!r} is not one of {list(CLASSIFIER_TARGETS.values())}")
+    if preset.data.patterns == "measured_like":
+        from xrdpipe.training.measured_like import train_measured_like
+
+        return train_measured_like(
+            store_path, subset_config, preset, target, seed, device, callbacks, progress,
+            manifest_path,
+        )  # fmt: skip
+    if preset.model.architecture != "acnn":
+        raise ConfigError(
+            f"model.architecture {preset.model.architecture!r} trains only with "
+            "data.patterns 'measured_like'; stored profiles train the a-CNN variants"
+        )
+    start = time.perf_counter()
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol {protocol!r} is not one of {list(PROTOCOLS)}")
     identity = store.store_identity(store_path)

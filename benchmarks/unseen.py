@@ -1,0 +1,631 @@
+"""Synthetic-to-real: a classifier of crystal (lattice) systems on real COD structures it never saw.
+
+The test set (:mod:`xrdpipe.evaluation.unseen`): every COD structure of the subsets
+``acnn``, ``demo`` and ``hoefer2024`` (their manifests, as ``xrdpipe fetch`` writes them),
+de-duplicated with pymatgen's StructureMatcher, labelled by spglib (0.1 A, 5 deg), rendered
+measured-like (every instrument effect but preferred orientation) ``--draws`` times each on
+the evaluation's own random stream.
+
+Methods, on the same patterns:
+
+* ``synthetic``: a classifier trained on synthetic crystals only, loaded with
+  ``xrdpipe.training.classifier_inference.ClassifierPredictor.load(--checkpoint)``;
+* ``forest`` and ``acnn-cod``: the material-disjoint random forest (binned patterns) and the
+  a-CNN trained on COD: ``--folds`` material-disjoint folds over the test structures, each
+  structure predicted by the models trained on the other folds' structures (rendered
+  measured-like ``--train-draws`` times each on another stream).
+
+Reported per method: accuracy, balanced accuracy, macro-F1, per-class recall and support,
+confusion matrix, space-group top-1/top-5 (a model with a space-group target), ECE before and
+after temperature scaling with bootstrap intervals; paired bootstrap intervals of the accuracy
+differences; the one-phase flag's rates on real single-phase patterns, simulated 2-3-phase
+mixtures (each phase >= 20 %), amorphous and noise-only scans; the prototype-unseen split
+(``--training-manifest``). Writes ``benchmarks/results/unseen.json``.
+
+Usage (offline; the mirror is the shared COD sample)::
+
+    for s in acnn hoefer2024; do xrdpipe fetch $s --mirror $XRDPIPE_SHARED_DIR/cod-sample \\
+        --data-dir data/unseen; done
+    xrdpipe fetch demo --data-dir data/unseen-demo          # the crystals package
+    nice -n 10 python benchmarks/unseen.py --manifest acnn=data/unseen/acnn/manifest.parquet \\
+        --manifest hoefer2024=data/unseen/hoefer2024/manifest.parquet \\
+        --manifest demo=data/unseen-demo/demo/manifest.parquet \\
+        [--checkpoint MODEL --training-manifest data/synthetic/manifest.parquet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xrdpipe.config.presets import ClassifierPreset
+from xrdpipe.evaluation import unseen as u
+from xrdpipe.evaluation.calibration import (
+    calibrated_probabilities,
+    ece_interval,
+    fit_temperature,
+    reliability,
+)
+from xrdpipe.evaluation.estimators import classical_estimator
+from xrdpipe.evaluation.folds import make_folds, validation_part
+from xrdpipe.evaluation.ood import (
+    TESTS,
+    FlagRule,
+    amorphous_scans,
+    fit_flag_rule,
+    one_phase_scores,
+)
+from xrdpipe.patterns.config import ProfileConfig
+from xrdpipe.readers import ModelGrid, prepare_pattern
+from xrdpipe.readers.base import MeasuredPattern
+from xrdpipe.training.classifier import fit_acnn
+from xrdpipe.training.splits import bin_patterns
+
+LATTICE_SYSTEMS = [
+    "triclinic",
+    "monoclinic",
+    "orthorhombic",
+    "tetragonal",
+    "rhombohedral",
+    "hexagonal",
+    "cubic",
+]
+TRAIN_STREAM = 0xC0D_7A1
+"""Seed root of the COD baselines' training renders (not the evaluation's stream)."""
+
+
+def prepare(profiles: np.ndarray, profile: ProfileConfig, background: bool = True) -> np.ndarray:
+    """``predict``'s preparation of rendered scans onto their own grid (background, min-max)."""
+    grid = ModelGrid(
+        profile.two_theta_min, profile.two_theta_max, profile.n_points, profile.ka1, True
+    )
+    tt = grid.two_theta
+    out = np.empty(profiles.shape, dtype=np.float32)
+    for i, y in enumerate(profiles):
+        pattern = MeasuredPattern(
+            "render",
+            tt,
+            np.asarray(y, np.float64) + 1e-9,
+            profile.ka1,
+            profile.ka2,
+            profile.ka2_ratio,
+            "user",
+        )
+        out[i] = prepare_pattern(pattern, grid, background=background).x
+    return out
+
+
+def scan(profiles: np.ndarray, profile: ProfileConfig) -> list[MeasuredPattern]:
+    """Rendered rows as measured patterns (for a predictor's own ``prepare``)."""
+    tt = np.linspace(profile.two_theta_min, profile.two_theta_max, profile.n_points)
+    return [
+        MeasuredPattern(
+            f"render-{i}",
+            tt,
+            np.asarray(y, np.float64) + 1e-9,
+            profile.ka1,
+            profile.ka2,
+            profile.ka2_ratio,
+            "user",
+        )
+        for i, y in enumerate(profiles)
+    ]
+
+
+def method_report(
+    name: str,
+    y: np.ndarray,
+    logits: np.ndarray,
+    classes: list[str],
+    temperature: float,
+    groups: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
+    raw = calibrated_probabilities(logits, 1.0)
+    cal = calibrated_probabilities(logits, temperature)
+    pred = raw.argmax(1)
+    report = u.classification_report(y, pred, classes)
+    report["ece_uncalibrated"] = ece_interval(raw, y, seed=seed).as_dict()
+    report["ece_calibrated"] = ece_interval(cal, y, seed=seed).as_dict()
+    report["temperature"] = (
+        float(temperature) if np.ndim(temperature) == 0 else sorted(set(np.ravel(temperature)))
+    )
+    report["reliability_calibrated"] = reliability(cal, y)
+    report["top2_accuracy"] = u.top_k_accuracy(y, logits, 2)
+    print(
+        f"  {name}: accuracy {report['accuracy']:.3f}, balanced {report['balanced_accuracy']:.3f}"
+        f", macro-F1 {report['macro_f1']:.3f}, ECE {report['ece_uncalibrated']['value']:.3f} -> "
+        f"{report['ece_calibrated']['value']:.3f} (T {report['temperature']})",
+        flush=True,
+    )
+    return report
+
+
+def cod_baselines(
+    test: pd.DataFrame,
+    peaks: u.PeakLists,
+    profile: ProfileConfig,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    draws: int,
+    args: argparse.Namespace,
+) -> dict[str, dict[str, Any]]:
+    """Forest and a-CNN, material-disjoint folds over the test structures (cross-fitted)."""
+    n_c = len(LATTICE_SYSTEMS)
+    y_struct = y[::draws]
+    t0 = time.time()
+    x_train = prepare(
+        u.render_structures(peaks, profile, args.train_draws, args.seed, stream=TRAIN_STREAM),
+        profile,
+    )
+    print(f"  training renders {x_train.shape} in {time.time() - t0:.0f} s", flush=True)
+    y_train = np.repeat(y_struct, args.train_draws)
+    folds = make_folds(y_struct, 1, "material", args.folds, args.seed)
+    rf_logits = np.zeros((len(y), n_c))
+    cnn_logits = np.zeros((len(y), n_c))
+    val_logits, val_y, val_x = [], [], []
+    preset = acnn_preset(args.acnn_minutes)
+    step = profile.step_deg
+    for fold in folds:
+        train_s, val_s = validation_part(fold.train, 1, "material", 0.15, args.seed + fold.index)
+        rows = lambda s, k: (s[:, None] * k + np.arange(k)).ravel()  # noqa: E731
+        tr, va, te = (
+            rows(train_s, args.train_draws),
+            rows(val_s, args.train_draws),
+            rows(fold.test, draws),
+        )
+        forest = classical_estimator("random_forest", args.seed, n_jobs=1)
+        forest.fit(bin_patterns(x_train[np.r_[tr, va]], 450), y_train[np.r_[tr, va]])
+        proba = np.zeros((len(te), n_c))
+        proba[:, forest.classes_] = forest.predict_proba(bin_patterns(x_test[te], 450))
+        rf_logits[te] = np.log(np.clip(proba, 1e-6, None))
+        model, _ = fit_acnn(
+            x_train[tr],
+            y_train[tr],
+            x_train[va],
+            y_train[va],
+            n_c,
+            preset,
+            step_deg=step,
+            two_theta_start=profile.two_theta_min,
+            seed=args.seed + fold.index,
+        )
+        model.eval()
+        with torch.no_grad():
+            cnn_logits[te] = model(torch.from_numpy(x_test[te])).numpy()
+            val_logits.append(model(torch.from_numpy(x_train[va])).numpy())
+        val_y.append(y_train[va])
+        val_x.append(x_train[va])
+        print(
+            f"  fold {fold.index}: {len(tr)} train patterns, {time.time() - t0:.0f} s", flush=True
+        )
+    return {
+        "forest": {"logits": rf_logits},
+        "acnn-cod": {
+            "logits": cnn_logits,
+            "validation_logits": np.concatenate(val_logits),
+            "validation_y": np.concatenate(val_y),
+            "validation_x": np.concatenate(val_x),
+        },
+    }
+
+
+def acnn_preset(minutes: float) -> ClassifierPreset:
+    """The binned a-CNN, no tensor augmentation (the renders vary), ``minutes`` per fit."""
+    return ClassifierPreset(
+        model={"variants": ["binned"]},
+        train={
+            "batch_size": 128,
+            "lr": 3e-3,
+            "epochs": 400,
+            "early_stopping_patience": 15,
+            "max_minutes": minutes,
+            "device": "cpu",
+        },
+        data={"augment": False},
+    )
+
+
+def synthetic_classifier(profile: ProfileConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """A short a-CNN trained on synthetic crystals only, rendered measured-like (a fallback
+    while no ``--checkpoint`` exists): its logits function, validation set and manifest."""
+    from pymatgen.core import Structure
+
+    from xrdpipe.structures.synthetic import SyntheticConfig, synthesize_structure
+
+    t0 = time.time()
+    config = SyntheticConfig(balance_over="lattice_system", n_structures=args.synthetic)
+    rows, failed = [], 0
+    for i in range(args.synthetic):
+        row, _ = synthesize_structure(i, args.seed + 100, config, 0.1, 5.0)
+        if row is None:
+            failed += 1
+        else:
+            rows.append(row)
+    manifest = pd.DataFrame(rows)
+    manifest = manifest[manifest["lattice_system"].isin(LATTICE_SYSTEMS)].reset_index(drop=True)
+    structures = [Structure.from_dict(json.loads(j)) for j in manifest["structure_json"]]
+    peaks = u.structure_peaks(structures, profile)
+    k = args.synthetic_draws
+    x = prepare(u.render_structures(peaks, profile, k, args.seed, stream=TRAIN_STREAM + 1), profile)
+    y_struct = np.array([LATTICE_SYSTEMS.index(c) for c in manifest["lattice_system"]])
+    y = np.repeat(y_struct, k)
+    print(
+        f"  synthetic: {len(manifest)} structures ({failed} draws quarantined), {x.shape} "
+        f"renders in {time.time() - t0:.0f} s",
+        flush=True,
+    )
+    rng = np.random.default_rng(args.seed)
+    is_val = np.repeat(rng.random(len(manifest)) < 0.1, k)
+    model, result = fit_acnn(
+        x[~is_val],
+        y[~is_val],
+        x[is_val],
+        y[is_val],
+        len(LATTICE_SYSTEMS),
+        acnn_preset(args.synthetic_minutes),
+        step_deg=profile.step_deg,
+        two_theta_start=profile.two_theta_min,
+        seed=args.seed,
+    )
+    model.eval()
+
+    def logits(xs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.concatenate(
+                [model(torch.from_numpy(xs[i : i + 512])).numpy() for i in range(0, len(xs), 512)]
+            )
+
+    print(
+        f"  synthetic a-CNN: {len(result.history)} epochs, best validation loss "
+        f"{result.best_val_loss:.3f}, {time.time() - t0:.0f} s",
+        flush=True,
+    )
+    return {
+        "model": model,
+        "logits_of": logits,
+        "validation_x": x[is_val],
+        "validation_y": y[is_val],
+        "validation_logits": logits(x[is_val]),
+        "manifest": manifest,
+        "training": {
+            "structures": int(len(manifest)),
+            "quarantined": failed,
+            "draws_per_structure": k,
+            "epochs": len(result.history),
+            "best_val_loss": float(result.best_val_loss),
+            "wall_s": time.time() - t0,
+        },
+    }
+
+
+def flag_rates(
+    rule: FlagRule,
+    scores_of,
+    test_x: np.ndarray,
+    mix_x: np.ndarray,
+    amorphous: np.ndarray,
+    noise: np.ndarray,
+) -> dict[str, Any]:
+    """Flagged shares per kind of scan, and which test fired."""
+    out = {}
+    for kind, x in (
+        ("single_phase_real", test_x),
+        ("mixtures_2_3", mix_x),
+        ("amorphous", amorphous),
+        ("noise_only", noise),
+    ):
+        scores = scores_of(x)
+        reasons = rule.reasons(scores)
+        flagged = np.array([bool(r) for r in reasons])
+        by_test = {
+            t: float(np.mean([any(r.startswith(t + " ") for r in rs) for rs in reasons]))
+            for t in rule.thresholds
+        }
+        out[kind] = {"n": int(len(x)), "flagged": float(flagged.mean()), "by_test": by_test}
+    return out
+
+
+def log_to_mlflow(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """One run in ``xrdpipe/synthetic-to-real`` through the tracking module's evaluation runs:
+    the options as parameters, each method's scalars as metrics, the JSON as an artifact."""
+    from xrdpipe import tracking
+
+    tracking.configure(args.mlflow)
+    spec = {"target": "lattice_system", "draws": args.draws, "folds": args.folds}
+    run_id = tracking.start_grid_run(
+        "cod-subsets", "unseen", spec, results["run"]["args"], experiment="synthetic-to-real"
+    )
+    metrics = {}
+    for name, m in results["methods"].items():
+        for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+            metrics[f"{name}/{key}"] = m[key]
+        metrics[f"{name}/ece_uncalibrated"] = m["ece_uncalibrated"]["value"]
+        metrics[f"{name}/ece_calibrated"] = m["ece_calibrated"]["value"]
+    for name, f in results["flag"].items():
+        for kind, r in f["rates"].items():
+            metrics[f"{name}/flagged/{kind}"] = r["flagged"]
+    for pair, interval in results["comparisons"].items():
+        metrics[f"difference/{pair.replace(' ', '')}"] = interval["value"]
+    tracking.finish_grid_run(run_id, [args.out], metrics)
+    print(f"MLflow run {run_id} ({args.mlflow})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", action="append", required=True, help="NAME=PATH")
+    parser.add_argument("--checkpoint", type=Path, help="the synthetic classifier")
+    parser.add_argument("--training-manifest", type=Path, help="its training manifest")
+    parser.add_argument("--draws", type=int, default=4)
+    parser.add_argument("--train-draws", type=int, default=16)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--acnn-minutes", type=float, default=1.5)
+    parser.add_argument("--mixtures", type=int, default=300)
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        help="train a short synthetic a-CNN on this many synthetic crystals (without --checkpoint)",
+    )
+    parser.add_argument("--synthetic-draws", type=int, default=4)
+    parser.add_argument("--synthetic-minutes", type=float, default=10.0)
+    parser.add_argument("--mlflow", help="log the result to this MLflow tracking URI")
+    parser.add_argument("--save-checkpoint", type=Path, help="where the short model goes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="first N structures only (a quick check)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/unseen.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    t_start = time.time()
+    manifests = {}
+    for item in args.manifest:
+        name, _, path = item.partition("=")
+        manifests[name] = pd.read_parquet(path)
+    frame = u.manifest_structures(manifests)
+    test = u.label_structures(u.deduplicate_structures(frame))
+    test = test[test["lattice_system"].isin(LATTICE_SYSTEMS)].reset_index(drop=True)
+    if args.limit:
+        test = test.iloc[: args.limit].reset_index(drop=True)
+    print(
+        f"test set: {len(frame)} manifest rows, {len(test)} distinct structures "
+        f"({test['lattice_system'].value_counts().to_dict()})",
+        flush=True,
+    )
+    predictor = None
+    if args.checkpoint is not None:
+        from xrdpipe.training.classifier_inference import ClassifierPredictor
+
+        predictor = ClassifierPredictor.load(args.checkpoint)
+        g = predictor.grid
+        base = ProfileConfig(
+            two_theta_min=g.two_theta_min, two_theta_max=g.two_theta_max, n_points=g.n_points
+        )
+        print(f"  checkpoint: {predictor.target}, classes {predictor.classes}, grid {g}")
+    else:
+        base = ProfileConfig()
+    profile = u.measured_like_profile(base)
+    peaks = u.structure_peaks(list(test["structure"]), profile)
+    draws = args.draws
+    t0 = time.time()
+    rendered = u.render_structures(peaks, profile, draws, args.seed)
+    print(f"  test renders {rendered.shape} in {time.time() - t0:.0f} s", flush=True)
+    x_test = prepare(rendered, profile)
+    y_struct = np.array([LATTICE_SYSTEMS.index(c) for c in test["lattice_system"]])
+    y = np.repeat(y_struct, draws)
+    groups = np.repeat(np.arange(len(test)), draws)
+    mixtures, weights, index, members = u.mixture_peaks(peaks, args.mixtures, args.seed)
+    raw = {
+        "mixtures_2_3": u.render_structures(
+            mixtures, profile, 1, args.seed + 1, weights=weights, phase_index=index
+        ),
+    }
+    tt = np.linspace(profile.two_theta_min, profile.two_theta_max, profile.n_points)
+    raw["amorphous"] = amorphous_scans(tt, args.mixtures, args.seed + 2)
+    raw["noise_only"] = amorphous_scans(tt, args.mixtures, args.seed + 3, hump=False)
+    mix_x, amorphous, noise = (prepare(raw[k], profile) for k in raw)
+    methods: dict[str, dict[str, Any]] = {}
+    unavailable: dict[str, str] = {}
+    if predictor is not None:
+        order = [predictor.classes.index(c) for c in LATTICE_SYSTEMS]
+
+        def checkpoint_logits(xs: np.ndarray) -> np.ndarray:
+            return predictor.logits(xs)[:, order]
+
+        xs = np.stack([predictor.prepare(p) for p in scan(rendered, profile)])
+        methods["synthetic"] = {"logits": checkpoint_logits(xs), "prepared": xs}
+        calibration = predictor.metadata.get("calibration") or {}
+        if calibration.get("temperature"):
+            methods["synthetic"]["temperature"] = float(calibration["temperature"])
+        else:  # no synthetic validation logits stored: fit on the other half of structures
+            half = groups % 2 == 0
+            z = methods["synthetic"]["logits"]
+            t_even, t_odd = fit_temperature(z[half], y[half]), fit_temperature(z[~half], y[~half])
+            methods["synthetic"]["temperature_per_row"] = np.where(half, t_odd, t_even)
+            unavailable["synthetic_temperature"] = (
+                "the checkpoint stores no temperature: fitted on the other half of the real "
+                f"structures (even/odd index; T = {t_even:.3f} / {t_odd:.3f})"
+            )
+    elif args.synthetic:
+        m = synthetic_classifier(profile, args)
+        m["logits"] = m["logits_of"](x_test)
+        methods["synthetic-acnn-short"] = m
+    else:
+        unavailable["synthetic"] = "no --checkpoint and no --synthetic given"
+    methods.update(cod_baselines(test, peaks, profile, y, x_test, draws, args))
+
+    results: dict[str, Any] = {"methods": {}, "comparisons": {}, "flag": {}}
+    print("results (lattice system, real COD structures never seen in training):")
+    for name, m in methods.items():
+        if "validation_logits" in m:
+            t = fit_temperature(m["validation_logits"], m["validation_y"])
+        elif "temperature_per_row" in m:
+            t = m["temperature_per_row"][:, None]
+        else:
+            t = float(m.get("temperature", 1.0))
+        m["temperature"] = t
+        results["methods"][name] = method_report(
+            name, y, m["logits"], LATTICE_SYSTEMS, t, groups, args.seed
+        )
+    for a in methods:
+        for b in methods:
+            if a < b or a == b:
+                continue
+            pa, pb = methods[a]["logits"].argmax(1), methods[b]["logits"].argmax(1)
+            interval = u.paired_bootstrap(y, pa, pb, groups, seed=args.seed)
+            results["comparisons"][f"{a} - {b}"] = interval.as_dict()
+            print(f"  {a} - {b}: {interval.value:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]")
+    for name, m in methods.items():
+        t = m["temperature"]
+        if "prepared" in m:  # the checkpoint: its own preparation, rule on even structures
+            half = groups % 2 == 0
+            others = {
+                k: np.stack([predictor.prepare(p) for p in scan(v, profile)])
+                for k, v in raw.items()
+            }
+
+            def scores_ck(x: np.ndarray, t: np.ndarray = t) -> dict[str, np.ndarray]:
+                tt_ = float(np.median(t))
+                return one_phase_scores(
+                    x, profile.step_deg, logits=checkpoint_logits(x), temperature=tt_
+                )
+
+            stored = (predictor.metadata.get("calibration") or {}).get("flag_rule")
+            if stored:  # the rule predict uses; every real structure is a test structure
+                rule, fitted_on, singles = FlagRule.from_dict(stored), "stored", m["prepared"]
+            else:
+                rule = fit_flag_rule(scores_ck(m["prepared"][half]))
+                fitted_on = "single-phase renders of the even-indexed real structures"
+                singles = m["prepared"][~half]
+            results["flag"][name] = {
+                "rule": rule.as_dict(),
+                "fitted_on": fitted_on,
+                "rates": flag_rates(
+                    rule,
+                    scores_ck,
+                    singles,
+                    others["mixtures_2_3"],
+                    others["amorphous"],
+                    others["noise_only"],
+                ),
+            }
+            continue
+        if "validation_x" not in m:
+            continue
+
+        def scores_of(x: np.ndarray, m: dict = m, t: float = t) -> dict[str, np.ndarray]:
+            if "logits_of" in m:
+                return one_phase_scores(
+                    x, profile.step_deg, logits=m["logits_of"](x), temperature=t
+                )
+            return one_phase_scores(x, profile.step_deg)
+
+        tests = TESTS if "logits_of" in m else ("sharpness", "n_peaks")
+        rule = fit_flag_rule(scores_of(m["validation_x"]), tests=tests)
+        results["flag"][name] = {
+            "rule": rule.as_dict(),
+            "fitted_on": "single-phase validation renders of the training distribution",
+            "rates": flag_rates(rule, scores_of, x_test, mix_x, amorphous, noise),
+        }
+        if "logits_of" in m:  # each test alone at the whole budget, to choose the rule
+            results["flag"][name]["single_tests"] = {
+                test: flag_rates(
+                    fit_flag_rule(scores_of(m["validation_x"]), tests=(test,)),
+                    scores_of,
+                    x_test,
+                    mix_x,
+                    amorphous,
+                    noise,
+                )
+                for test in TESTS
+            }
+    for name, f in results["flag"].items():
+        for kind, r in f["rates"].items():
+            print(f"  flag ({name}) {kind}: {r['flagged']:.3f} of {r['n']} ({r['by_test']})")
+    training_manifest = None
+    if args.training_manifest is not None:
+        training_manifest = pd.read_parquet(args.training_manifest)
+    elif "synthetic-acnn-short" in methods:
+        training_manifest = methods["synthetic-acnn-short"]["manifest"]
+        results["synthetic_training"] = methods["synthetic-acnn-short"]["training"]
+    if training_manifest is not None:
+        unseen = u.unseen_prototypes(test, training_manifest)
+        mask = np.repeat(unseen, draws)
+        results["prototype_unseen"] = {
+            name: {
+                "n_structures": int(unseen.sum()),
+                "unseen": u.classification_report(
+                    y[mask], m["logits"][mask].argmax(1), LATTICE_SYSTEMS
+                ),
+                "seen": u.classification_report(
+                    y[~mask], m["logits"][~mask].argmax(1), LATTICE_SYSTEMS
+                ),
+            }
+            for name, m in methods.items()
+        }
+    if args.save_checkpoint is not None and "synthetic-acnn-short" in methods:
+        from xrdpipe.models.checkpoints import save_checkpoint
+
+        m = methods["synthetic-acnn-short"]
+        pre = {
+            "two_theta_min": profile.two_theta_min,
+            "two_theta_max": profile.two_theta_max,
+            "n_points": profile.n_points,
+            "wavelength": profile.ka1,
+            "ka_doublet": True,
+            "background_subtraction": True,
+        }
+        calibration = {
+            "temperature": float(m["temperature"]),
+            "flag_rule": results["flag"]["synthetic-acnn-short"]["rule"],
+        }
+        saved = save_checkpoint(
+            args.save_checkpoint,
+            m["model"],
+            metadata={
+                "task": "lattice_system",
+                "class_names": LATTICE_SYSTEMS,
+                "variant": "binned",
+                "preprocess": pre,
+                "calibration": calibration,
+            },
+        )
+        print(f"  checkpoint: {saved}")
+    results["test_set"] = {
+        "subsets": {k: int(len(v)) for k, v in manifests.items()},
+        "manifest_rows": int(len(frame)),
+        "structures": int(len(test)),
+        "draws_per_structure": draws,
+        "patterns": int(len(y)),
+        "support_structures": test["lattice_system"].value_counts().to_dict(),
+        "dropped_by_spglib": test.attrs.get("dropped", {}),
+        "profile": json.loads(profile.model_dump_json()),
+    }
+    unavailable["space_group_top1_top5"] = (
+        "no model here has a space-group head (lattice-system targets only)"
+    )
+    results["unavailable"] = unavailable
+    results["run"] = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "wall_s": time.time() - t_start,
+        "machine": platform.node(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1, default=float))
+    print(f"wrote {args.out} ({time.time() - t_start:.0f} s)")
+    if args.mlflow:
+        log_to_mlflow(args, results)
+    assert math.isfinite(results["run"]["wall_s"])
+
+
+if __name__ == "__main__":
+    main()

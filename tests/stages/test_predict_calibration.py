@@ -1,0 +1,120 @@
+"""predict's calibrated probabilities and one-phase flag (temperature and rule with the model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import softmax
+
+from xrdpipe.evaluation.ood import FlagRule
+from xrdpipe.readers import ModelGrid, PreparedPattern
+from xrdpipe.stages.predict import (
+    FilePrediction,
+    Member,
+    ModelEnsemble,
+    ModelOutput,
+    format_prediction,
+)
+
+GRID = ModelGrid(10.0, 80.0, 701, 1.5406)
+
+
+class _Probabilities(torch.nn.Module):
+    """A linear classifier with a softmax head: what a logged classifier outputs."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.linear(x), dim=1)
+
+
+def _ensemble(calibration: dict) -> tuple[ModelEnsemble, torch.Tensor]:
+    weight = torch.randn(3, GRID.n_points, generator=torch.Generator().manual_seed(0)) * 0.2
+    member = Member("1", "0", _Probabilities(weight), None)
+    ensemble = ModelEnsemble(
+        name="m",
+        kind="classifier",
+        task="lattice-system",
+        chosen="1",
+        how="@champion",
+        labels=["cubic", "hexagonal", "triclinic"],
+        formulas=[],
+        grid=GRID,
+        members=[member],
+        config={},
+        calibration=calibration,
+    )
+    return ensemble, weight
+
+
+def _pattern(peaks: list[float]) -> np.ndarray:
+    tt = GRID.two_theta
+    y = sum(np.exp(-0.5 * ((tt - p) / 0.05) ** 2) for p in peaks) + 0.02
+    return (y / y.max()).astype(np.float32)
+
+
+def test_probabilities_are_tempered_by_the_stored_temperature() -> None:
+    x = np.stack([_pattern([30.0, 45.0]), _pattern([25.0])])
+    plain, weight = _ensemble({})
+    tempered, _ = _ensemble({"temperature": 2.5})
+    assert plain.temperature is None and tempered.temperature == 2.5
+    logits = (torch.from_numpy(x) @ weight.T).numpy()
+    np.testing.assert_allclose(plain.predict(x)[0], softmax(logits, axis=1), atol=1e-5)
+    np.testing.assert_allclose(tempered.predict(x)[0], softmax(logits / 2.5, axis=1), atol=1e-5)
+
+
+def test_flag_and_its_reasons_are_printed() -> None:
+    rule = FlagRule({"sharpness": 20.0, "n_peaks": 4.0}, 0.05, 100)
+    ensemble, _ = _ensemble({"temperature": 1.0, "flag_rule": rule.as_dict()})
+    one = _pattern([30.0, 45.0, 52.0])
+    many = _pattern([20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0])
+    assert ensemble.one_phase_flag(one, ensemble.predict(one[None])[0][0]) == []
+    reasons = ensemble.one_phase_flag(many, ensemble.predict(many[None])[0][0])
+    assert reasons == ["n_peaks 7 > 4"]
+    mean, std = ensemble.predict(many[None])
+    prepared = PreparedPattern(many, np.ones(GRID.n_points, bool), 1.5406, 1.5406, (10.0, 80.0))
+    out = ModelOutput(
+        "m v1",
+        "classifier",
+        "lattice-system",
+        ensemble.labels,
+        [],
+        mean[0],
+        std[0],
+        1,
+        prepared,
+        calibrated=True,
+        flag=reasons,
+    )
+    text = format_prediction(FilePrediction(Path("s.xy"), [out], []))
+    assert "FLAG: does not look like one phase of the training data (n_peaks 7 > 4)" in text
+    assert "not calibrated" not in text
+    assert out.as_dict()["one_phase_flag"] == ["n_peaks 7 > 4"]
+    uncalibrated = ModelOutput(
+        "m v1",
+        "classifier",
+        "lattice-system",
+        ensemble.labels,
+        [],
+        mean[0],
+        std[0],
+        1,
+        prepared,
+    )
+    text = format_prediction(FilePrediction(Path("s.xy"), [uncalibrated], []))
+    assert "probabilities not calibrated" in text and "FLAG" not in text
+
+
+def test_no_rule_no_flag() -> None:
+    ensemble, _ = _ensemble({})
+    x = _pattern([30.0])
+    assert ensemble.one_phase_flag(x, ensemble.predict(x[None])[0][0]) is None
+    with pytest.raises(ValueError, match="temperature"):
+        _ensemble({"temperature": -1.0})[0].predict(x[None])

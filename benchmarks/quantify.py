@@ -172,9 +172,12 @@ def run_cnn(two_theta, counts, names, refine_too: bool, log) -> list[dict] | str
     key, sigma = ("refined_wt_percent", "refined_sigma") if refine_too else ("wt_percent", "sigma")
     by_scan: dict[str, dict] = {}
     for row in result.rows:
-        entry = by_scan.setdefault(row["scan"], {"estimate": {}, "sigma": {}})
+        if row[key] is None:  # e.g. the amorphous row without an internal standard
+            continue
+        # the stage names a scan by its source (the file's path); phases by file stem
+        entry = by_scan.setdefault(Path(str(row["scan"])).stem, {"estimate": {}, "sigma": {}})
         entry["estimate"][row["phase"]] = float(row[key]) / 100.0
-        entry["sigma"][row["phase"]] = float(row[sigma]) / 100.0
+        entry["sigma"][row["phase"]] = float(row[sigma] or np.nan) / 100.0
     return [by_scan[Path(p).stem] | {"seconds": float(result.seconds_per_scan)} for p in paths]
 
 

@@ -45,7 +45,7 @@ def test_the_lab_defaults(tmp_path):
     assert subset.source == "phases" and subset.phases == tmp_path.resolve()
     assert not subset.filters.deduplicate and subset.filters.allow_partial_occupancy
     assert (sim.strain_mode, sim.max_strain) == ("symmetry", 0.01)
-    assert (sim.scattering, sim.displacement, sim.overall_b) == ("anomalous", "cif", 0.5)
+    assert (sim.scattering, sim.displacement, sim.overall_b) == ("tables", "cif", 0.5)
     assert sim.wavelength == "CuKa" and sim.two_theta_range == (8.0, 102.0)
     assert profile == LAB_PROFILE
     assert profile.ka_doublet and profile.crystallite_size_nm == (20.0, 200.0)

@@ -104,15 +104,13 @@ def engine_scans(truth: dict, two_theta: np.ndarray, n_scans: int) -> np.ndarray
 
 
 def refinement_phases(names: list[str], two_theta: np.ndarray, scattering: str):
-    """The ten candidates as refinement phases (``scattering``: ``anomalous`` with the CIFs'
-    B, or ``pymatgen``: real f0, no B, the engine's default)."""
+    """The ten candidates as refinement phases (``scattering``: ``tables`` or ``anomalous``
+    with the CIFs' B, or ``pymatgen``: real f0, no B, the engine's default)."""
     from xrdpipe.refinement import phase_from_structure
     from xrdpipe.structures.displacement import attach_displacements
     from xrdpipe.structures.parse import parse_structure
 
-    options = (
-        {"scattering": "anomalous", "displacement": "cif"} if scattering == "anomalous" else {}
-    )
+    options = {"scattering": scattering, "displacement": "cif"} if scattering != "pymatgen" else {}
     span = (float(two_theta[0]), float(two_theta[-1]))
     phases = []
     for n in names:
@@ -294,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scattering",
-        default="anomalous",
-        choices=["anomalous", "pymatgen"],
+        default="tables",
+        choices=["tables", "anomalous", "pymatgen"],
         help="refinement phases' scattering on the independent scans (engine scans: pymatgen, "
         "as rendered)",
     )

@@ -117,3 +117,26 @@ def test_march_dollase_family_equals_the_engine():
         )
         ours = march_dollase_family(phase, np.array(axis), 0.75)
         np.testing.assert_allclose(ours, engine.numpy(), rtol=1e-9)
+
+
+def test_cif_displacement_needs_the_b_attached():
+    """``parse_structure`` keeps no B: ``displacement="cif"`` is refused, not replaced by 0."""
+    import warnings
+    from pathlib import Path
+
+    from xrdpipe.structures.displacement import attach_displacements
+    from xrdpipe.structures.parse import parse_structure
+
+    cif = Path(__file__).resolve().parents[2] / "benchmarks/quantify/phases/KLaS2.cif"
+    text = cif.read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = parse_structure(text)
+    with pytest.raises(ValueError, match=r"'b_iso' property.*attach_displacements"):
+        phase_from_structure(parsed, "KLaS2", (10.0, 80.0), displacement="cif")
+    attached = attach_displacements(parsed, text)
+    with_b = phase_from_structure(attached, "KLaS2", (10.0, 80.0), displacement="cif")
+    without = phase_from_structure(attached, "KLaS2", (10.0, 80.0))
+    # B = 8 pi^2 U (La 0.85, S 0.92, K 1.61 angstrom^2) lowers the high-angle peaks
+    ratio = with_b.structure_intensity / without.structure_intensity
+    assert ratio.min() < 0.8 and ratio.max() < 1.0

@@ -4,7 +4,9 @@ the lab defaults and the scan's instrument, and fetch and simulate run on it."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -45,7 +47,7 @@ def test_the_lab_defaults(tmp_path):
     assert subset.source == "phases" and subset.phases == tmp_path.resolve()
     assert not subset.filters.deduplicate and subset.filters.allow_partial_occupancy
     assert (sim.strain_mode, sim.max_strain) == ("symmetry", 0.01)
-    assert (sim.scattering, sim.displacement, sim.overall_b) == ("anomalous", "cif", 0.5)
+    assert (sim.scattering, sim.displacement, sim.overall_b) == ("tables", "cif", 0.5)
     assert sim.wavelength == "CuKa" and sim.two_theta_range == (8.0, 102.0)
     assert profile == LAB_PROFILE
     assert profile.ka_doublet and profile.crystallite_size_nm == (20.0, 200.0)
@@ -162,3 +164,40 @@ def test_phase_fraction_commands_default_to_the_preset_and_every_phase(lab, tmp_
     plain = target("demo", None, data, None, None)
     assert (plain.subset, plain.catalog, plain.preset(None, "cpu")) == ("demo", None, "cpu")
     assert plain.n_materials(None, data) == 5
+
+
+def test_a_phase_sets_refinement_uses_its_stores_scattering_factors():
+    """KLaS2 under the lab defaults: the refinement's |F|^2 m are the stored peaks' / LP."""
+    import warnings
+
+    from xrdpipe.config.phase_set import phase_set_simulation
+    from xrdpipe.refinement import phase_from_structure
+    from xrdpipe.refinement.phases import lorentz_polarisation
+    from xrdpipe.stages.quantify_scans import refinement_options
+    from xrdpipe.stages.simulate_block import simulate_material
+    from xrdpipe.structures.displacement import attach_displacements
+    from xrdpipe.structures.parse import parse_structure
+
+    cif = Path(__file__).resolve().parents[2] / "benchmarks/quantify/phases/KLaS2.cif"
+    text = cif.read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        structure = attach_displacements(parse_structure(text), text)  # as the manifest keeps it
+    sim = phase_set_simulation(LAB_PROFILE).model_copy(
+        update={"n_train_strains": 1, "n_test_strains": 1}
+    )
+    options = refinement_options(sim)
+    assert options == {"scattering": "tables", "displacement": "cif", "overall_b": 0.5}
+    stored = simulate_material(structure, 0, sim, seed=0, n_peaks=4000)
+    real = stored["peak_mask"][-1]  # the last condition is the unstrained reference
+    hkl = [tuple(h) for h in stored["hkl"][-1][real].tolist()]
+    store = dict(zip(hkl, stored["intensity_raw"][-1][real] / lorentz_polarisation(
+        stored["two_theta"][-1][real]), strict=True))  # fmt: skip
+    phase = phase_from_structure(structure, "KLaS2", (10.0, 100.0), sim.wavelength, **options)
+    mine = dict(zip(map(tuple, phase.hkl.tolist()), phase.structure_intensity, strict=True))
+    matched = [(store[h], mine[h]) for h in mine if h in store]
+    assert len(matched) >= 0.9 * len(mine) and len(matched) > 30
+    np.testing.assert_allclose(*np.array(matched).T, rtol=1e-8)
+    # the settings a phase set's store is simulated with would not give it in pymatgen's mode
+    plain = phase_from_structure(structure, "KLaS2", (10.0, 100.0), sim.wavelength)
+    assert np.abs(plain.structure_intensity / phase.structure_intensity - 1).max() > 0.1

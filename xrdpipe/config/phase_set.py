@@ -16,9 +16,11 @@ formula in one space group stay two phases); only the 500-site bound stays.
   ±1 % with its space group kept, the spread of refined cells of one phase between samples
   and labs (solid solution, temperature, stoichiometry); paper 002's 5 % unconstrained strain
   moves peaks by more than a phase's own pattern spacing at high angle and breaks symmetry.
-- ``scattering: anomalous``: f0 + f′ + i f″ at the wavelength (Chantler tables via
-  ``xraydb``): at Cu Kα, Ni's f′ ≈ −3 e lowers |f|² by ~20 %, Bi's f″ ≈ 8.8 e raises it;
-  weight fractions read from intensities are biased without it.
+- ``scattering: tables``: f0 + f′ + i f″ at the wavelength, f0 from the Waasmaier-Kirfel
+  tables and f′, f″ from Chantler's (both via ``xraydb``): at Cu Kα, Ni's f′ ≈ −3 e lowers
+  |f|² by ~20 %, Bi's f″ ≈ 8.8 e raises it; weight fractions read from intensities are
+  biased without it. pymatgen's f0 fit (mode ``anomalous``) is off for some heavy elements
+  (La +1.2 e at sin θ/λ = 0.1 Å⁻¹, Y −0.9 e at 0.5: KLaS2's (009) 12 % too strong).
 - ``displacement: cif``, ``overall_b``: :data:`OVERALL_B`: each site's B (= 8π²U) from the CIF
   where given, else one overall B of 0.5 Å², a typical room-temperature value of ordered
   inorganic solids (B ≈ 0.3-1 Å²): it lowers high-angle intensities by exp(−2B sin²θ/λ²),
@@ -169,7 +171,7 @@ def phase_set_simulation(profile: ProfileConfig) -> SimulationConfig:
         wavelength=simulation_wavelength(profile),
         two_theta_range=(low, high),
         materials_per_chunk=2,
-        scattering="anomalous",
+        scattering="tables",
         displacement="cif",
         overall_b=OVERALL_B,
     )

@@ -41,9 +41,10 @@ class SimulationConfig(Frozen):
         two_theta_range: degrees.
         debye_waller: apply pymatgen-style Debye-Waller factors (none are known from COD).
         materials_per_chunk: materials per Zarr chunk, i.e. per Dask task.
-        scattering: ``pymatgen`` (its real ``f0``: the simulator's exact mode) or
-            ``anomalous`` (``f0 + f' + i f''`` at the wavelength, Chantler tables via
-            ``xraydb``; see ``docs/simulation.md``).
+        scattering: ``pymatgen`` (its real ``f0``: the simulator's exact mode),
+            ``anomalous`` (that ``f0`` + ``f' + i f''`` at the wavelength, Chantler tables
+            via ``xraydb``) or ``tables`` (Waasmaier-Kirfel's ``f0`` + the same ``f'``,
+            ``f''``; see ``docs/simulation.md``).
         displacement: ``overall`` (every site ``overall_b``) or ``cif`` (each site's B read
             from its CIF where given, else ``overall_b``).
         overall_b: one isotropic displacement parameter B for the phase, angstrom^2.
@@ -57,7 +58,7 @@ class SimulationConfig(Frozen):
     two_theta_range: tuple[float, float] = (10.0, 80.0)
     debye_waller: bool = False
     materials_per_chunk: int = Field(default=1, ge=1)
-    scattering: Literal["pymatgen", "anomalous"] = "pymatgen"
+    scattering: Literal["pymatgen", "anomalous", "tables"] = "pymatgen"
     displacement: Literal["overall", "cif"] = "overall"
     overall_b: float = Field(default=0.0, ge=0.0, le=30.0)
 

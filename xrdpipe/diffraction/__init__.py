@@ -22,6 +22,7 @@ from xrdpipe.diffraction.quantitative import (
 from xrdpipe.diffraction.scattering import (
     SITE_B_PROPERTY,
     anomalous_factors,
+    form_factor_fit,
     has_scattering_factors,
     photon_energy_ev,
     scattering_coefficients,
@@ -45,6 +46,7 @@ __all__ = [
     "apply_strain",
     "brindley_factors",
     "cell_mass",
+    "form_factor_fit",
     "has_scattering_factors",
     "hill_howard_weight_fractions",
     "linear_absorption_coefficient",

@@ -497,7 +497,8 @@ def simulate_peaks(
     """Peak lists of a structure under many homogeneous strains (pymatgen's rules).
 
     The defaults reproduce pymatgen's ``XRDCalculator``; ``scattering="anomalous"`` adds
-    ``f' + i f''`` at the wavelength's energy, and ``displacement``/``overall_b`` a
+    ``f' + i f''`` at the wavelength's energy, ``scattering="tables"`` also replaces
+    pymatgen's ``f0`` fit by Waasmaier-Kirfel's, and ``displacement``/``overall_b`` add a
     Debye-Waller factor ``exp(-B s^2)`` per site (see :func:`scattering.scattering_model`).
 
     Args:
@@ -508,9 +509,12 @@ def simulate_peaks(
         debye_waller_factors: ``{element symbol: B}`` in angstrom^2, as pymatgen's.
         max_peaks: pad to this many peaks P (default: the most peaks of any strain).
         max_reflections: refuse structures with more candidate reflections than this.
-        scattering: ``pymatgen`` (real ``f0``) or ``anomalous`` (Chantler ``f'``, ``f''``).
+        scattering: ``pymatgen`` (its real ``f0``), ``anomalous`` (that ``f0`` and Chantler
+            ``f'``, ``f''``) or ``tables`` (Waasmaier-Kirfel ``f0`` and Chantler ``f'``,
+            ``f''``).
         displacement: ``overall`` (every site ``overall_b``) or ``cif`` (the sites'
-            ``b_iso`` property where given, else ``overall_b``).
+            ``b_iso`` property where given, else ``overall_b``; a structure without the
+            property is refused: ``attach_displacements`` it first).
         overall_b: one ``B`` for the phase, angstrom^2 (0: none).
 
     Returns:

@@ -1,4 +1,4 @@
-"""Atomic scattering factors and structure factors, with pymatgen's fitted coefficients.
+"""Atomic scattering factors and structure factors: pymatgen's fit or Waasmaier-Kirfel's.
 
 pymatgen's ``XRDCalculator`` uses, for each element, four fitted pairs ``(a_i, b_i)`` and
 
@@ -10,13 +10,26 @@ structure factor is split into what a strain cannot change, the per-group phase 
 (:func:`phase_sums`, cached per structure), and what it does, the form factors at each
 strained ``s`` (:func:`squared_structure_factor`).
 
-Two opt-in refinements beyond pymatgen (the defaults reproduce it exactly):
+That fit is off for some heavy elements against the tabulated Hartree-Fock/Dirac-Fock
+values (International Tables C, 6.1.1.1): La +1.22 e at ``s = 0.1`` (+2.3 %), Ce +1.1 e,
+Y -0.9 e and W -1.7 e at ``s = 0.5`` (``docs/simulation.md`` lists 27 elements). The
+Waasmaier-Kirfel fit (Acta Cryst. A51, 416 (1995)) of those tables,
 
-- **anomalous dispersion**: ``f = f0(s) + f'(E) + i f''(E)`` with ``f'`` and ``f''`` from
-  the Chantler tables (``xraydb.f1_chantler``, ``f2_chantler``; ``f1_chantler`` returns
+    f0(s) = sum_{i=1}^{5} a_i exp(-b_i s^2) + c,
+
+read from ``xraydb``'s ``Waasmaier`` table (neutral atoms, Z = 1-98), agrees with them to
+~0.03 e; :data:`FORM_FACTOR_TABLES` names the two fits.
+
+:data:`SCATTERING_MODES` (the defaults reproduce pymatgen exactly):
+
+- ``pymatgen``: pymatgen's real ``f0``;
+- ``anomalous``: ``f = f0(s) + f'(E) + i f''(E)``, ``f0`` pymatgen's, with ``f'`` and ``f''``
+  from the Chantler tables (``xraydb.f1_chantler``, ``f2_chantler``; ``f1_chantler`` returns
   ``f'`` itself, not ``Z + f'``: -3.04 e for Ni at 8047.8 eV), see :func:`anomalous_factors`;
-- **per-site displacement**: sites are grouped by (element, ``B``), each group with its own
-  Debye-Waller factor ``exp(-B s^2)`` (:func:`species_groups` with ``site_b``).
+- ``tables``: the same with the Waasmaier-Kirfel ``f0`` (the lab phase-set default).
+
+**Per-site displacement** (any mode): sites are grouped by (element, ``B``), each group with
+its own Debye-Waller factor ``exp(-B s^2)`` (:func:`species_groups` with ``site_b``).
 """
 
 from __future__ import annotations
@@ -38,8 +51,19 @@ SITE_B_PROPERTY = "b_iso"
 """Site property holding each site's isotropic ``B`` (angstrom^2; NaN where the CIF gives
 none), set by :func:`xrdpipe.structures.displacement.attach_displacements`."""
 
-SCATTERING_MODES = ("pymatgen", "anomalous")
+SCATTERING_MODES = ("pymatgen", "anomalous", "tables")
 DISPLACEMENT_MODES = ("overall", "cif")
+
+FORM_FACTOR_TABLES = ("pymatgen", "waasmaier-kirfel")
+"""The fits of ``f0``: pymatgen's (``Z - 41.78214 s^2 sum a_i exp(-b_i s^2)``) and
+Waasmaier-Kirfel's (``sum a_i exp(-b_i s^2) + c``)."""
+
+MODE_FORM_FACTORS = {
+    "pymatgen": ("pymatgen", False),
+    "anomalous": ("pymatgen", True),
+    "tables": ("waasmaier-kirfel", True),
+}
+"""Per scattering mode: the ``f0`` fit and whether ``f' + i f''`` is added."""
 
 SCATTERING_PREFACTOR = 41.78214
 """The constant of pymatgen's fit, f = Z - 41.78214 s^2 sum a_i exp(-b_i s^2)."""
@@ -94,6 +118,84 @@ def scattering_coefficients(element_symbol: str) -> tuple[int, np.ndarray]:
             f"allowed: the {len(params)} elements of pymatgen's atomic_scattering_params.json"
         )
     return int(Element(element_symbol).Z), params[element_symbol]
+
+
+@cache
+def waasmaier_kirfel_params() -> dict[str, tuple[float, np.ndarray]]:
+    """Waasmaier-Kirfel's coefficients of every neutral atom (Z = 1-98), from ``xraydb``.
+
+    Returns:
+        ``{symbol: (c, coeff)}`` with ``coeff`` (5, 2) of columns ``a_i`` (electrons) and
+        ``b_i`` (angstrom^2), ``f0(s) = sum a_i exp(-b_i s^2) + c``; read-only, loaded once.
+    """
+    import xraydb  # noqa: PLC0415 - a database load, only for the tables mode
+
+    params: dict[str, tuple[float, np.ndarray]] = {}
+    for row in xraydb.get_xraydb().get_cache("Waasmaier"):
+        if row.ion != row.element:  # ions (Fe2+, O1-): neutral atoms only
+            continue
+        coeff = np.column_stack([json.loads(row.scale), json.loads(row.exponents)])
+        coeff.setflags(write=False)
+        params[row.ion] = (float(row.offset), coeff)
+    return params
+
+
+@dataclass(frozen=True)
+class FormFactorFit:
+    """``f0(s)`` of one neutral atom, as one of :data:`FORM_FACTOR_TABLES` writes it.
+
+    Attributes:
+        symbol: the element.
+        table: ``pymatgen`` (``f0 = constant - 41.78214 s^2 sum a_i exp(-b_i s^2)``,
+            ``constant = Z``) or ``waasmaier-kirfel`` (``f0 = constant + sum a_i
+            exp(-b_i s^2)``).
+        constant: ``Z`` or ``c``, electrons.
+        coeff: ``(n, 2)``: ``a_i`` and ``b_i`` (angstrom^2).
+    """
+
+    symbol: str
+    table: str
+    constant: float
+    coeff: np.ndarray
+
+    def __call__(self, s: np.ndarray | float) -> np.ndarray:
+        """``f0`` at ``s = sin(theta) / lambda`` (1/angstrom), electrons."""
+        s2 = np.square(np.asarray(s, dtype=np.float64))[..., None]
+        gauss = np.exp(-self.coeff[:, 1] * s2) @ self.coeff[:, 0]
+        if self.table == "pymatgen":
+            return self.constant - SCATTERING_PREFACTOR * s2[..., 0] * gauss
+        return self.constant + gauss
+
+
+@cache
+def form_factor_fit(element_symbol: str, table: str = "pymatgen") -> FormFactorFit:
+    """The ``f0`` fit of a neutral atom (``D`` and ``T`` count as ``H`` for Waasmaier-Kirfel).
+
+    Args:
+        element_symbol: an element symbol (``"Fe"``, not ``"Fe2+"``).
+        table: one of :data:`FORM_FACTOR_TABLES`.
+
+    Returns:
+        The :class:`FormFactorFit` (call it with ``s`` for ``f0``).
+
+    Raises:
+        ValueError: an unknown table.
+        KeyError: the element is not in the table.
+    """
+    if table == "pymatgen":
+        z, coeff = scattering_coefficients(element_symbol)
+        return FormFactorFit(element_symbol, table, float(z), coeff)
+    if table != "waasmaier-kirfel":
+        raise ValueError(f"form factor table {table!r} is not one of {list(FORM_FACTOR_TABLES)}")
+    params = waasmaier_kirfel_params()
+    symbol = "H" if element_symbol in ("D", "T") else element_symbol
+    if symbol not in params:
+        raise KeyError(
+            f"element {element_symbol!r} has no Waasmaier-Kirfel form factor; allowed: the "
+            f"{len(params)} neutral atoms H to Cf of xraydb's Waasmaier table"
+        )
+    c, coeff = params[symbol]
+    return FormFactorFit(element_symbol, table, c, coeff)
 
 
 HC_EV_ANGSTROM = 12398.419843320026
@@ -153,7 +255,7 @@ PHASE_CHUNK_ENTRIES = 1 << 21
 
 @dataclass(frozen=True)
 class SpeciesGroup:
-    """The sites of one element and one ``B``: fitted coefficients, coordinates, occupancies.
+    """The sites of one element and one ``B``: ``f0`` fit, coordinates, occupancies.
 
     ``b_iso`` is the group's isotropic displacement parameter ``B`` (angstrom^2; 0 for the
     pymatgen-exact mode, where each element is one group).
@@ -161,19 +263,22 @@ class SpeciesGroup:
 
     symbol: str
     z: int
-    coeff: np.ndarray
+    form_factor: FormFactorFit
     frac_coords: np.ndarray
     occupancies: np.ndarray
     b_iso: float = 0.0
 
 
-def species_groups(structure: Structure, site_b: np.ndarray | None = None) -> list[SpeciesGroup]:
+def species_groups(
+    structure: Structure, site_b: np.ndarray | None = None, table: str = "pymatgen"
+) -> list[SpeciesGroup]:
     """Group the sites by element and ``B`` (occupancy-weighted; partial occupancies count).
 
     Args:
         structure: the crystal.
         site_b: ``B`` per site (angstrom^2, finite, >= 0), or None: one group per element,
             in order of first appearance (pymatgen's grouping).
+        table: the ``f0`` fit, one of :data:`FORM_FACTOR_TABLES`.
 
     Raises:
         StructureError: ``simulate`` / ``no_scattering_factors`` for an element without
@@ -201,8 +306,9 @@ def species_groups(structure: Structure, site_b: np.ndarray | None = None) -> li
             occus.append(float(occu))
     out = []
     for (symbol, b), (coords, occus) in groups.items():
-        z, coeff = scattering_coefficients(symbol)
-        out.append(SpeciesGroup(symbol, z, coeff, np.array(coords), np.array(occus), b))
+        z = int(Element(symbol).Z)
+        fit = form_factor_fit(symbol, table)
+        out.append(SpeciesGroup(symbol, z, fit, np.array(coords), np.array(occus), b))
     return out
 
 
@@ -246,7 +352,9 @@ def squared_structure_factor(
     All ``exp(-b_i s^2)`` of all elements are one (K, block) array and one ``exp`` call;
     a block-diagonal (E, K) matrix of the ``a_i`` sums them per element (BLAS), so the cost
     is K exponentials per point plus a few passes, whatever the number of sites. Groups of
-    one element with different ``B`` share its ``f0``.
+    one element with different ``B`` share its ``f0``. The groups' :class:`FormFactorFit`
+    (all of one table) give ``f0``: pymatgen's in its own order of operations (bit for bit
+    pymatgen's), Waasmaier-Kirfel's as ``sum a_i exp(-b_i s^2) + c``.
 
     With complex form factors ``f_g = (f0 + f') D_g + i f'' D_g`` (``D_g = exp(-B_g s^2)``)
     Friedel's law fails for non-centrosymmetric crystals, and a powder ring holds both
@@ -267,18 +375,22 @@ def squared_structure_factor(
         ``|F|^2`` per point (the Friedel-pair mean with ``anomalous``), electrons^2, (N,).
     """
     symbols = list(dict.fromkeys(sp.symbol for sp in species))
-    first = {sp.symbol: sp for sp in reversed(species)}
+    fits = {sp.symbol: sp.form_factor for sp in reversed(species)}
+    tables = {fit.table for fit in fits.values()}
+    if len(tables) != 1:
+        raise ValueError(f"the groups' form factors mix the tables {sorted(tables)}; use one")
+    pymatgen_fit = tables == {"pymatgen"}
     element_of = np.array([symbols.index(sp.symbol) for sp in species])
     gather = len(symbols) != len(species)
-    neg_b = -np.concatenate([first[sym].coeff[:, 1] for sym in symbols])
+    neg_b = -np.concatenate([fits[sym].coeff[:, 1] for sym in symbols])
     n_coeff = len(neg_b)
     weights = np.zeros((len(symbols), n_coeff))
     col = 0
     for e, sym in enumerate(symbols):
-        coeff = first[sym].coeff
+        coeff = fits[sym].coeff
         weights[e, col : col + len(coeff)] = coeff[:, 0]
         col += len(coeff)
-    z = np.array([float(first[sym].z) for sym in symbols])[:, None]
+    z = np.array([fits[sym].constant for sym in symbols])[:, None]  # Z or c
     use_dw = bool(np.any(dw))
     if anomalous is not None:
         f_prime = np.asarray(anomalous[0], dtype=np.float64)[:, None]
@@ -292,8 +404,9 @@ def squared_structure_factor(
         terms = neg_b[:, None] * s2b  # (K, B); broadcasting is SIMD, ufunc.outer is not
         np.exp(terms, out=terms)
         f = weights @ terms  # (E, B): sum_i a_i exp(-b_i s^2)
-        f *= s2b
-        f *= -SCATTERING_PREFACTOR
+        if pymatgen_fit:
+            f *= s2b
+            f *= -SCATTERING_PREFACTOR
         f += z
         if gather:
             f = f[element_of]  # (G, B)
@@ -322,7 +435,7 @@ class ScatteringModel:
     Attributes:
         species: the site groups (element, ``B``).
         dw: Debye-Waller ``B`` per group, angstrom^2.
-        anomalous: ``(f', f'')`` per group, or None (real ``f0``, pymatgen's).
+        anomalous: ``(f', f'')`` per group, or None (real ``f0``).
     """
 
     species: list[SpeciesGroup]
@@ -335,19 +448,33 @@ def site_displacements(structure: Structure, displacement: str, overall_b: float
 
     Args:
         structure: the crystal; with ``cif``, its :data:`SITE_B_PROPERTY` site property
-            is used where finite (a structure without it gets ``overall_b`` everywhere).
+            is used where finite (NaN: not given in the CIF, ``overall_b`` there).
         displacement: ``overall`` or ``cif``.
         overall_b: angstrom^2, >= 0.
 
     Returns:
         ``(n_sites,)`` float64.
+
+    Raises:
+        ValueError: ``cif`` on a structure without the site property: pymatgen's CIF parser
+            (``parse_structure``) keeps no displacement parameters, so they must have been
+            attached (:func:`xrdpipe.structures.displacement.attach_displacements`); a
+            structure without them would silently get ``overall_b`` on every site.
     """
     if displacement not in DISPLACEMENT_MODES:
         raise ValueError(f"displacement {displacement!r} is not one of {list(DISPLACEMENT_MODES)}")
     if not (math.isfinite(overall_b) and overall_b >= 0):
         raise ValueError(f"overall_b={overall_b!r} must be a finite B >= 0 (angstrom^2)")
     site_b = np.full(len(structure), float(overall_b))
-    if displacement == "cif" and SITE_B_PROPERTY in structure.site_properties:
+    if displacement == "cif":
+        if SITE_B_PROPERTY not in structure.site_properties:
+            raise ValueError(
+                f"displacement='cif' needs the sites' {SITE_B_PROPERTY!r} property, which "
+                f"this {structure.composition.reduced_formula} structure lacks (pymatgen's "
+                "CIF parser drops B/U): attach them first with xrdpipe.structures."
+                "displacement.attach_displacements(structure, cif_text), or use "
+                "displacement='overall'"
+            )
         given = np.array(structure.site_properties[SITE_B_PROPERTY], dtype=np.float64)
         site_b = np.where(np.isfinite(given), given, site_b)
     return site_b
@@ -370,7 +497,8 @@ def scattering_model(
         structure: the crystal.
         wavelength: angstrom (the photon energy for ``f'``, ``f''`` is ``hc / wavelength``).
         debye_waller_factors: ``{element: B}`` (pymatgen's), multiplied onto the sites'.
-        scattering: ``pymatgen`` (``f0`` only) or ``anomalous`` (``f0 + f' + i f''``).
+        scattering: ``pymatgen`` (pymatgen's ``f0`` only), ``anomalous`` (pymatgen's
+            ``f0 + f' + i f''``) or ``tables`` (Waasmaier-Kirfel's ``f0 + f' + i f''``).
         displacement: ``overall`` (every site ``overall_b``) or ``cif`` (each site's
             :data:`SITE_B_PROPERTY` where finite, else ``overall_b``).
         overall_b: angstrom^2.
@@ -380,12 +508,13 @@ def scattering_model(
     """
     if scattering not in SCATTERING_MODES:
         raise ValueError(f"scattering {scattering!r} is not one of {list(SCATTERING_MODES)}")
+    table, with_anomalous = MODE_FORM_FACTORS[scattering]
     site_b = site_displacements(structure, displacement, overall_b)
-    species = species_groups(structure, site_b if np.any(site_b) else None)
+    species = species_groups(structure, site_b if np.any(site_b) else None, table)
     dw_map = dict(debye_waller_factors or {})
     dw = np.array([float(dw_map.get(sp.symbol, 0.0)) + sp.b_iso for sp in species])
     anomalous = None
-    if scattering == "anomalous":
+    if with_anomalous:
         energy = photon_energy_ev(wavelength)
         pairs = np.array([anomalous_factors(sp.symbol, energy) for sp in species])
         anomalous = (pairs[:, 0], pairs[:, 1])

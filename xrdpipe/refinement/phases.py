@@ -279,13 +279,17 @@ def phase_from_structure(
             instrument in :class:`~xrdpipe.refinement.model.LineSettings`).
         crystal_system: skip spglib and use this one.
         **simulate_options: passed to :func:`~xrdpipe.diffraction.simulate_peaks`
-            (``scattering``, ``displacement``, ``overall_b``).
+            (``scattering``, ``displacement``, ``overall_b``); a phase set's refinement
+            passes its store's (:func:`xrdpipe.stages.quantify_scans.refinement_options`).
 
     Returns:
         The :class:`RefinementPhase`.
 
     Raises:
-        ValueError: the phase has no reflection in the widened range.
+        ValueError: the phase has no reflection in the widened range; or
+            ``displacement="cif"`` on a structure without its sites' ``B``
+            (``parse_structure`` keeps none: call
+            :func:`xrdpipe.structures.displacement.attach_displacements` first).
     """
     lam = wavelength_angstrom(wavelength)
     lo, hi = two_theta_range

@@ -236,6 +236,26 @@ def line_settings(model: QuantifyModel, pattern: MeasuredPattern) -> Any:
     return settings
 
 
+def refinement_options(simulation: Any) -> dict[str, Any]:
+    """The scattering options of a phase set's refinement: those its store was simulated with.
+
+    The phases' ``|F|^2`` (:func:`~xrdpipe.refinement.phase_from_structure`) then use the same
+    ``f0`` table, ``f'``, ``f''`` and ``B`` as the stored peak lists the CNN was trained on
+    (``stages/simulate_block.simulate_material``).
+
+    Args:
+        simulation: the phase set's :class:`~xrdpipe.config.simulation.SimulationConfig`.
+
+    Returns:
+        ``scattering``, ``displacement`` and ``overall_b`` for ``phase_from_structure``.
+    """
+    return {
+        "scattering": simulation.scattering,
+        "displacement": simulation.displacement,
+        "overall_b": simulation.overall_b,
+    }
+
+
 class RefinementPhases:
     """Each phase's :class:`~xrdpipe.refinement.RefinementPhase`, built once per scan range."""
 
@@ -247,9 +267,7 @@ class RefinementPhases:
         self.names = model.names
         simulation = model.subset.simulation
         self.wavelength = simulation.wavelength
-        self.options: dict[str, Any] = {"scattering": simulation.scattering}
-        if simulation.displacement == "overall":
-            self.options["overall_b"] = simulation.overall_b
+        self.options = refinement_options(simulation)
         self._cache: dict[tuple[float, float], list[Any]] = {}
 
     def for_range(self, two_theta_range: tuple[float, float]) -> list[Any]:

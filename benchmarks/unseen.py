@@ -64,6 +64,7 @@ from xrdpipe.evaluation.ood import (
     fit_flag_rule,
     one_phase_scores,
 )
+from xrdpipe.models import ACNNConfig
 from xrdpipe.patterns.config import ProfileConfig
 from xrdpipe.readers import ModelGrid, prepare_pattern
 from xrdpipe.readers.base import MeasuredPattern
@@ -173,7 +174,7 @@ def cod_baselines(
     rf_logits = np.zeros((len(y), n_c))
     cnn_logits = np.zeros((len(y), n_c))
     val_logits, val_y, val_x = [], [], []
-    preset = acnn_preset(args.acnn_minutes)
+    preset = acnn_preset(args.acnn_minutes, int(x_train.shape[1]))
     step = profile.step_deg
     for fold in folds:
         train_s, val_s = validation_part(fold.train, 1, "material", 0.15, args.seed + fold.index)
@@ -219,10 +220,20 @@ def cod_baselines(
     }
 
 
-def acnn_preset(minutes: float) -> ClassifierPreset:
-    """The binned a-CNN, no tensor augmentation (the renders vary), ``minutes`` per fit."""
+def acnn_preset(minutes: float, n_points: int | None = None) -> ClassifierPreset:
+    """The binned a-CNN, no tensor augmentation (the renders vary), ``minutes`` per fit.
+
+    On a grid of ``n_points`` whose last feature map is shorter than the preset's pooling
+    windows (a 0.04 deg grid of 1,751 points gives 14), one window per position.
+    """
+    model: dict[str, Any] = {"variants": ["binned"]}
+    if n_points is not None:
+        bins = ClassifierPreset().model.pool_bins
+        length = ACNNConfig(n_points=n_points, n_classes=2).feature_length
+        if length < bins:
+            model["pool_bins"] = length
     return ClassifierPreset(
-        model={"variants": ["binned"]},
+        model=model,
         train={
             "batch_size": 128,
             "lr": 3e-3,

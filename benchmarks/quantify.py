@@ -185,12 +185,15 @@ def run_cnn(
     key, sigma = ("refined_wt_percent", "refined_sigma") if refine_too else ("wt_percent", "sigma")
     by_scan: dict[str, dict] = {}
     for row in result.rows:
-        if row[key] is None:  # e.g. the amorphous row without an internal standard
+        value, error = row[key], row[sigma]
+        if value is None and refine_too:  # a failed refinement: the CNN's answer stands
+            value, error = row["wt_percent"], row["sigma"]
+        if value is None:  # e.g. the amorphous row without an internal standard
             continue
         # the stage names a scan by its source (the file's path); phases by file stem
         entry = by_scan.setdefault(Path(str(row["scan"])).stem, {"estimate": {}, "sigma": {}})
-        entry["estimate"][row["phase"]] = float(row[key]) / 100.0
-        entry["sigma"][row["phase"]] = float(row[sigma] or np.nan) / 100.0
+        entry["estimate"][row["phase"]] = float(value) / 100.0
+        entry["sigma"][row["phase"]] = float(error if error is not None else np.nan) / 100.0
     return [
         by_scan[Path(p).stem] | {"seconds": seconds.get(Path(p).stem, result.seconds_per_scan)}
         for p in paths

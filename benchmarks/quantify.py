@@ -173,7 +173,7 @@ def run_cnn(
     from xrdpipe.config.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = QT.write_xy(Path(tmp) / "scans", two_theta, counts, names)
+        paths = QT.write_xy(Path(tmp) / "scans", two_theta, counts, names[: len(counts)])
         result = stage.quantify(
             paths,
             phases or QT.PHASE_DIR,

@@ -153,8 +153,14 @@ def run_refine(two_theta, counts, names, phases, log) -> list[dict]:
     return rows
 
 
-def run_cnn(two_theta, counts, names, refine_too: bool, log) -> list[dict] | str:
-    """Methods (b)/(c): ``xrdpipe.stages.quantify`` on the scans written as ``.xy`` files."""
+def run_cnn(
+    two_theta, counts, names, refine_too: bool, log, phases: Path | None = None, settings=None
+) -> list[dict] | str:
+    """Methods (b)/(c): ``xrdpipe.stages.quantify`` on the scans written as ``.xy`` files.
+
+    ``phases`` (default the benchmark's CIFs) and ``settings`` (default ``Settings()``) pick
+    the model: the ensemble is keyed by the phase folder and the data directory's store.
+    """
     try:
         from xrdpipe.stages import quantify as stage
     except ImportError:
@@ -165,18 +171,58 @@ def run_cnn(two_theta, counts, names, refine_too: bool, log) -> list[dict] | str
     from xrdpipe.config.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = QT.write_xy(Path(tmp) / "scans", two_theta, counts, names)
-        result = stage.quantify(paths, QT.PHASE_DIR, Settings(), refine=refine_too, log=log)
+        paths = QT.write_xy(Path(tmp) / "scans", two_theta, counts, names[: len(counts)])
+        result = stage.quantify(
+            paths,
+            phases or QT.PHASE_DIR,
+            settings or Settings(),
+            refine=refine_too,
+            log=log,
+        )
+    seconds = {Path(str(q.scan)).stem: float(q.seconds) for q in result.scans}
     key, sigma = ("refined_wt_percent", "refined_sigma") if refine_too else ("wt_percent", "sigma")
     by_scan: dict[str, dict] = {}
     for row in result.rows:
-        if row[key] is None:  # e.g. the amorphous row without an internal standard
+        value, error = row[key], row[sigma]
+        if value is None and refine_too:  # a failed refinement: the CNN's answer stands
+            value, error = row["wt_percent"], row["sigma"]
+        if value is None:  # e.g. the amorphous row without an internal standard
             continue
         # the stage names a scan by its source (the file's path); phases by file stem
         entry = by_scan.setdefault(Path(str(row["scan"])).stem, {"estimate": {}, "sigma": {}})
-        entry["estimate"][row["phase"]] = float(row[key]) / 100.0
-        entry["sigma"][row["phase"]] = float(row[sigma] or np.nan) / 100.0
-    return [by_scan[Path(p).stem] | {"seconds": float(result.seconds_per_scan)} for p in paths]
+        entry["estimate"][row["phase"]] = float(value) / 100.0
+        entry["sigma"][row["phase"]] = float(error if error is not None else np.nan) / 100.0
+    return [
+        by_scan[Path(p).stem] | {"seconds": seconds.get(Path(p).stem, result.seconds_per_scan)}
+        for p in paths
+    ]
+
+
+def merge_record(path: Path, record: dict) -> dict:
+    """``record`` over the results already in ``path``, per (data, method).
+
+    Each (data, method) entry keeps the run that made it (date, commit, load, command); an
+    entry of an older file without one gets that file's.
+    """
+    if not path.is_file():
+        return record
+    old = json.loads(path.read_text())
+    run_keys = ("date", "commit", "load_average", "command")
+    old_run = {k: old[k] for k in run_keys if k in old}
+    merged = dict(record)
+    results: dict[str, dict] = {}
+    per_scan: dict = {"scans": max(old["per_scan"]["scans"], record["per_scan"]["scans"], key=len)}
+    for source in (old, record):
+        for data, methods in source.get("results", {}).items():
+            for method, entry in methods.items():
+                if isinstance(entry, dict) and "run" not in entry:
+                    entry = entry | {"run": old_run}
+                results.setdefault(data, {})[method] = entry
+        for data, methods in source.get("per_scan", {}).items():
+            if data != "scans":
+                per_scan.setdefault(data, {}).update(methods)
+    merged["results"], merged["per_scan"] = results, per_scan
+    return merged
 
 
 # --- metrics -----------------------------------------------------------------------------
@@ -248,10 +294,11 @@ def instrument_recovery(rows: list[dict], scans: list[dict]) -> dict:
 
 
 def commit() -> str:
-    """The commit measured (``+dirty`` when the tree has uncommitted changes)."""
+    """The commit measured (``+dirty`` when the tree has uncommitted changes other than the
+    results this benchmark writes)."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -298,6 +345,23 @@ def main(argv: list[str] | None = None) -> int:
         "as rendered)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--phases",
+        type=Path,
+        default=None,
+        help="CNN methods: the phase folder the model is keyed by (default the benchmark's CIFs)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="CNN methods: XRDPIPE data directory (model, store, MLflow; default the settings')",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="write only this run's results (default: merge into --out per data and method)",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -312,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     candidates = list(truth["phases"])
     methods = [m for m in args.methods.split(",") if m]
     load_before = os.getloadavg()
+    measured = commit()  # at the start: the code that ran
+    settings = None
+    if args.data_dir is not None:
+        from xrdpipe.config.settings import Settings
+
+        settings = Settings(data_dir=args.data_dir)
     results: dict[str, dict] = {}
     raw: dict[str, dict] = {}
     for data in [d for d in args.data.split(",") if d]:
@@ -327,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
                 phases = refinement_phases(candidates, two_theta, scattering)
                 rows = run_refine(two_theta, y, names, phases, log)
             else:
-                rows = run_cnn(two_theta, y, names, method == "cnn+refine", log)
+                rows = run_cnn(
+                    two_theta, y, names, method == "cnn+refine", log, args.phases, settings
+                )
             if isinstance(rows, str):
                 print(f"{data} / {method}: {rows}")
                 results[data][method] = rows
@@ -340,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                 entry["scattering"] = scattering
                 entry["instrument"] = instrument_recovery(rows, scans)
             results[data][method] = entry
+            entry["run"] = {"date": datetime.now(UTC).isoformat(timespec="seconds")}
             raw[data][method] = [
                 {k: r[k] for k in ("estimate", "sigma", "seconds", "cpu_seconds", "rwp") if k in r}
                 for r in rows
@@ -348,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "benchmark": "benchmarks/quantify.py",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit(),
+        "commit": measured,
         "machine": {
             "node": platform.node(),
             "processor": platform.processor() or platform.machine(),
@@ -366,6 +439,14 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "per_scan": {"scans": names, **raw},
     }
+    for methods_of in results.values():
+        for entry in methods_of.values():
+            if isinstance(entry, dict):
+                entry["run"] = entry["run"] | {
+                    k: record[k] for k in ("commit", "load_average", "command")
+                }
+    if not args.replace:
+        record = merge_record(args.out, record)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -212,7 +212,10 @@ def test_catalog_presets_are_validated_and_named():
     data["presets"]["phase_fractions"]["cpu"]["widht"] = 0.3
     with pytest.raises(ConfigError, match=r"presets\.phase_fractions\.cpu\.widht"):
         parse_catalog(data)
-    allowed = "allowed: \\['cpu', 'cpu-binned', 'cpu-long', 'cv', 'paper'\\]"
+    allowed = (
+        "allowed: \\['cpu', 'cpu-binned', 'cpu-long', 'cv', 'paper', 'synthetic-cpu', "
+        "'synthetic-gpu'\\]"
+    )
     with pytest.raises(ConfigError, match=allowed):
         catalog.preset("classifier", "gpu")
 

@@ -15,6 +15,8 @@ a Chebyshev background and Poisson noise at 1e4 counts; VO2's and brucite's cell
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,30 @@ def test_all_phases_offered_finds_an_absent_one_absent(mixture_phases, planted_s
     result = refine(two_theta, counts, mixture_phases, options=OPTIONS)
     assert result.phase(MIXTURE_IDS[2]).weight_fraction < 0.01
     assert result.phase(MIXTURE_IDS[0]).weight_fraction == pytest.approx(0.6, abs=0.01)
+
+
+def test_selection_drops_a_planted_absent_phase(mixture_phases, planted_structures):
+    """Brucite offered but not in the scan: dropped, reported at zero, the rest refit."""
+    two_theta, counts = scan(planted_structures[:2], weights=(0.6, 0.4))
+    result = refine(two_theta, counts, mixture_phases, options=OPTIONS)
+    assert result.dropped == (MIXTURE_IDS[2],)
+    assert result.phase(MIXTURE_IDS[2]).weight_fraction == 0.0
+    assert not result.phase(MIXTURE_IDS[2]).contribution.any()
+    assert [p.name for p in result.phases] == list(MIXTURE_IDS)
+    assert result.phase(MIXTURE_IDS[0]).weight_fraction == pytest.approx(0.6, abs=0.01)
+    assert sum(result.weight_fractions().values()) == pytest.approx(1.0)
+    kept_all = refine(
+        two_theta, counts, mixture_phases, options=replace(OPTIONS, select_phases=False)
+    )
+    assert kept_all.dropped == ()
+    assert 0.0 <= kept_all.phase(MIXTURE_IDS[2]).weight_fraction < 0.01
+
+
+def test_selection_keeps_a_present_five_percent_phase(mixture_phases, planted_structures):
+    two_theta, counts = scan(planted_structures, weights=(0.6, 0.35, 0.05))
+    result = refine(two_theta, counts, mixture_phases, options=OPTIONS)
+    assert result.dropped == ()
+    assert result.phase(MIXTURE_IDS[2]).weight_fraction == pytest.approx(0.05, abs=0.01)
 
 
 def test_brindley_correction_moves_the_fractions(mixture_phases, planted_structures):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pymatgen.core import Composition
@@ -342,13 +342,62 @@ def refine(
         raise ValueError(f"phase names {names} must be distinct")
     settings = settings or LineSettings()
     options = options or RefinementOptions()
-    layout = build_layout(
-        phases,
-        options,
-        zero_shift_deg=zero_shift_deg,
-        sample_displacement_mm=sample_displacement_mm,
-        widths=widths,
+    start = {
+        "zero_shift_deg": zero_shift_deg,
+        "sample_displacement_mm": sample_displacement_mm,
+        "widths": widths,
+    }
+    # small dense algebra: one BLAS thread is ~50x faster than several fighting for cores
+    with threadpool_limits(limits=1, user_api="blas"):
+        problem, theta = _fit(two_theta, intensity, phases, settings, options, start, weights)
+        kept = list(phases)
+        dropped: list[str] = []
+        while options.select_phases and len(kept) > 1:
+            fractions, esds = _fractions(problem, theta, options)
+            floor = np.maximum(options.drop_fraction, options.drop_esd * np.nan_to_num(esds))
+            drop = [ph.name for ph, w, f in zip(kept, fractions, floor, strict=True) if w < f]
+            if not drop:
+                break
+            if len(drop) == len(kept):  # keep the largest
+                drop.remove(kept[int(np.argmax(fractions))].name)
+            previous = dict(zip(problem.layout.names, theta.tolist(), strict=True))
+            dropped += drop
+            kept = [ph for ph in kept if ph.name not in drop]
+            sub_options = replace(
+                options,
+                march_dollase={k: v for k, v in options.march_dollase.items() if k not in drop},
+                fixed_lattice=tuple(n for n in options.fixed_lattice if n not in drop),
+            )
+            problem, theta = _fit(
+                two_theta, intensity, kept, settings, sub_options, start, weights, previous
+            )
+        result = _result(problem, theta, options, time.perf_counter() - started)
+    if not dropped:
+        return result
+    by_name = {p.name: p for p in result.phases}
+    return replace(
+        result,
+        phases=tuple(by_name.get(ph.name) or _absent(ph, len(two_theta)) for ph in phases),
+        dropped=tuple(n for n in names if n in dropped),
     )
+
+
+def _fit(
+    two_theta: np.ndarray,
+    intensity: np.ndarray,
+    phases: Sequence[RefinementPhase],
+    settings: LineSettings,
+    options: RefinementOptions,
+    start: dict,
+    weights: np.ndarray | None,
+    previous: Mapping[str, float] | None = None,
+) -> tuple[Problem, np.ndarray]:
+    """One staged fit of ``phases``.
+
+    ``previous``: values by parameter name of an earlier fit (a refit after dropping
+    phases: no zero search, the last stage only).
+    """
+    layout = build_layout(phases, options, **start)
     axes = [
         None if ph.name not in options.march_dollase else np.array(options.march_dollase[ph.name])
         for ph in phases
@@ -356,17 +405,68 @@ def refine(
     problem = Problem(
         two_theta, intensity, phases, layout, settings, options.background_order, axes, weights
     )
-    # small dense algebra: one BLAS thread is ~50x faster than several fighting for cores
-    with threadpool_limits(limits=1, user_api="blas"):
-        theta = _zero_search(problem, layout.values.copy(), options.zero_search_deg)
-        stages = _stage_masks(layout)
-        for i, free in enumerate(stages):
-            last = i == len(stages) - 1
-            if i > 0:
-                free = free & ~_minor_phase_entries(problem, theta, options.minor_fraction)
-            nfev = options.max_nfev if last else EARLY_STAGE_NFEV
-            theta = _least_squares(problem, theta, free, nfev, FINAL_TOL if last else EARLY_TOL)
-        return _result(problem, theta, options, time.perf_counter() - started)
+    theta = layout.values.copy()
+    stages = _stage_masks(layout)
+    if previous is None:
+        theta = _zero_search(problem, theta, options.zero_search_deg)
+    else:
+        for i, name in enumerate(layout.names):
+            if name in previous:
+                theta[i] = np.clip(previous[name], layout.lower[i], layout.upper[i])
+        stages = stages[-1:]
+    for i, free in enumerate(stages):
+        last = i == len(stages) - 1
+        if i > 0 or previous is not None:
+            free = free & ~_minor_phase_entries(problem, theta, options.minor_fraction)
+        nfev = options.max_nfev if last else EARLY_STAGE_NFEV
+        theta = _least_squares(problem, theta, free, nfev, FINAL_TOL if last else EARLY_TOL)
+    return problem, theta
+
+
+def _fractions(
+    problem: Problem, theta: np.ndarray, options: RefinementOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weight fractions and esds at ``theta`` (for the selection of phases)."""
+    layout = problem.layout
+    evaluation = problem.evaluate(theta, derivatives=True)
+    covariance, _, _ = _covariance(problem, evaluation)
+    n = len(problem.phases)
+    volumes = np.array(
+        [
+            cell_volume(ph.lattice.constants(theta[layout.phase_lattice[p]]))
+            for p, ph in enumerate(problem.phases)
+        ]
+    )
+    return weight_fractions(
+        problem.phases,
+        evaluation.scales,
+        volumes,
+        covariance[:n, :n],
+        problem.settings,
+        options.particle_radius_um,
+    )
+
+
+def _absent(phase: RefinementPhase, n_points: int) -> PhaseResult:
+    """A dropped phase: zero scale and fraction, its reference cell, no esds."""
+    values = np.asarray(phase.lattice.start, dtype=np.float64)
+    cell = phase.lattice.constants(values)
+    return PhaseResult(
+        name=phase.name,
+        scale=0.0,
+        scale_esd=0.0,
+        weight_fraction=0.0,
+        weight_fraction_esd=0.0,
+        lattice=dict(zip(phase.lattice.names, values.tolist(), strict=True)),
+        lattice_esd={n: np.nan for n in phase.lattice.names},
+        cell=tuple(cell.tolist()),
+        volume=float(cell_volume(cell)),
+        widths={n: np.nan for n in WIDTH_NAMES},
+        widths_esd={n: np.nan for n in WIDTH_NAMES},
+        march_dollase_ratio=1.0,
+        march_dollase_ratio_esd=np.nan,
+        contribution=np.zeros(n_points),
+    )
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,11 @@ class RefinementOptions:
         minor_fraction: phases below this weight fraction after the first stage keep their
             own lattice and widths at their start (their scales are refined).
         particle_radius_um: Brindley particle radius, micrometre (None: no correction).
+        select_phases: after the fit, drop the phases below
+            ``max(drop_fraction, drop_esd * esd)`` weight fraction and refit the rest, until
+            none falls below (the dropped phases report zero; ``RefinementResult.dropped``).
+        drop_fraction: the least weight fraction kept (0.01: 1 wt%).
+        drop_esd: the least weight fraction kept, in its esds.
     """
 
     widths: WidthSharing = "instrument"
@@ -81,6 +86,9 @@ class RefinementOptions:
     max_nfev: int = 60
     minor_fraction: float = 0.03
     particle_radius_um: float | None = None
+    select_phases: bool = True
+    drop_fraction: float = 0.01
+    drop_esd: float = 2.0
 
 
 @dataclass

@@ -87,6 +87,8 @@ class RefinementResult:
         background_coefficients: Chebyshev coefficients.
         n_evaluations: model evaluations.
         seconds: wall time of the fit.
+        dropped: phases dropped by the selection (``RefinementOptions.select_phases``), in
+            the order offered; they report zero scale and weight fraction.
     """
 
     two_theta: np.ndarray = field(repr=False)
@@ -109,6 +111,7 @@ class RefinementResult:
     background_coefficients: np.ndarray = field(repr=False)
     n_evaluations: int = 0
     seconds: float = 0.0
+    dropped: tuple[str, ...] = ()
 
     @property
     def residual(self) -> np.ndarray:

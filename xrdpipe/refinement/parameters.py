@@ -71,6 +71,11 @@ class RefinementOptions:
             none falls below (the dropped phases report zero; ``RefinementResult.dropped``).
         drop_fraction: the least weight fraction kept (0.01: 1 wt%).
         drop_esd: the least weight fraction kept, in its esds.
+        orientation_search: for each phase of the final set above
+            ``orientation_min_fraction`` and without a given axis, try March-Dollase along
+            a few low-index axes and keep the best if it improves the fit significantly
+            (``fit.orientation_axes``, scaled BIC).
+        orientation_min_fraction: the least weight fraction searched (0.05).
     """
 
     widths: WidthSharing = "instrument"
@@ -89,6 +94,8 @@ class RefinementOptions:
     select_phases: bool = True
     drop_fraction: float = 0.01
     drop_esd: float = 2.0
+    orientation_search: bool = True
+    orientation_min_fraction: float = 0.05
 
 
 @dataclass

@@ -44,6 +44,8 @@ class PhaseResult:
         march_dollase_ratio: refined r (1.0 when not refined).
         march_dollase_ratio_esd: its esd (NaN when not refined).
         contribution: the phase's calculated pattern, counts (for plots).
+        march_dollase_axis: the March-Dollase axis ``(h, k, l)`` (given or found by the
+            axis search), or None.
     """
 
     name: str
@@ -60,6 +62,7 @@ class PhaseResult:
     march_dollase_ratio: float
     march_dollase_ratio_esd: float
     contribution: np.ndarray = field(repr=False)
+    march_dollase_axis: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)

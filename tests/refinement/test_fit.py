@@ -149,15 +149,14 @@ def test_orientation_search_finds_a_planted_001_axis(mixture_phases, planted_str
         march_dollase=[None, ((0, 0, 1), 0.8)],
     )
     two_theta, counts = engine_scan(planted_structures[:2], planted)
-    result = refine(two_theta, counts, mixture_phases[:2], options=OPTIONS)
+    search = replace(OPTIONS, orientation_search=True)
+    result = refine(two_theta, counts, mixture_phases[:2], options=search)
     vo2 = result.phase(MIXTURE_IDS[1])
     assert vo2.march_dollase_axis == (0, 0, 1)
     assert vo2.march_dollase_ratio == pytest.approx(0.8, abs=0.02)
     assert vo2.weight_fraction == pytest.approx(0.5, abs=0.01)
     assert result.phase(MIXTURE_IDS[0]).march_dollase_axis is None  # Si: random powder
-    plain = refine(
-        two_theta, counts, mixture_phases[:2], options=replace(OPTIONS, orientation_search=False)
-    )
+    plain = refine(two_theta, counts, mixture_phases[:2], options=OPTIONS)
     assert plain.phase(MIXTURE_IDS[1]).march_dollase_axis is None
     assert plain.chi2 > 1.5 * result.chi2
 

@@ -57,11 +57,8 @@ EARLY_TOL = 1e-6
 FINAL_TOL = 1e-8
 """The same of the last stage (every parameter free)."""
 
-ORIENTATION_NFEV = 8
-"""Evaluations of each axis's screening fit (its March-Dollase ratio only)."""
-
-ORIENTATION_RATIO = (0.5, 1.5)
-"""March-Dollase ratios a searched axis may take (else the axis is not kept)."""
+ORIENTATION_GRID = (0.6, 0.7, 0.8, 0.9, 1.1, 1.25, 1.4)
+"""March-Dollase ratios tried along each candidate axis (the rest held; within 0.5-1.5)."""
 
 STAGE_WIDTHS = ("W", "X")
 """Width terms free in the first stage (a mean width per phase before its angle terms)."""
@@ -252,13 +249,40 @@ def _fit(
     start: dict,
     weights: np.ndarray | None,
     previous: Mapping[str, float] | None = None,
-    screen: bool = False,
 ) -> tuple[Problem, np.ndarray]:
     """One staged fit of ``phases``.
 
     ``previous``: values by parameter name of an earlier fit (a refit after dropping
     phases: no zero search, the last stage only).
     """
+    problem, theta = _problem(
+        two_theta, intensity, phases, settings, options, start, weights, previous
+    )
+    stages = _stage_masks(problem.layout)
+    if previous is None:
+        theta = _zero_search(problem, theta, options.zero_search_deg)
+    else:
+        stages = stages[-1:]
+    for i, free in enumerate(stages):
+        last = i == len(stages) - 1
+        if i > 0 or previous is not None:
+            free = free & ~_minor_phase_entries(problem, theta, options.minor_fraction)
+        nfev = options.max_nfev if last else EARLY_STAGE_NFEV
+        theta = _least_squares(problem, theta, free, nfev, FINAL_TOL if last else EARLY_TOL)
+    return problem, theta
+
+
+def _problem(
+    two_theta: np.ndarray,
+    intensity: np.ndarray,
+    phases: Sequence[RefinementPhase],
+    settings: LineSettings,
+    options: RefinementOptions,
+    start: dict,
+    weights: np.ndarray | None,
+    previous: Mapping[str, float] | None = None,
+) -> tuple[Problem, np.ndarray]:
+    """The problem of ``phases`` and its start (``previous`` values by name where given)."""
     layout = build_layout(phases, options, **start)
     axes = [
         None if ph.name not in options.march_dollase else np.array(options.march_dollase[ph.name])
@@ -268,23 +292,9 @@ def _fit(
         two_theta, intensity, phases, layout, settings, options.background_order, axes, weights
     )
     theta = layout.values.copy()
-    stages = _stage_masks(layout)
-    if previous is None:
-        theta = _zero_search(problem, theta, options.zero_search_deg)
-    else:
-        for i, name in enumerate(layout.names):
-            if name in previous:
-                theta[i] = np.clip(previous[name], layout.lower[i], layout.upper[i])
-        stages = stages[-1:]
-    if screen:
-        ratio = layout.free & np.array([k == "ratio" for k in layout.kinds])
-        return problem, _least_squares(problem, theta, ratio, ORIENTATION_NFEV, EARLY_TOL)
-    for i, free in enumerate(stages):
-        last = i == len(stages) - 1
-        if i > 0 or previous is not None:
-            free = free & ~_minor_phase_entries(problem, theta, options.minor_fraction)
-        nfev = options.max_nfev if last else EARLY_STAGE_NFEV
-        theta = _least_squares(problem, theta, free, nfev, FINAL_TOL if last else EARLY_TOL)
+    for i, name in enumerate(layout.names):
+        if previous is not None and name in previous:
+            theta[i] = np.clip(previous[name], layout.lower[i], layout.upper[i])
     return problem, theta
 
 
@@ -306,9 +316,9 @@ def _orientation_search(
     :func:`orientation_axes` is kept if it passes the scaled BIC test below, and then
     everything is refitted with the kept axes.
 
-    Each axis is screened with only its ratio free (``ORIENTATION_NFEV`` evaluations, the
-    rest held at the current fit). An axis is kept when its ratio lies within
-    ``ORIENTATION_RATIO`` and ``(S_0 - S_1) / (S_1 / dof) > ln N`` (``S`` the weighted sum
+    Each axis is screened on the ratios of ``ORIENTATION_GRID`` (the rest held at the
+    current fit, scales and background re-solved). The best axis is kept when
+    ``(S_0 - S_1) / (S_1 / dof) > ln N`` (``S`` the weighted sum
     of squares without and with it): BIC with the noise variance taken from the fit's own
     misfit, so that a misfit-inflated chi^2 does not accept every extra parameter.
     """
@@ -325,14 +335,15 @@ def _orientation_search(
         best, best_axis = base, None
         for axis in orientation_axes(phase.lattice.crystal_system):
             trial = replace(options, march_dollase={**options.march_dollase, phase.name: axis})
-            trial_problem, trial_theta = _fit(
-                two_theta, intensity, kept, settings, trial, start, weights, previous, True
+            trial_problem, trial_theta = _problem(
+                two_theta, intensity, kept, settings, trial, start, weights, previous
             )
-            ratio = trial_theta[trial_problem.layout.names.index(f"{phase.name}.march_dollase_r")]
-            cost = float(np.sum(trial_problem.evaluate(trial_theta).residual ** 2))
-            low, high = ORIENTATION_RATIO
-            if cost < best and low < ratio < high:
-                best, best_axis = cost, axis
+            index = trial_problem.layout.names.index(f"{phase.name}.march_dollase_r")
+            for ratio in ORIENTATION_GRID:
+                trial_theta[index] = ratio
+                cost = float(np.sum(trial_problem.evaluate(trial_theta).residual ** 2))
+                if cost < best:
+                    best, best_axis = cost, axis
         if best_axis is not None and (base - best) / (best / dof) > np.log(n_points):
             chosen[phase.name] = best_axis
     if not chosen:

@@ -74,7 +74,8 @@ class RefinementOptions:
         orientation_search: for each phase of the final set above
             ``orientation_min_fraction`` and without a given axis, try March-Dollase along
             a few low-index axes and keep the best if it improves the fit significantly
-            (``fit.orientation_axes``, scaled BIC).
+            (``fit.orientation_axes``, scaled BIC). Off by default: ~25 screening fits per
+            scan with four phases (docs/refinement.md).
         orientation_min_fraction: the least weight fraction searched (0.05).
     """
 
@@ -94,7 +95,7 @@ class RefinementOptions:
     select_phases: bool = True
     drop_fraction: float = 0.01
     drop_esd: float = 2.0
-    orientation_search: bool = True
+    orientation_search: bool = False
     orientation_min_fraction: float = 0.05
 
 

@@ -421,6 +421,6 @@ def polish(
         options,
         **start,  # type: ignore[arg-type]
     )
-    refined = result.weightfractions_at()
+    refined = result.weight_fractions()
     difference = {name: refined.get(name, 0.0) - given[name] for name in by_name}
     return PolishResult(given, kept, result, difference)

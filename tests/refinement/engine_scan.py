@@ -65,7 +65,32 @@ class Planted:
     """(two_theta, height as a fraction of the strongest peak, fwhm): a Gaussian no phase has"""
     noise: bool = True
     """False: the expected counts (no Poisson draw)"""
+    march_dollase: Sequence[tuple[tuple[int, int, int], float] | None] = ()
+    """per phase, its March-Dollase ``(axis, r)`` (the engine's factors) or None"""
     profile: ProfileConfig = field(init=False)
+
+
+def _march_dollase(structure: Structure, table, axis: tuple[int, int, int], ratio: float):
+    """The engine's March-Dollase factor of each peak of ``table`` (first structure row)."""
+    from xrdpipe.patterns.orientation import (
+        axis_projections,
+        inverse_reciprocal_norms,
+        march_dollase_peak_factors,
+        proper_laue_rotations,
+        reciprocal_basis,
+    )
+
+    rotations = torch.tensor(proper_laue_rotations(structure))
+    basis = torch.tensor(reciprocal_basis(structure))
+    hkl = torch.tensor(table.hkl[0], dtype=torch.float64)
+    projections = axis_projections(rotations[None], basis[None], torch.tensor([axis]))[0, 0]
+    factors = march_dollase_peak_factors(
+        hkl,
+        inverse_reciprocal_norms(hkl[None, None], basis[None])[0, 0],
+        projections,
+        torch.tensor(ratio, dtype=torch.float64),
+    )
+    return np.where(table.mask[0], factors.numpy(), 0.0)
 
 
 def engine_scan(structures: Sequence[Structure], planted: Planted) -> tuple[np.ndarray, np.ndarray]:
@@ -92,11 +117,18 @@ def engine_scan(structures: Sequence[Structure], planted: Planted) -> tuple[np.n
         simulate_peaks(s, np.zeros((3, 3)), CU_KA_MEAN, planted.two_theta_range) for s in structures
     ]
     width = max(t.max_peaks for t in tables)
+    planted_md = list(planted.march_dollase) or [None] * k
+    orientation = [
+        _march_dollase(s, t, *md) if md is not None else 1.0
+        for s, t, md in zip(structures, tables, planted_md, strict=True)
+    ]
 
     def stack(name: str) -> torch.Tensor:
         rows = []
-        for t in tables:
+        for t, factor in zip(tables, orientation, strict=True):
             v = getattr(t, name)[0]
+            if name in ("intensity", "intensity_raw"):
+                v = v * factor
             rows.append(np.pad(v, (0, width - len(v))))
         return torch.tensor(np.stack(rows)[None], dtype=torch.float64)
 

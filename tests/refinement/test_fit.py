@@ -15,6 +15,8 @@ a Chebyshev background and Poisson noise at 1e4 counts; VO2's and brucite's cell
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,55 @@ def test_all_phases_offered_finds_an_absent_one_absent(mixture_phases, planted_s
     result = refine(two_theta, counts, mixture_phases, options=OPTIONS)
     assert result.phase(MIXTURE_IDS[2]).weight_fraction < 0.01
     assert result.phase(MIXTURE_IDS[0]).weight_fraction == pytest.approx(0.6, abs=0.01)
+
+
+def test_selection_drops_a_planted_absent_phase(mixture_phases, planted_structures):
+    """Brucite offered but not in the scan: dropped, reported at zero, the rest refit."""
+    two_theta, counts = scan(planted_structures[:2], weights=(0.6, 0.4))
+    result = refine(two_theta, counts, mixture_phases, options=OPTIONS)
+    assert result.dropped == (MIXTURE_IDS[2],)
+    assert result.phase(MIXTURE_IDS[2]).weight_fraction == 0.0
+    assert not result.phase(MIXTURE_IDS[2]).contribution.any()
+    assert [p.name for p in result.phases] == list(MIXTURE_IDS)
+    assert result.phase(MIXTURE_IDS[0]).weight_fraction == pytest.approx(0.6, abs=0.01)
+    assert sum(result.weight_fractions().values()) == pytest.approx(1.0)
+    kept_all = refine(
+        two_theta, counts, mixture_phases, options=replace(OPTIONS, select_phases=False)
+    )
+    assert kept_all.dropped == ()
+    assert 0.0 <= kept_all.phase(MIXTURE_IDS[2]).weight_fraction < 0.01
+
+
+def test_selection_keeps_a_present_five_percent_phase(mixture_phases, planted_structures):
+    two_theta, counts = scan(planted_structures, weights=(0.6, 0.35, 0.05))
+    result = refine(two_theta, counts, mixture_phases, options=OPTIONS)
+    assert result.dropped == ()
+    assert result.phase(MIXTURE_IDS[2]).weight_fraction == pytest.approx(0.05, abs=0.01)
+
+
+def test_orientation_search_finds_a_planted_001_axis(mixture_phases, planted_structures):
+    """VO2 (tetragonal) with March-Dollase along [001] at r = 0.8 (the engine's factors):
+    the search keeps [001] with r near 0.8 and the fractions are right; without the search
+    they are off."""
+    planted = Planted(
+        weight_fractions=[0.5, 0.5],
+        zero_shift_deg=ZERO,
+        sample_displacement_mm=DISPLACEMENT,
+        x=[0.03, 0.08],
+        y=[0.02, 0.01],
+        march_dollase=[None, ((0, 0, 1), 0.8)],
+    )
+    two_theta, counts = engine_scan(planted_structures[:2], planted)
+    search = replace(OPTIONS, orientation_search=True)
+    result = refine(two_theta, counts, mixture_phases[:2], options=search)
+    vo2 = result.phase(MIXTURE_IDS[1])
+    assert vo2.march_dollase_axis == (0, 0, 1)
+    assert vo2.march_dollase_ratio == pytest.approx(0.8, abs=0.02)
+    assert vo2.weight_fraction == pytest.approx(0.5, abs=0.01)
+    assert result.phase(MIXTURE_IDS[0]).march_dollase_axis is None  # Si: random powder
+    plain = refine(two_theta, counts, mixture_phases[:2], options=OPTIONS)
+    assert plain.phase(MIXTURE_IDS[1]).march_dollase_axis is None
+    assert plain.chi2 > 1.5 * result.chi2
 
 
 def test_brindley_correction_moves_the_fractions(mixture_phases, planted_structures):

@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from pymatgen.core import Composition
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
-from xrdpipe.diffraction import brindley_factors, hill_howard_weight_fractions
-from xrdpipe.diffraction.quantitative import linear_absorption_coefficient
-from xrdpipe.refinement.model import WIDTH_NAMES, LineSettings
+from xrdpipe.refinement.model import LineSettings
 from xrdpipe.refinement.parameters import (
     DEFAULT_WIDTHS,
     ParameterLayout,
@@ -43,8 +40,13 @@ from xrdpipe.refinement.parameters import (
     build_layout,
 )
 from xrdpipe.refinement.phases import RefinementPhase, cell_volume
-from xrdpipe.refinement.problem import Evaluation, Problem
-from xrdpipe.refinement.results import PhaseResult, RefinementResult
+from xrdpipe.refinement.problem import Problem
+from xrdpipe.refinement.results import RefinementResult
+from xrdpipe.refinement.solution import (
+    absent_phase,
+    fractions_at,
+    refinement_result,
+)
 
 EARLY_STAGE_NFEV = 15
 """Evaluations of each early stage: they only bring the next stage into its basin."""
@@ -54,6 +56,9 @@ EARLY_TOL = 1e-6
 
 FINAL_TOL = 1e-8
 """The same of the last stage (every parameter free)."""
+
+ORIENTATION_GRID = (0.6, 0.7, 0.8, 0.9, 1.1, 1.25, 1.4)
+"""March-Dollase ratios tried along each candidate axis (the rest held; within 0.5-1.5)."""
 
 STAGE_WIDTHS = ("W", "X")
 """Width terms free in the first stage (a mean width per phase before its angle terms)."""
@@ -141,157 +146,6 @@ def _least_squares(
     return full(result.x)
 
 
-def _covariance(problem: Problem, evaluation: Evaluation) -> tuple[np.ndarray, float, int]:
-    """``(J^T J)^+ chi^2`` over [scales, background, free nonlinear]; chi^2; parameters."""
-    layout = problem.layout
-    w = problem.weights[:, None]
-    derivative = problem.model_derivative(evaluation)[:, layout.free] * w
-    identified = np.linalg.norm(derivative, axis=0) > 0
-    jacobian = np.concatenate(
-        [evaluation.columns * w, problem.background * w, derivative[:, identified]], axis=1
-    )
-    n_active = int((evaluation.scales > 0).sum()) + problem.background.shape[1]
-    n_params = n_active + int(identified.sum())
-    dof = max(len(problem.two_theta) - n_params, 1)
-    chi2 = float(np.sum(evaluation.residual**2)) / dof
-    norms = np.linalg.norm(jacobian, axis=0)
-    norms[norms == 0] = 1.0
-    scaled = jacobian / norms
-    inverse = np.linalg.pinv(scaled.T @ scaled, rcond=1e-12, hermitian=True)
-    covariance = inverse / np.outer(norms, norms) * chi2
-    n_linear = evaluation.columns.shape[1] + problem.background.shape[1]
-    full = np.full((n_linear + len(layout.names),) * 2, np.nan)
-    keep = np.concatenate([np.arange(n_linear), n_linear + np.flatnonzero(layout.free)[identified]])
-    full[np.ix_(keep, keep)] = covariance
-    return full, chi2, n_params
-
-
-def weight_fractions(
-    phases: Sequence[RefinementPhase],
-    scales: np.ndarray,
-    volumes: np.ndarray,
-    scale_covariance: np.ndarray,
-    settings: LineSettings,
-    particle_radius_um: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hill-Howard (Brindley) weight fractions and their propagated esds.
-
-    Args:
-        phases: the phases (cell mass ``Z M``, density, composition).
-        scales: refined scales ``S``.
-        volumes: refined cell volumes, angstrom^3.
-        scale_covariance: ``(K, K)`` covariance of the scales.
-        settings: the wavelength for absorption (``ka1``).
-        particle_radius_um: Brindley radius, micrometre, or None.
-
-    Returns:
-        ``(w, esd)``, each ``(K,)``; all zero when every scale is zero.
-    """
-    zm = np.array([ph.cell_mass for ph in phases])
-    if not np.any(scales > 0):
-        return np.zeros(len(phases)), np.zeros(len(phases))
-    kwargs: dict = {}
-    tau = np.ones(len(phases))
-    if particle_radius_um is not None:
-        density = np.array([ph.density for ph in phases])
-        mu = np.array(
-            [
-                linear_absorption_coefficient(Composition(ph.composition), ph.density, settings.ka1)
-                for ph in phases
-            ]
-        )
-        kwargs = {
-            "linear_absorption": mu,
-            "density": density,
-            "particle_radius": particle_radius_um,
-        }
-    w = hill_howard_weight_fractions(scales, np.ones(len(phases)), zm, volumes, **kwargs)
-    if particle_radius_um is not None:
-        tau = brindley_factors(
-            w, kwargs["linear_absorption"], kwargs["density"], particle_radius_um
-        )
-    k = zm * volumes / tau
-    total = float(np.sum(scales * k))
-    d = (np.diag(k) - np.outer(w, k)) / total
-    cov = d @ np.nan_to_num(scale_covariance) @ d.T
-    return w, np.sqrt(np.clip(np.diag(cov), 0.0, None))
-
-
-def _result(
-    problem: Problem, theta: np.ndarray, options: RefinementOptions, seconds: float
-) -> RefinementResult:
-    layout = problem.layout
-    evaluation = problem.evaluate(theta, derivatives=True)
-    covariance, chi2, n_params = _covariance(problem, evaluation)
-    n_phases = len(problem.phases)
-    n_linear = n_phases + problem.background.shape[1]
-    esd_all = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-    esd_all[np.isnan(np.diag(covariance))] = np.nan
-    theta_esd = esd_all[n_linear:]
-    volumes = np.array(
-        [
-            cell_volume(ph.lattice.constants(theta[layout.phase_lattice[p]]))
-            for p, ph in enumerate(problem.phases)
-        ]
-    )
-    scales = evaluation.scales
-    w, w_esd = weight_fractions(
-        problem.phases,
-        scales,
-        volumes,
-        covariance[:n_phases, :n_phases],
-        problem.settings,
-        options.particle_radius_um,
-    )
-    phases = []
-    for p, ph in enumerate(problem.phases):
-        lat, wid, ratio = layout.phase_lattice[p], layout.phase_widths[p], layout.phase_ratio[p]
-        phases.append(
-            PhaseResult(
-                name=ph.name,
-                scale=float(scales[p]),
-                scale_esd=float(esd_all[p]),
-                weight_fraction=float(w[p]),
-                weight_fraction_esd=float(w_esd[p]),
-                lattice=dict(zip(ph.lattice.names, theta[lat].tolist(), strict=True)),
-                lattice_esd=dict(zip(ph.lattice.names, theta_esd[lat].tolist(), strict=True)),
-                cell=tuple(ph.lattice.constants(theta[lat]).tolist()),
-                volume=float(volumes[p]),
-                widths=dict(zip(WIDTH_NAMES, theta[wid].tolist(), strict=True)),
-                widths_esd=dict(zip(WIDTH_NAMES, theta_esd[wid].tolist(), strict=True)),
-                march_dollase_ratio=1.0 if ratio is None else float(theta[ratio]),
-                march_dollase_ratio_esd=np.nan if ratio is None else float(theta_esd[ratio]),
-                contribution=evaluation.columns[:, p] * scales[p],
-            )
-        )
-    weighted_obs = float(np.sum((problem.weights * problem.intensity) ** 2))
-    rwp = float(np.sqrt(np.sum(evaluation.residual**2) / weighted_obs))
-    rexp = float(np.sqrt(max(len(problem.two_theta) - n_params, 1) / weighted_obs))
-    background = problem.background @ evaluation.background_coefficients
-    return RefinementResult(
-        two_theta=problem.two_theta,
-        observed=problem.intensity,
-        calculated=evaluation.calculated,
-        background=background,
-        weights=problem.weights,
-        phases=tuple(phases),
-        zero_shift_deg=float(theta[ParameterLayout.ZERO]),
-        zero_shift_esd=float(theta_esd[ParameterLayout.ZERO]),
-        sample_displacement_mm=float(theta[ParameterLayout.DISPLACEMENT]),
-        sample_displacement_esd=float(theta_esd[ParameterLayout.DISPLACEMENT]),
-        rwp=rwp,
-        rexp=rexp,
-        chi2=chi2,
-        n_parameters=n_params,
-        parameter_names=tuple(layout.names),
-        parameter_values=theta.copy(),
-        parameter_esd=theta_esd,
-        background_coefficients=evaluation.background_coefficients,
-        n_evaluations=problem.n_evaluations,
-        seconds=seconds,
-    )
-
-
 def refine(
     two_theta: np.ndarray,
     intensity: np.ndarray,
@@ -342,13 +196,94 @@ def refine(
         raise ValueError(f"phase names {names} must be distinct")
     settings = settings or LineSettings()
     options = options or RefinementOptions()
-    layout = build_layout(
-        phases,
-        options,
-        zero_shift_deg=zero_shift_deg,
-        sample_displacement_mm=sample_displacement_mm,
-        widths=widths,
+    start = {
+        "zero_shift_deg": zero_shift_deg,
+        "sample_displacement_mm": sample_displacement_mm,
+        "widths": widths,
+    }
+    # small dense algebra: one BLAS thread is ~50x faster than several fighting for cores
+    with threadpool_limits(limits=1, user_api="blas"):
+        problem, theta = _fit(two_theta, intensity, phases, settings, options, start, weights)
+        kept = list(phases)
+        dropped: list[str] = []
+        current = options
+        while options.select_phases and len(kept) > 1:
+            fractions, esds = fractions_at(problem, theta, options)
+            floor = np.maximum(options.drop_fraction, options.drop_esd * np.nan_to_num(esds))
+            drop = [ph.name for ph, w, f in zip(kept, fractions, floor, strict=True) if w < f]
+            if not drop:
+                break
+            if len(drop) == len(kept):  # keep the largest
+                drop.remove(kept[int(np.argmax(fractions))].name)
+            previous = dict(zip(problem.layout.names, theta.tolist(), strict=True))
+            dropped += drop
+            kept = [ph for ph in kept if ph.name not in drop]
+            current = replace(
+                current,
+                march_dollase={k: v for k, v in current.march_dollase.items() if k not in drop},
+                fixed_lattice=tuple(n for n in current.fixed_lattice if n not in drop),
+            )
+            problem, theta = _fit(
+                two_theta, intensity, kept, settings, current, start, weights, previous
+            )
+        if options.orientation_search:
+            fit_args = (two_theta, intensity, kept, settings, current, start, weights)
+            problem, theta = _orientation_search(problem, theta, fit_args)
+        result = refinement_result(problem, theta, options, time.perf_counter() - started)
+    if not dropped:
+        return result
+    by_name = {p.name: p for p in result.phases}
+    return replace(
+        result,
+        phases=tuple(by_name.get(ph.name) or absent_phase(ph, len(two_theta)) for ph in phases),
+        dropped=tuple(n for n in names if n in dropped),
     )
+
+
+def _fit(
+    two_theta: np.ndarray,
+    intensity: np.ndarray,
+    phases: Sequence[RefinementPhase],
+    settings: LineSettings,
+    options: RefinementOptions,
+    start: dict,
+    weights: np.ndarray | None,
+    previous: Mapping[str, float] | None = None,
+) -> tuple[Problem, np.ndarray]:
+    """One staged fit of ``phases``.
+
+    ``previous``: values by parameter name of an earlier fit (a refit after dropping
+    phases: no zero search, the last stage only).
+    """
+    problem, theta = _problem(
+        two_theta, intensity, phases, settings, options, start, weights, previous
+    )
+    stages = _stage_masks(problem.layout)
+    if previous is None:
+        theta = _zero_search(problem, theta, options.zero_search_deg)
+    else:
+        stages = stages[-1:]
+    for i, free in enumerate(stages):
+        last = i == len(stages) - 1
+        if i > 0 or previous is not None:
+            free = free & ~_minor_phase_entries(problem, theta, options.minor_fraction)
+        nfev = options.max_nfev if last else EARLY_STAGE_NFEV
+        theta = _least_squares(problem, theta, free, nfev, FINAL_TOL if last else EARLY_TOL)
+    return problem, theta
+
+
+def _problem(
+    two_theta: np.ndarray,
+    intensity: np.ndarray,
+    phases: Sequence[RefinementPhase],
+    settings: LineSettings,
+    options: RefinementOptions,
+    start: dict,
+    weights: np.ndarray | None,
+    previous: Mapping[str, float] | None = None,
+) -> tuple[Problem, np.ndarray]:
+    """The problem of ``phases`` and its start (``previous`` values by name where given)."""
+    layout = build_layout(phases, options, **start)
     axes = [
         None if ph.name not in options.march_dollase else np.array(options.march_dollase[ph.name])
         for ph in phases
@@ -356,17 +291,65 @@ def refine(
     problem = Problem(
         two_theta, intensity, phases, layout, settings, options.background_order, axes, weights
     )
-    # small dense algebra: one BLAS thread is ~50x faster than several fighting for cores
-    with threadpool_limits(limits=1, user_api="blas"):
-        theta = _zero_search(problem, layout.values.copy(), options.zero_search_deg)
-        stages = _stage_masks(layout)
-        for i, free in enumerate(stages):
-            last = i == len(stages) - 1
-            if i > 0:
-                free = free & ~_minor_phase_entries(problem, theta, options.minor_fraction)
-            nfev = options.max_nfev if last else EARLY_STAGE_NFEV
-            theta = _least_squares(problem, theta, free, nfev, FINAL_TOL if last else EARLY_TOL)
-        return _result(problem, theta, options, time.perf_counter() - started)
+    theta = layout.values.copy()
+    for i, name in enumerate(layout.names):
+        if previous is not None and name in previous:
+            theta[i] = np.clip(previous[name], layout.lower[i], layout.upper[i])
+    return problem, theta
+
+
+def orientation_axes(crystal_system: str) -> tuple[tuple[int, int, int], ...]:
+    """Candidate March-Dollase axes, symmetry-distinct for ``crystal_system``."""
+    if crystal_system == "cubic":
+        return ((0, 0, 1), (1, 1, 0), (1, 1, 1))
+    if crystal_system in ("tetragonal", "hexagonal", "trigonal"):
+        return ((0, 0, 1), (1, 0, 0), (1, 1, 0))
+    return ((0, 0, 1), (1, 0, 0), (0, 1, 0), (1, 1, 0), (1, 1, 1))
+
+
+def _orientation_search(
+    problem: Problem, theta: np.ndarray, fit_args: tuple
+) -> tuple[Problem, np.ndarray]:
+    """Searches a March-Dollase axis for each phase above ``orientation_min_fraction``.
+
+    Phases already given an axis are left alone; the best axis of
+    :func:`orientation_axes` is kept if it passes the scaled BIC test below, and then
+    everything is refitted with the kept axes.
+
+    Each axis is screened on the ratios of ``ORIENTATION_GRID`` (the rest held at the
+    current fit, scales and background re-solved). The best axis is kept when
+    ``(S_0 - S_1) / (S_1 / dof) > ln N`` (``S`` the weighted sum
+    of squares without and with it): BIC with the noise variance taken from the fit's own
+    misfit, so that a misfit-inflated chi^2 does not accept every extra parameter.
+    """
+    two_theta, intensity, kept, settings, options, start, weights = fit_args
+    fractions, _ = fractions_at(problem, theta, options)
+    previous = dict(zip(problem.layout.names, theta.tolist(), strict=True))
+    base = float(np.sum(problem.evaluate(theta).residual ** 2))
+    n_points = len(two_theta)
+    dof = max(n_points - len(problem.layout.names) - len(kept) - options.background_order, 1)
+    chosen: dict[str, tuple[int, int, int]] = {}
+    for p, phase in enumerate(kept):
+        if fractions[p] < options.orientation_min_fraction or phase.name in options.march_dollase:
+            continue
+        best, best_axis = base, None
+        for axis in orientation_axes(phase.lattice.crystal_system):
+            trial = replace(options, march_dollase={**options.march_dollase, phase.name: axis})
+            trial_problem, trial_theta = _problem(
+                two_theta, intensity, kept, settings, trial, start, weights, previous
+            )
+            index = trial_problem.layout.names.index(f"{phase.name}.march_dollase_r")
+            for ratio in ORIENTATION_GRID:
+                trial_theta[index] = ratio
+                cost = float(np.sum(trial_problem.evaluate(trial_theta).residual ** 2))
+                if cost < best:
+                    best, best_axis = cost, axis
+        if best_axis is not None and (base - best) / (best / dof) > np.log(n_points):
+            chosen[phase.name] = best_axis
+    if not chosen:
+        return problem, theta
+    final = replace(options, march_dollase={**options.march_dollase, **chosen})
+    return _fit(two_theta, intensity, kept, settings, final, start, weights, previous)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,17 @@ class RefinementOptions:
         minor_fraction: phases below this weight fraction after the first stage keep their
             own lattice and widths at their start (their scales are refined).
         particle_radius_um: Brindley particle radius, micrometre (None: no correction).
+        select_phases: after the fit, drop the phases below
+            ``max(drop_fraction, drop_esd * esd)`` weight fraction and refit the rest, until
+            none falls below (the dropped phases report zero; ``RefinementResult.dropped``).
+        drop_fraction: the least weight fraction kept (0.01: 1 wt%).
+        drop_esd: the least weight fraction kept, in its esds.
+        orientation_search: for each phase of the final set above
+            ``orientation_min_fraction`` and without a given axis, try March-Dollase along
+            a few low-index axes and keep the best if it improves the fit significantly
+            (``fit.orientation_axes``, scaled BIC). Off by default: ~25 screening fits per
+            scan with four phases (docs/refinement.md).
+        orientation_min_fraction: the least weight fraction searched (0.05).
     """
 
     widths: WidthSharing = "instrument"
@@ -81,6 +92,11 @@ class RefinementOptions:
     max_nfev: int = 60
     minor_fraction: float = 0.03
     particle_radius_um: float | None = None
+    select_phases: bool = True
+    drop_fraction: float = 0.01
+    drop_esd: float = 2.0
+    orientation_search: bool = False
+    orientation_min_fraction: float = 0.05
 
 
 @dataclass

@@ -44,6 +44,8 @@ class PhaseResult:
         march_dollase_ratio: refined r (1.0 when not refined).
         march_dollase_ratio_esd: its esd (NaN when not refined).
         contribution: the phase's calculated pattern, counts (for plots).
+        march_dollase_axis: the March-Dollase axis ``(h, k, l)`` (given or found by the
+            axis search), or None.
     """
 
     name: str
@@ -60,6 +62,7 @@ class PhaseResult:
     march_dollase_ratio: float
     march_dollase_ratio_esd: float
     contribution: np.ndarray = field(repr=False)
+    march_dollase_axis: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class RefinementResult:
         background_coefficients: Chebyshev coefficients.
         n_evaluations: model evaluations.
         seconds: wall time of the fit.
+        dropped: phases dropped by the selection (``RefinementOptions.select_phases``), in
+            the order offered; they report zero scale and weight fraction.
     """
 
     two_theta: np.ndarray = field(repr=False)
@@ -109,6 +114,7 @@ class RefinementResult:
     background_coefficients: np.ndarray = field(repr=False)
     n_evaluations: int = 0
     seconds: float = 0.0
+    dropped: tuple[str, ...] = ()
 
     @property
     def residual(self) -> np.ndarray:

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xrdpipe.config import LATTICE_SYSTEMS as CONFIG_LATTICE_SYSTEMS
 from xrdpipe.config.presets import ClassifierPreset
 from xrdpipe.evaluation import unseen as u
 from xrdpipe.evaluation.calibration import (
@@ -71,15 +72,7 @@ from xrdpipe.readers.base import MeasuredPattern
 from xrdpipe.training.classifier import fit_acnn
 from xrdpipe.training.splits import bin_patterns
 
-LATTICE_SYSTEMS = [
-    "triclinic",
-    "monoclinic",
-    "orthorhombic",
-    "tetragonal",
-    "rhombohedral",
-    "hexagonal",
-    "cubic",
-]
+LATTICE_SYSTEMS = list(CONFIG_LATTICE_SYSTEMS)
 TRAIN_STREAM = 0xC0D_7A1
 """Seed root of the COD baselines' training renders (not the evaluation's stream)."""
 

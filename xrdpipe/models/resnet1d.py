@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from xrdpipe.errors import ConfigError
+from xrdpipe.models.inputs import pattern_channels, two_theta_coordinate
 
 
 @dataclass(frozen=True)
@@ -129,20 +130,12 @@ class ResNet1D(nn.Module):
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(channels, config.n_classes)
-        coordinate = torch.linspace(-1.0, 1.0, config.n_points).view(1, 1, -1)
+        coordinate = two_theta_coordinate(config.n_points)
         self.register_buffer("two_theta_coordinate", coordinate, persistent=False)
 
     def _prepare(self, x: Tensor) -> Tensor:
-        if x.dim() == 2:
-            x = x.unsqueeze(1)
-        assert x.dim() == 3 and x.shape[1:] == (1, self.config.n_points), (
-            f"ResNet1D expects (B, {self.config.n_points}) or (B, 1, {self.config.n_points}), "
-            f"got {tuple(x.shape)}"
-        )
-        if self.config.position_channel:
-            coordinate = self.two_theta_coordinate.to(x.dtype).expand(x.shape[0], -1, -1)
-            x = torch.cat([x, coordinate], dim=1)
-        return x
+        coordinate = self.two_theta_coordinate if self.config.position_channel else None
+        return pattern_channels(x, self.config.n_points, coordinate, "ResNet1D")
 
     def forward(self, x: Tensor) -> Tensor:
         """Class logits ``(B, n_classes)`` of patterns ``(B, n_points)`` or ``(B, 1, n_points)``."""

@@ -39,6 +39,19 @@ def test_top_level_catalog_is_the_packaged_one():
     assert (REPO / "catalog.yaml").read_text() == default_catalog_path().read_text()
 
 
+def test_a_key_written_twice_is_refused_with_its_line(tmp_path):
+    text = default_catalog_path().read_text()
+    pasted = text.replace("  hoefer2024:\n", "  demo:\n    source: package\n  hoefer2024:\n", 1)
+    (tmp_path / "catalog.yaml").write_text(pasted)
+    with pytest.raises(ConfigError, match=r"found the key 'demo' twice") as err:
+        load_catalog(tmp_path / "catalog.yaml")
+    lines = pasted.splitlines()
+    second = lines.index("  demo:", lines.index("  demo:") + 1) + 1  # 1-based, as YAML says
+    assert f"line {second}," in str(err.value)
+    # an anchor's keys may still be overridden (merge keys are not duplicates)
+    assert load_catalog(default_catalog_path()).subset("acnn").filters.exclude_organic is False
+
+
 def test_unknown_key_names_the_key():
     data = _catalog_dict()
     data["subsets"]["demo"]["filters"]["max_atoms"] = 10

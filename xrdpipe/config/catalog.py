@@ -323,6 +323,30 @@ def parse_catalog(data: dict[str, Any], source: str = "<dict>") -> Catalog:
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key written twice in one mapping.
+
+    Plain YAML keeps the last of two equal keys without a word, so a subset or preset pasted
+    twice would be read as one. Merge keys (``<<: *anchor``) may still be overridden.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} twice (each key once per mapping)",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def default_catalog_path() -> Path:
     """The catalog installed with the package."""
     return Path(str(resources.files("xrdpipe") / "catalog.yaml"))
@@ -353,7 +377,7 @@ def load_catalog(path: Path | str | None = None, settings: Settings | None = Non
     """
     path = catalog_path(path, settings)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=UniqueKeyLoader)  # noqa: S506 (safe)
     except OSError as exc:
         raise ConfigError(f"cannot read catalog {path}: {exc}") from exc
     except yaml.YAMLError as exc:

@@ -23,6 +23,7 @@ import xarray as xr
 
 from xrdpipe import store
 from xrdpipe.errors import StoreError
+from xrdpipe.files import write_atomic
 from xrdpipe.patterns.config import MixtureConfig, ProfileConfig
 from xrdpipe.patterns.mixtures import PeakArrays, make_fixed_mixture_set
 from xrdpipe.patterns.render import render_clean, two_theta_grid
@@ -408,7 +409,6 @@ def fixed_mixture_set(
                 )
         else:
             record.parent.mkdir(parents=True, exist_ok=True)
-            tmp = record.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"key": key, "sha256": sha, "spec": spec}, indent=1))
-            os.replace(tmp, record)
+            text = json.dumps({"key": key, "sha256": sha, "spec": spec}, indent=1)
+            write_atomic(record, lambda tmp: tmp.write_text(text))  # members may race here
     return FixedMixtureSet(patterns.to(target_device), fractions.to(target_device), sha, key, spec)

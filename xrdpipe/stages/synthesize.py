@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -36,6 +34,7 @@ import pandas as pd
 
 from xrdpipe.config import Settings, SymmetrySettings
 from xrdpipe.errors import raise_for_failures
+from xrdpipe.files import write_atomic
 from xrdpipe.structures.manifest import (
     MANIFEST_COLUMNS,
     QUARANTINE_COLUMNS,
@@ -157,14 +156,7 @@ def _chunk_paths(chunk_dir: Path, start: int, stop: int) -> tuple[Path, Path]:
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def synthesize_chunk(

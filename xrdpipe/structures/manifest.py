@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from pymatgen.core import Structure
 
 from xrdpipe.config import LATTICE_SYSTEMS, SubsetConfig
 from xrdpipe.errors import StructureError
+from xrdpipe.files import write_atomic
 from xrdpipe.structures.displacement import attach_displacements
 from xrdpipe.structures.filters import deduplicate, element_symbols, structure_rejection
 from xrdpipe.structures.parse import cif_names, estimate_site_count, parse_structure
@@ -372,14 +371,7 @@ def sample_manifest(
 
 
 def _write_atomic(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def write_manifest(result: ManifestResult, folder: Path | str) -> Path:

@@ -82,18 +82,8 @@ def prepare(profiles: np.ndarray, profile: ProfileConfig, background: bool = Tru
     grid = ModelGrid(
         profile.two_theta_min, profile.two_theta_max, profile.n_points, profile.ka1, True
     )
-    tt = grid.two_theta
     out = np.empty(profiles.shape, dtype=np.float32)
-    for i, y in enumerate(profiles):
-        pattern = MeasuredPattern(
-            "render",
-            tt,
-            np.asarray(y, np.float64) + 1e-9,
-            profile.ka1,
-            profile.ka2,
-            profile.ka2_ratio,
-            "user",
-        )
+    for i, pattern in enumerate(scan(profiles, profile)):  # the same grid: linspace of profile
         out[i] = prepare_pattern(pattern, grid, background=background).x
     return out
 

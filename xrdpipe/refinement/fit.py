@@ -32,7 +32,7 @@ import numpy as np
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
-from xrdpipe.refinement.model import LineSettings
+from xrdpipe.refinement.model import WIDTH_NAMES, LineSettings
 from xrdpipe.refinement.parameters import (
     DEFAULT_WIDTHS,
     ParameterLayout,
@@ -42,6 +42,7 @@ from xrdpipe.refinement.parameters import (
 from xrdpipe.refinement.phases import RefinementPhase, cell_volume
 from xrdpipe.refinement.problem import Problem
 from xrdpipe.refinement.results import RefinementResult
+from xrdpipe.refinement.search import pinned, screen_candidates
 from xrdpipe.refinement.solution import (
     absent_phase,
     fractions_at,
@@ -157,6 +158,7 @@ def refine(
     sample_displacement_mm: float = 0.0,
     widths: Sequence[float] = DEFAULT_WIDTHS,
     weights: np.ndarray | None = None,
+    start_phases: Sequence[str] | None = None,
 ) -> RefinementResult:
     """Refines a scan with the offered phases (the module docstring's algorithm).
 
@@ -171,9 +173,14 @@ def refine(
         widths: start ``U, V, W, X, Y`` (e.g. a calibration's; with
             ``options.instrument_widths_fixed`` U, V, W stay there).
         weights: ``1 / sigma`` per point (default ``1 / sqrt(max(y, 1))``).
+        start_phases: the phases fitted first (e.g. a CNN's answer); with
+            ``options.select_phases`` the others stay candidates of the search
+            (:func:`_select`), without it only these are fitted. None: the search starts
+            from the best single phase (with selection) or fits every phase (without).
 
     Returns:
-        The :class:`~xrdpipe.refinement.results.RefinementResult`.
+        The :class:`~xrdpipe.refinement.results.RefinementResult`; phases offered but not
+        in the final set report zero and are listed in ``dropped``.
 
     Raises:
         ValueError: no phase, a scan that is not increasing or not as long as its
@@ -203,41 +210,157 @@ def refine(
     }
     # small dense algebra: one BLAS thread is ~50x faster than several fighting for cores
     with threadpool_limits(limits=1, user_api="blas"):
-        problem, theta = _fit(two_theta, intensity, phases, settings, options, start, weights)
-        kept = list(phases)
-        dropped: list[str] = []
-        current = options
-        while options.select_phases and len(kept) > 1:
-            fractions, esds = fractions_at(problem, theta, options)
-            floor = np.maximum(options.drop_fraction, options.drop_esd * np.nan_to_num(esds))
-            drop = [ph.name for ph, w, f in zip(kept, fractions, floor, strict=True) if w < f]
-            if not drop:
-                break
-            if len(drop) == len(kept):  # keep the largest
-                drop.remove(kept[int(np.argmax(fractions))].name)
-            previous = dict(zip(problem.layout.names, theta.tolist(), strict=True))
-            dropped += drop
-            kept = [ph for ph in kept if ph.name not in drop]
-            current = replace(
-                current,
-                march_dollase={k: v for k, v in current.march_dollase.items() if k not in drop},
-                fixed_lattice=tuple(n for n in current.fixed_lattice if n not in drop),
-            )
+        fit_args = (two_theta, intensity, settings, options, start, weights)
+        for field_name, named in (
+            ("start_phases", start_phases or ()),
+            ("march_dollase", options.march_dollase),
+            ("fixed_lattice", options.fixed_lattice),
+        ):
+            unknown = set(named) - set(names)
+            if unknown:
+                raise ValueError(
+                    f"{field_name} names {sorted(unknown)}, which are not offered phases "
+                    f"{sorted(names)}"
+                )
+        if options.select_phases and len(phases) > 1:
+            problem, theta, kept = _select(phases, start_phases, fit_args)
+        else:
+            kept = [ph for ph in phases if start_phases is None or ph.name in start_phases]
             problem, theta = _fit(
-                two_theta, intensity, kept, settings, current, start, weights, previous
+                two_theta, intensity, kept, settings, _for(options, kept), start, weights
             )
+        current = _for(options, kept)
         if options.orientation_search:
-            fit_args = (two_theta, intensity, kept, settings, current, start, weights)
-            problem, theta = _orientation_search(problem, theta, fit_args)
+            orientation_args = (two_theta, intensity, kept, settings, current, start, weights)
+            problem, theta = _orientation_search(problem, theta, orientation_args)
         result = refinement_result(problem, theta, options, time.perf_counter() - started)
-    if not dropped:
+    kept_names = {ph.name for ph in kept}
+    if kept_names == set(names):
         return result
     by_name = {p.name: p for p in result.phases}
     return replace(
         result,
         phases=tuple(by_name.get(ph.name) or absent_phase(ph, len(two_theta)) for ph in phases),
-        dropped=tuple(n for n in names if n in dropped),
+        dropped=tuple(n for n in names if n not in kept_names),
     )
+
+
+def _for(options: RefinementOptions, kept: Sequence[RefinementPhase]) -> RefinementOptions:
+    """``options`` with the per-phase choices of phases not in ``kept`` left out."""
+    names = {ph.name for ph in kept}
+    return replace(
+        options,
+        march_dollase={k: v for k, v in options.march_dollase.items() if k in names},
+        fixed_lattice=tuple(n for n in options.fixed_lattice if n in names),
+    )
+
+
+def _drop(
+    problem: Problem, theta: np.ndarray, kept: list[RefinementPhase], fit_args: tuple
+) -> tuple[Problem, np.ndarray, list[RefinementPhase], list[str]]:
+    """Drops phases below ``max(drop_fraction, drop_esd * esd)`` or pinned; refits; repeats.
+
+    Pinned: :func:`~xrdpipe.refinement.search.pinned`.
+    """
+    two_theta, intensity, settings, options, start, weights = fit_args
+    dropped: list[str] = []
+    while len(kept) > 1:
+        fractions, esds = fractions_at(problem, theta, _for(options, kept))
+        floor = np.maximum(options.drop_fraction, options.drop_esd * np.nan_to_num(esds))
+        drop = [
+            ph.name
+            for p, (ph, w, f) in enumerate(zip(kept, fractions, floor, strict=True))
+            if w < f or pinned(problem.layout, theta, p)
+        ]
+        if not drop:
+            break
+        if len(drop) == len(kept):  # keep the largest
+            drop.remove(kept[int(np.argmax(fractions))].name)
+        previous = dict(zip(problem.layout.names, theta.tolist(), strict=True))
+        dropped += drop
+        kept = [ph for ph in kept if ph.name not in drop]
+        problem, theta = _fit(
+            two_theta, intensity, kept, settings, _for(options, kept), start, weights, previous
+        )
+    return problem, theta, kept, dropped
+
+
+def _select(
+    phases: Sequence[RefinementPhase], start_phases: Sequence[str] | None, fit_args: tuple
+) -> tuple[Problem, np.ndarray, list[RefinementPhase]]:
+    """The phase set of the scan: a start set, then drops and screened additions.
+
+    Start: ``start_phases`` (e.g. a CNN's answer), else the candidate of largest gain
+    against the background alone (:func:`~xrdpipe.refinement.search.screen_candidates`).
+    Then, until nothing changes: :func:`_drop`; screen the phases not in the fit and never
+    dropped; add the best if its gain passes its penalty and refit; a phase added that
+    comes out below the drop floor or :func:`~xrdpipe.refinement.search.pinned` is taken
+    out again (the previous fit stands) and not
+    tried again. When the final set is not the start set, it is also fitted afresh (zero
+    search and stages from the refinement's start) and the better fit kept.
+    """
+    two_theta, intensity, settings, options, start, weights = fit_args
+    by_name = {ph.name: ph for ph in phases}
+    if start_phases:
+        kept = [by_name[n] for n in by_name if n in set(start_phases)]
+    else:
+        screens = screen_candidates(
+            two_theta, intensity, phases, settings, options, start=start, weights=weights
+        )
+        kept = [by_name[screens[0].name]]
+    first = list(kept)
+    problem, theta = _fit(two_theta, intensity, kept, settings, _for(options, kept), start, weights)
+    rejected: set[str] = set()
+    for _ in range(2 * len(phases)):
+        problem, theta, kept, dropped = _drop(problem, theta, kept, fit_args)
+        rejected.update(dropped)
+        names = {ph.name for ph in kept}
+        others = [ph for ph in phases if ph.name not in names and ph.name not in rejected]
+        if not others:
+            break
+        best = screen_candidates(
+            two_theta,
+            intensity,
+            others,
+            settings,
+            options,
+            problem=problem,
+            theta=theta,
+            weights=weights,
+        )[0]
+        if not best.significant:
+            break
+        added = by_name[best.name]
+        previous = dict(zip(problem.layout.names, theta.tolist(), strict=True))
+        for name, start_value in zip(added.lattice.names, added.lattice.start, strict=True):
+            is_edge = name not in ("alpha", "beta", "gamma")
+            previous[f"{added.name}.{name}"] = start_value * (
+                1.0 + best.cell_scale if is_edge else 1.0
+            )
+        for width_name, value in zip(WIDTH_NAMES, best.widths, strict=True):
+            previous.setdefault(f"{added.name}.{width_name}", value)
+        trial_kept = [*kept, added]
+        trial_options = _for(options, trial_kept)
+        trial_problem, trial_theta = _fit(
+            two_theta, intensity, trial_kept, settings, trial_options, start, weights, previous
+        )
+        fractions, esds = fractions_at(trial_problem, trial_theta, trial_options)
+        floor = max(options.drop_fraction, options.drop_esd * float(np.nan_to_num(esds[-1])))
+        if fractions[-1] < floor or pinned(trial_problem.layout, trial_theta, len(kept)):
+            rejected.add(added.name)
+            continue
+        problem, theta, kept = trial_problem, trial_theta, trial_kept
+    if {ph.name for ph in kept} != {ph.name for ph in first}:
+        # the zero shift and displacement were found with the start set: a start phase the
+        # scan does not hold can leave them far off, so the final set is also fitted afresh
+        fresh = _fit(two_theta, intensity, kept, settings, _for(options, kept), start, weights)
+        if _cost(*fresh) < _cost(problem, theta):
+            problem, theta = fresh
+    return problem, theta, kept
+
+
+def _cost(problem: Problem, theta: np.ndarray) -> float:
+    return float(np.sum(problem.evaluate(theta).residual ** 2))
 
 
 def _fit(
@@ -358,7 +481,8 @@ class PolishResult:
 
     Attributes:
         given: the given weight fractions by phase (every phase offered).
-        kept: the phases at or above the threshold, which were refined.
+        kept: the phases of the final refinement (the search may have dropped some of
+            the given ones and added others).
         refinement: the refinement of the kept phases.
         difference: refined minus given weight fraction, by phase (dropped phases: minus
             the given value).
@@ -383,9 +507,11 @@ def polish(
 ) -> PolishResult:
     """Refines from a given phase set and fractions (``--refine`` after a CNN).
 
-    Phases whose given fraction is below ``threshold`` are dropped; the rest are refined by
-    :func:`refine` (the scales are solved, not started from the fractions: variable
-    projection needs no linear starting values).
+    The phases whose given fraction reaches ``threshold`` are fitted first; with
+    ``options.select_phases`` (the default) the search of :func:`refine` then drops those
+    the scan does not support and adds offered phases the answer missed (a CNN's phase
+    under 1 wt% is often a present minor phase). The scales are solved, not started from
+    the fractions: variable projection needs no linear starting values.
 
     Args:
         two_theta: degrees.
@@ -394,14 +520,15 @@ def polish(
         fractions: the given weight fractions by phase name (missing names count as 0).
         settings: lines and geometry.
         options: what is refined.
-        threshold: the least given fraction kept (0.01: 1 wt%).
+        threshold: the least given fraction fitted first (0.01: 1 wt%).
         **start: starting values passed to :func:`refine` (``zero_shift_deg``, ...).
 
     Returns:
         The :class:`PolishResult`.
 
     Raises:
-        ValueError: ``fractions`` names an unknown phase, or no phase reaches the threshold.
+        ValueError: ``fractions`` names an unknown phase, or no phase reaches the threshold
+            while the selection is off.
     """
     by_name = {ph.name: ph for ph in phases}
     unknown = set(fractions) - set(by_name)
@@ -409,18 +536,21 @@ def polish(
         raise ValueError(
             f"fractions name unknown phases {sorted(unknown)}; known: {sorted(by_name)}"
         )
+    options = options or RefinementOptions()
     given = {name: float(fractions.get(name, 0.0)) for name in by_name}
-    kept = tuple(name for name in by_name if given[name] >= threshold)
-    if not kept:
+    first = tuple(name for name in by_name if given[name] >= threshold)
+    if not first and not options.select_phases:
         raise ValueError(f"no phase has a given fraction >= threshold {threshold}: {given}")
     result = refine(
         two_theta,
         intensity,
-        [by_name[n] for n in kept],
+        list(phases),
         settings,
         options,
+        start_phases=first or None,
         **start,  # type: ignore[arg-type]
     )
+    kept = tuple(name for name in by_name if name not in result.dropped)
     refined = result.weight_fractions()
     difference = {name: refined.get(name, 0.0) - given[name] for name in by_name}
     return PolishResult(given, kept, result, difference)

@@ -28,7 +28,8 @@ DEFAULT_WIDTHS = (0.004, -0.002, 0.003, 0.05, 0.02)
 a FWHM of ~0.1 degrees at 40 degrees two-theta."""
 
 WIDTH_BOUNDS = ((0.0, 1.0), (-1.0, 1.0), (1e-6, 1.0), (0.0, 2.0), (0.0, 2.0))
-"""Bounds of ``U, V, W, X, Y``: non-negative U, W, X, Y; a FWHM up to a few degrees."""
+"""Bounds of ``U, V, W, X, Y``: non-negative U, W, X, Y; a FWHM up to a few degrees. The
+upper bound of a phase's own X and Y is :attr:`RefinementOptions.max_sample_width_deg`."""
 
 ZERO_BOUND_DEG = 1.0
 """|zero shift| bound, degrees."""
@@ -77,6 +78,11 @@ class RefinementOptions:
             (``fit.orientation_axes``, scaled BIC). Off by default: ~25 screening fits per
             scan with four phases (docs/refinement.md).
         orientation_min_fraction: the least weight fraction searched (0.05).
+        max_sample_width_deg: upper bound of a phase's size and strain widths X and Y,
+            degrees (0.5: Scherrer crystallites of ~16 nm at Cu K-alpha, or a microstrain
+            of ~2e-3). Without it a phase the scan does not hold widens to a few degrees
+            and models the background (seen on the benchmark: kyanite at X = Y = 2 took
+            half of a brucite scan). Raise it for nanocrystalline samples.
     """
 
     widths: WidthSharing = "instrument"
@@ -97,6 +103,7 @@ class RefinementOptions:
     drop_esd: float = 2.0
     orientation_search: bool = False
     orientation_min_fraction: float = 0.05
+    max_sample_width_deg: float = 0.5
 
 
 @dataclass
@@ -185,7 +192,8 @@ def build_layout(
         out = {}
         for i in which:
             is_free = options.refine_widths and not (options.instrument_widths_fixed and i < 3)
-            out[i] = add(f"{label}.{WIDTH_NAMES[i]}", widths[i], WIDTH_BOUNDS[i], "width", is_free)
+            bounds = WIDTH_BOUNDS[i] if i < 3 else (0.0, options.max_sample_width_deg)
+            out[i] = add(f"{label}.{WIDTH_NAMES[i]}", widths[i], bounds, "width", is_free)
         return out
 
     shared: dict[int, int] = {}

@@ -1,7 +1,12 @@
 r"""From a solved problem to its result: covariance, esds, Hill-Howard weight fractions.
 
-``cov = (J^T J)^+ chi^2`` over the scales, the background and the free nonlinear parameters
-(:func:`full_covariance`); weight fractions and their esds by :func:`weight_fractions`;
+``cov = (J^T J)^+ chi^2 c`` over the scales, the background and the free nonlinear
+parameters (:func:`full_covariance`), with ``c`` the serial-correlation factor of the
+residuals (:func:`serial_correlation_factor`, Berar & Lelann 1991): least-squares esds
+assume independent residuals, but a profile misfit leaves residuals that run in the same
+sign over a whole line (tens of points), and then the esds are too small by ``sqrt(c)``
+(``docs/refinement.md`` quotes the values met); weight fractions and their esds by
+:func:`weight_fractions`;
 :func:`refinement_result` assembles the :class:`~xrdpipe.refinement.results.RefinementResult`.
 """
 
@@ -20,9 +25,33 @@ from xrdpipe.refinement.phases import RefinementPhase, cell_volume
 from xrdpipe.refinement.problem import Evaluation, Problem
 from xrdpipe.refinement.results import PhaseResult, RefinementResult
 
+MAX_LAG_ONE_CORRELATION = 0.95
+"""Upper limit of the lag-one correlation used (the factor stays below 39)."""
+
+
+def serial_correlation_factor(residual: np.ndarray) -> float:
+    r"""``c = (1 + rho) / (1 - rho)`` with ``rho`` the residuals' lag-one autocorrelation.
+
+    The variance of a mean of a first-order autoregressive series is ``c`` times that of
+    independent values; ``rho = 1 - d / 2`` with ``d`` the Durbin-Watson statistic, the
+    form of Berar & Lelann's correction used by Rietveld programs. Residuals that are
+    independent (or anticorrelated) give ``c = 1``; ``rho`` is capped at
+    :data:`MAX_LAG_ONE_CORRELATION`.
+    """
+    r = np.asarray(residual, dtype=np.float64)
+    r = r - r.mean()
+    variance = float(r @ r)
+    if variance <= 0 or len(r) < 3:
+        return 1.0
+    rho = min(max(float(r[:-1] @ r[1:]) / variance, 0.0), MAX_LAG_ONE_CORRELATION)
+    return (1.0 + rho) / (1.0 - rho)
+
 
 def full_covariance(problem: Problem, evaluation: Evaluation) -> tuple[np.ndarray, float, int]:
-    """``(J^T J)^+ chi^2`` over [scales, background, free nonlinear]; chi^2; parameters."""
+    """``(J^T J)^+ chi^2 c`` over [scales, background, free nonlinear]; chi^2; parameters.
+
+    ``c``: :func:`serial_correlation_factor` of the residuals.
+    """
     layout = problem.layout
     w = problem.weights[:, None]
     derivative = problem.model_derivative(evaluation)[:, layout.free] * w
@@ -38,7 +67,8 @@ def full_covariance(problem: Problem, evaluation: Evaluation) -> tuple[np.ndarra
     norms[norms == 0] = 1.0
     scaled = jacobian / norms
     inverse = np.linalg.pinv(scaled.T @ scaled, rcond=1e-12, hermitian=True)
-    covariance = inverse / np.outer(norms, norms) * chi2
+    correlation = serial_correlation_factor(evaluation.residual)
+    covariance = inverse / np.outer(norms, norms) * chi2 * correlation
     n_linear = evaluation.columns.shape[1] + problem.background.shape[1]
     full = np.full((n_linear + len(layout.names),) * 2, np.nan)
     keep = np.concatenate([np.arange(n_linear), n_linear + np.flatnonzero(layout.free)[identified]])

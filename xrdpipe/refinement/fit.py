@@ -486,12 +486,14 @@ class PolishResult:
         refinement: the refinement of the kept phases.
         difference: refined minus given weight fraction, by phase (dropped phases: minus
             the given value).
+        started: the phases fitted first (given fraction at or above the threshold).
     """
 
     given: dict[str, float]
     kept: tuple[str, ...]
     refinement: RefinementResult
     difference: dict[str, float]
+    started: tuple[str, ...] = ()
 
 
 def polish(
@@ -553,4 +555,4 @@ def polish(
     kept = tuple(name for name in by_name if name not in result.dropped)
     refined = result.weight_fractions()
     difference = {name: refined.get(name, 0.0) - given[name] for name in by_name}
-    return PolishResult(given, kept, result, difference)
+    return PolishResult(given, kept, result, difference, first)

@@ -6,14 +6,18 @@ For each measured scan (:func:`quantify_patterns`):
    exactly as ``xrdpipe predict`` puts it for a phase-fraction model (background kept:
    the network was trained with backgrounds); each member's weight fractions give the
    mean (``wt_percent``) and the spread (population std over members, ``sigma``).
-2. **Refinement** (``refine=True``): :func:`xrdpipe.refinement.polish` from the CNN's phase
-   set and fractions (phases under 1 wt% dropped) on the scan's counts, with the model's
-   instrument (:meth:`LineSettings.from_profile`; the scan's own wavelengths where it gives
-   them). ``refined_sigma = sqrt(spread^2 + esd^2)``; the flag ``disagree`` when
-   ``|refined - CNN| > 2 refined_sigma``; a dropped phase reports 0 with the CNN's spread
-   and the flag ``not refined``. Unexplained residual peaks
+2. **Refinement** (``refine=True``): :func:`xrdpipe.refinement.polish` on the scan's counts
+   with every phase of the set offered: the CNN's phases of at least 1 wt% are fitted
+   first, then the refinement's search drops those the scan does not support and adds
+   those the CNN missed (``docs/refinement.md``), with the model's instrument
+   (:meth:`LineSettings.from_profile`; the scan's own wavelengths where it gives them).
+   ``refined_sigma = sqrt(spread^2 + esd^2)``; the flag ``disagree`` when
+   ``|refined - CNN| > 2 refined_sigma``; the flags ``added by the refinement`` and
+   ``dropped by the refinement`` where the two answers' phase sets differ; a phase not in
+   the refinement's final set reports 0 with the CNN's spread. Unexplained residual peaks
    (:func:`xrdpipe.refinement.residuals.residual_peaks`) are flags on every row of the scan.
-3. **Present**: the reported value (refined when refined, else the CNN's) above
+3. **Present**: refined, a phase of the refinement's final set (it passed the search's
+   significance test and ``max(1 wt%, 2 esd)``) above 1 wt%; the CNN's answer alone, above
    ``max(1 wt%, detection limit)``.
 4. **Units**: "relative crystalline wt%" (the phases sum to 100); with an internal
    standard (a phase of the set, weighed in at ``standard_wt`` wt% of the whole sample),
@@ -37,7 +41,7 @@ from xrdpipe.stages.quantify_model import QuantifyModel
 PRESENT_FLOOR = 0.01
 """A phase is present above max(this weight fraction, its detection limit)."""
 POLISH_THRESHOLD = 0.01
-"""CNN weight fractions below this are not refined."""
+"""CNN weight fractions from this up are the refinement's start set."""
 DISAGREE_SIGMAS = 2.0
 """CNN and refinement disagree when they differ by more than this many refined sigmas."""
 RELATIVE_LABEL = "relative crystalline wt%"
@@ -142,10 +146,11 @@ class ScanQuantity:
         return np.sqrt(self.spread**2 + np.nan_to_num(self.refined_esd) ** 2)
 
     def present(self) -> np.ndarray:
-        """Reported value above ``max(1 wt%, detection limit)`` (module docstring)."""
-        value = self.weight_fraction if self.refined is None else self.refined
+        """Present by the module docstring's rule (refined, or the CNN's alone)."""
+        if self.refined is not None:
+            return self.refined > PRESENT_FLOOR
         limit = np.fmax(np.nan_to_num(self.detection_limits, nan=0.0), PRESENT_FLOOR)
-        return value > limit
+        return self.weight_fraction > limit
 
     def _scaled(
         self, fraction: np.ndarray, sigma: np.ndarray, flags: list[str]
@@ -313,12 +318,18 @@ def _refine(
     refined = np.zeros(len(model.names))
     esd = np.zeros(len(model.names))
     for i, name in enumerate(model.names):
+        cnn = 100 * quantity.weight_fraction[i]
+        started = name in result.started
         if name in result.kept:
             phase = fit.phase(name)
             refined[i], esd[i] = phase.weight_fraction, phase.weight_fraction_esd
-        else:
+            if not started:
+                quantity.phase_flags.setdefault(name, []).append(
+                    f"added by the refinement (CNN {cnn:.1f} wt%)"
+                )
+        elif started:
             quantity.phase_flags.setdefault(name, []).append(
-                f"not refined (CNN < {100 * POLISH_THRESHOLD:g} wt%)"
+                f"dropped by the refinement (CNN {cnn:.1f} wt%)"
             )
     quantity.refined, quantity.refined_esd = refined, esd
     quantity.rwp = float(fit.rwp)

@@ -42,3 +42,19 @@ def test_a_planted_peak_is_flagged(mixture_phases, mixture_structures):
     assert residual_peaks(weak) == []
     with pytest.raises(ValueError, match="threshold_sigma"):
         residual_peaks(result, threshold_sigma=0)
+
+
+def test_a_broad_hump_is_no_peak(mixture_phases, mixture_structures):
+    """A background hump the Chebyshev does not follow (FWHM 8 degrees) flags nothing;
+    the planted 2 % peak on top of it is still found at its height."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    result = fit(mixture_phases, mixture_structures, extra_peak=(44.0, 0.02, 0.1))
+    strongest = float((result.calculated - result.background).max())
+    hump = 0.03 * strongest * np.exp(-0.5 * ((result.two_theta - 30.0) / 3.4) ** 2)
+    humped = replace(result, observed=result.observed + hump)
+    peaks = residual_peaks(humped)
+    assert [round(p.two_theta) for p in peaks] == [44]
+    assert peaks[0].relative_height == pytest.approx(0.02, rel=0.3)

@@ -42,7 +42,7 @@ from xrdpipe.refinement.parameters import (
 from xrdpipe.refinement.phases import RefinementPhase, cell_volume
 from xrdpipe.refinement.problem import Problem
 from xrdpipe.refinement.results import RefinementResult
-from xrdpipe.refinement.search import pinned, screen_candidates
+from xrdpipe.refinement.search import fitted_gains, pinned, screen_candidates
 from xrdpipe.refinement.solution import (
     absent_phase,
     fractions_at,
@@ -260,7 +260,9 @@ def _drop(
 ) -> tuple[Problem, np.ndarray, list[RefinementPhase], list[str]]:
     """Drops phases below ``max(drop_fraction, drop_esd * esd)`` or pinned; refits; repeats.
 
-    Pinned: :func:`~xrdpipe.refinement.search.pinned`.
+    Pinned: :func:`~xrdpipe.refinement.search.pinned`. When none is, the least significant
+    phase is dropped if its gain (:func:`~xrdpipe.refinement.search.fitted_gains`) fails
+    its penalty, one at a time.
     """
     two_theta, intensity, settings, options, start, weights = fit_args
     dropped: list[str] = []
@@ -272,8 +274,12 @@ def _drop(
             for p, (ph, w, f) in enumerate(zip(kept, fractions, floor, strict=True))
             if w < f or pinned(problem.layout, theta, p)
         ]
-        if not drop:
-            break
+        if not drop:  # the least significant phase, if it fails the search's own test
+            gains = fitted_gains(problem, theta, options)
+            worst = min(gains, key=lambda g: g.gain - g.penalty)
+            if worst.significant:
+                break
+            drop = [worst.name]
         if len(drop) == len(kept):  # keep the largest
             drop.remove(kept[int(np.argmax(fractions))].name)
         previous = dict(zip(problem.layout.names, theta.tolist(), strict=True))

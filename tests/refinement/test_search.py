@@ -16,7 +16,12 @@ from xrdpipe.refinement import RefinementOptions, polish, refine
 from xrdpipe.refinement.fit import _problem
 from xrdpipe.refinement.model import LineSettings
 from xrdpipe.refinement.parameters import DEFAULT_WIDTHS, build_layout
-from xrdpipe.refinement.search import candidate_parameters, pinned, screen_candidates
+from xrdpipe.refinement.search import (
+    candidate_parameters,
+    fitted_gains,
+    pinned,
+    screen_candidates,
+)
 from xrdpipe.refinement.solution import serial_correlation_factor
 
 START = {"zero_shift_deg": 0.0, "sample_displacement_mm": 0.0, "widths": DEFAULT_WIDTHS}
@@ -87,3 +92,17 @@ def test_pinned_cell(mixture_phases):
     theta[widths[3]] = layout.upper[widths[3]]  # a width on its bound is not "pinned"
     assert not pinned(layout, theta, 2)
     assert layout.upper[widths[3]] == RefinementOptions().max_sample_width_deg == 0.5
+
+
+def test_fitted_gains_find_the_phase_the_scan_does_not_hold(mixture_phases, planted_structures):
+    """Si + VO2 scanned, all three fitted: brucite fails the backward test, the others pass."""
+    two_theta, counts = scan(planted_structures[:2], weights=(0.6, 0.4))
+    fit = refine(two_theta, counts, mixture_phases, options=replace(OPTIONS, select_phases=False))
+    values = dict(zip(fit.parameter_names, fit.parameter_values.tolist(), strict=True))
+    problem, theta = _problem(
+        two_theta, counts, mixture_phases, LineSettings(), OPTIONS, START, None, values
+    )
+    gains = {g.name: g for g in fitted_gains(problem, theta, OPTIONS)}
+    assert gains[MIXTURE_IDS[0]].gain > 100 * gains[MIXTURE_IDS[0]].penalty
+    assert gains[MIXTURE_IDS[1]].gain > 100 * gains[MIXTURE_IDS[1]].penalty
+    assert not gains[MIXTURE_IDS[2]].significant

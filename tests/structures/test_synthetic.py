@@ -235,3 +235,40 @@ def test_balance_over_lattice_systems_gives_rhombohedral_its_seventh():
     assert len(counts) == 7 and chisquare(counts.to_numpy()).pvalue > 1e-3
     rhombohedral = pd.Series([g for g in groups if g in r_groups]).value_counts()
     assert set(rhombohedral.index) == r_groups
+
+
+def test_primitive_cell_size_bounds_the_primitive_cell_of_every_lattice():
+    """Issue 18: with ``cell_size="primitive"`` an R (or F) cell holds 3 (4) primitive cells of
+    at most ``max_atoms`` atoms; counted in the conventional cell, R cells were 3x smaller in
+    content than P cells of the same target (the few-peak patterns were mostly R)."""
+    r_groups = {146, 148, 155, 160, 161, 166, 167}  # International Tables: the R groups
+    f_groups = {22, 42, 43, 69, 70, 196, 202, 203, 209, 210, 216, 219, 225, 226, 227, 228}
+    shared = {"balance_over": "lattice_system", "min_atoms": 4, "max_atoms": 6}
+    rows = {}
+    for size in ("conventional", "primitive"):
+        config = SyntheticConfig(cell_size=size, element_count_weights=(1.0,), **shared)
+        drawn = [synthesize_structure(i, 7, config, 0.1, 5.0)[0] for i in range(120)]
+        rows[size] = [r for r in drawn if r is not None]
+    assert all(r["n_sites"] <= 6 for r in rows["conventional"])
+    centred = 0
+    for row in rows["primitive"]:
+        structure = structure_from_json(row["structure_json"])
+        cell = (structure.lattice.matrix, structure.frac_coords, structure.atomic_numbers)
+        _, _, primitive_numbers = spglib.find_primitive(cell, symprec=0.1, angle_tolerance=5.0)
+        assert len(primitive_numbers) <= 6, (row["space_group_symbol"], len(primitive_numbers))
+        requested = int(row["requested_space_group"])
+        if requested in r_groups | f_groups:  # every multiplicity is a multiple of 3 (4)
+            points = 3 if requested in r_groups else 4
+            assert row["n_sites"] % points == 0 and row["n_sites"] > 6, row["wyckoff_sites"]
+            centred += 1
+    assert centred >= 5
+
+
+def test_cell_size_is_dumped_only_when_primitive():
+    # Subsets and run fingerprints made before the option dump exactly as before.
+    assert "cell_size" not in SyntheticConfig().model_dump(mode="json")
+    primitive = SyntheticConfig(cell_size="primitive").model_dump(mode="json")
+    assert primitive["cell_size"] == "primitive"
+    assert SyntheticConfig.model_validate(primitive).cell_size == "primitive"
+    with pytest.raises(ValidationError, match="cell_size"):
+        SyntheticConfig(cell_size="reduced")

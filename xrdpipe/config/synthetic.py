@@ -10,9 +10,17 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 
 @lru_cache(maxsize=1)
@@ -54,8 +62,13 @@ class SyntheticConfig(BaseModel):
             factors).
         element_count_weights: relative weights of 1, 2, ... elements per structure (at
             most 5 entries).
-        min_atoms: lower end of the log-uniform target of atoms per conventional cell.
-        max_atoms: upper end; no structure has more atoms.
+        min_atoms: lower end of the log-uniform target of atoms per cell (``cell_size``).
+        max_atoms: upper end; no structure has more atoms in that cell.
+        cell_size: the cell the target counts atoms in: ``conventional`` (the cell of the
+            Wyckoff tables), or ``primitive``, the conventional cell over its lattice points
+            (1 for P, 2 for A, B, C and I, 3 for R on hexagonal axes, 4 for F), so that the
+            primitive cell, which sets how many reflections a pattern has, is drawn alike
+            in every lattice system (docs/synthetic.md, "Cell size").
         volume_factor_range: the volume factor, drawn uniformly (cell volume over the sum
             of per-atom volumes).
         distance_factor: shortest allowed distance over the sum of covalent radii.
@@ -75,6 +88,7 @@ class SyntheticConfig(BaseModel):
     element_count_weights: tuple[float, ...] = (0.10, 0.30, 0.30, 0.20, 0.10)
     min_atoms: int = Field(default=2, ge=1)
     max_atoms: int = Field(default=100, ge=1, le=500)
+    cell_size: Literal["conventional", "primitive"] = "conventional"
     volume_factor_range: tuple[float, float] = (1.0, 1.3)
     distance_factor: float = Field(default=0.75, gt=0, le=1.5)
     keep_symmetry_changes: bool = True
@@ -124,6 +138,18 @@ class SyntheticConfig(BaseModel):
                 f"but elements lists only {len(self.elements)}"
             )
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_cell_size(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Dumps without ``cell_size`` when it is ``conventional``.
+
+        That was the only behaviour before the option: the subsets, run fingerprints and
+        chunk folders made before it read exactly as they did.
+        """
+        data = handler(self)
+        if isinstance(data, dict) and data.get("cell_size") == "conventional":
+            data.pop("cell_size")
+        return data
 
 
 __all__ = ["DEFAULT_ELEMENTS", "SyntheticConfig", "scattering_elements"]

@@ -12,8 +12,10 @@ number of workers (:func:`structure_seed`). One draw (:func:`draw_parameters`, t
 2. **Elements**: the number of elements from ``element_count_weights`` (1 to 5), then that
    many distinct elements uniformly from ``elements`` (:data:`DEFAULT_ELEMENTS`).
 3. **Cell size**: a target number of atoms in the conventional cell, log-uniform on
-   ``[max(min_atoms, n_elements), max_atoms]``; each element first gets one Wyckoff
-   position, then positions are added to random elements while one still fits under the
+   ``[max(min_atoms, n_elements), max_atoms]`` (with ``cell_size="primitive"`` the target
+   counts the primitive cell, and the conventional cell gets that times the group's lattice
+   points, :func:`~xrdpipe.structures.wyckoff.lattice_points`); each element first gets one
+   Wyckoff position, then positions are added to random elements while one still fits under the
    target (:func:`assign_wyckoff_sites`). A position is drawn among those whose
    multiplicity fits with probability proportional to its multiplicity (general positions
    are favoured: few orbits, as in real cells); one without free coordinates is used once.
@@ -55,6 +57,7 @@ from xrdpipe.structures.wyckoff import (
     SPACE_GROUP_RANGES,
     WyckoffPosition,
     atomic_radii,
+    lattice_points,
     place_orbits,
     shortest_distance_violation,
     space_groups_of,
@@ -106,7 +109,8 @@ class SyntheticDraw:
         crystal_system: its crystal system.
         species: element symbols, one per species.
         sites: Wyckoff positions of each species (``"4a"``: multiplicity and letter).
-        target_atoms: the drawn target of atoms per conventional cell.
+        target_atoms: the drawn target of atoms per cell (``config.cell_size``: the
+            conventional cell, or the primitive one).
         volume_factor: the cell volume over the sum of per-atom volumes.
     """
 
@@ -263,7 +267,10 @@ def draw_parameters(index: int, seed: int, config: SyntheticConfig) -> Synthetic
     target = int(math.floor(math.exp(rng.uniform(math.log(low), math.log(high + 1)))))
     target = min(max(target, low), high)
     volume_factor = float(rng.uniform(*config.volume_factor_range))
-    sites = assign_wyckoff_sites(space_group, n_species, target, config.max_atoms, rng)
+    points = lattice_points(space_group) if config.cell_size == "primitive" else 1
+    sites = assign_wyckoff_sites(
+        space_group, n_species, points * target, points * config.max_atoms, rng
+    )
     draw = SyntheticDraw(
         index=index,
         seed=own_seed,

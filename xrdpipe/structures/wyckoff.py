@@ -31,6 +31,9 @@ SPACE_GROUP_RANGES = {
 RHOMBOHEDRAL_SPACE_GROUPS = (146, 148, 155, 160, 161, 166, 167)
 """The trigonal groups with an R lattice (paper 000's rhombohedral lattice system)."""
 
+LATTICE_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "R": 3, "F": 4}
+"""Lattice points per conventional cell of each centring (R: on hexagonal axes)."""
+
 
 def space_groups_of(system: str, balance_over: str = "crystal_system") -> tuple[int, ...]:
     """The space groups of a crystal system, or of a lattice system (paper 000's seven).
@@ -112,6 +115,20 @@ def wyckoff_table(space_group: int) -> tuple[tuple[WyckoffPosition, ...], str]:
             )
         )
     return tuple(table), str(group.lattice_type)
+
+
+@lru_cache(maxsize=256)
+def lattice_points(space_group: int) -> int:
+    """Lattice points per conventional cell of a space group: 1 (P), 2 (A, B, C, I), 3 (R), 4 (F).
+
+    The conventional cell (standard setting, rhombohedral groups on hexagonal axes) holds
+    this many primitive cells; every Wyckoff multiplicity of the group is a multiple of it.
+    """
+    if not 1 <= space_group <= 230:
+        raise ValueError(f"space group {space_group} must be in 1..230")
+    from pyxtal.symmetry import Group
+
+    return LATTICE_POINTS[str(Group(space_group).symbol)[0]]
 
 
 def wyckoff_positions(space_group: int) -> tuple[tuple[str, int, bool], ...]:

@@ -308,7 +308,7 @@ def _refine(
             listed,
             fractions,
             line_settings(model, pattern),
-            RefinementOptions(),
+            RefinementOptions(orientation_search=True),
             threshold=POLISH_THRESHOLD,
         )
     except ValueError as exc:

@@ -13,13 +13,16 @@ Algorithm (:func:`refine`):
    (b) the same and the lattices; (c) everything free. After (a), the own parameters
    (lattice, widths, ratio) of phases below ``minor_fraction`` are held: a minor phase's
    cell and widths are poorly determined; its scale stays free.
-4. At the solution, esds from the Jacobian of the full problem (linear and nonlinear),
-   scaled by ``chi^2`` (:mod:`xrdpipe.refinement.results`); Hill-Howard weight fractions.
+4. With ``select_phases`` (default), which phases: a forward search from a start set with
+   drops (:func:`_select`; the tests in :mod:`xrdpipe.refinement.search`).
+5. At the solution, esds from the Jacobian of the full problem (linear and nonlinear),
+   scaled by ``chi^2`` and the residuals' serial-correlation factor
+   (:mod:`xrdpipe.refinement.solution`); Hill-Howard weight fractions.
 
-Uses: :func:`refine` with every candidate phase (a baseline), and :func:`polish`, which
-starts from a given answer (a CNN's fractions): phases below a threshold are dropped and the
-rest refined (variable projection needs no starting scales; the given fractions are kept for
-the comparison in :class:`PolishResult`).
+Uses: :func:`refine` with every candidate phase offered (a baseline; the search starts from
+the best single phase), and :func:`polish`, which starts the search from a given answer (a
+CNN's phases at or above a threshold; variable projection needs no starting scales; the
+given fractions are kept for the comparison in :class:`PolishResult`).
 """
 
 from __future__ import annotations
@@ -301,8 +304,7 @@ def _select(
     Then, until nothing changes: :func:`_drop`; screen the phases not in the fit and never
     dropped; add the best if its gain passes its penalty and refit; a phase added that
     comes out below the drop floor or :func:`~xrdpipe.refinement.search.pinned` is taken
-    out again (the previous fit stands) and not
-    tried again. When the final set is not the start set, it is also fitted afresh (zero
+    out again (the previous fit stands) and not tried again. When the final set is not the start set, it is also fitted afresh (zero
     search and stages from the refinement's start) and the better fit kept.
     """
     two_theta, intensity, settings, options, start, weights = fit_args

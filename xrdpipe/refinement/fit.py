@@ -304,8 +304,9 @@ def _select(
     Then, until nothing changes: :func:`_drop`; screen the phases not in the fit and never
     dropped; add the best if its gain passes its penalty and refit; a phase added that
     comes out below the drop floor or :func:`~xrdpipe.refinement.search.pinned` is taken
-    out again (the previous fit stands) and not tried again. When the final set is not the start set, it is also fitted afresh (zero
-    search and stages from the refinement's start) and the better fit kept.
+    out again (the previous fit stands) and not tried again. When the final set is not
+    the start set, it is also fitted afresh (zero search and stages from the refinement's
+    start) and the better fit kept.
     """
     two_theta, intensity, settings, options, start, weights = fit_args
     by_name = {ph.name: ph for ph in phases}

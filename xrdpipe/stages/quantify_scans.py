@@ -9,8 +9,10 @@ For each measured scan (:func:`quantify_patterns`):
 2. **Refinement** (``refine=True``): :func:`xrdpipe.refinement.polish` on the scan's counts
    with every phase of the set offered: the CNN's phases of at least 1 wt% are fitted
    first, then the refinement's search drops those the scan does not support and adds
-   those the CNN missed (``docs/refinement.md``), with the model's instrument
-   (:meth:`LineSettings.from_profile`; the scan's own wavelengths where it gives them).
+   those the CNN missed (``docs/refinement.md``), and each phase above 5 wt% gets a
+   March-Dollase axis where one improves the fit significantly; with the model's
+   instrument (:meth:`LineSettings.from_profile`; the scan's own wavelengths where it
+   gives them).
    ``refined_sigma = sqrt(spread^2 + esd^2)``; the flag ``disagree`` when
    ``|refined - CNN| > 2 refined_sigma``; the flags ``added by the refinement`` and
    ``dropped by the refinement`` where the two answers' phase sets differ; a phase not in
@@ -39,7 +41,8 @@ from xrdpipe.readers import MeasuredPattern, PreparedPattern, prepare_pattern
 from xrdpipe.stages.quantify_model import QuantifyModel
 
 PRESENT_FLOOR = 0.01
-"""A phase is present above max(this weight fraction, its detection limit)."""
+"""A phase is present above this weight fraction (the CNN's answer alone: above
+max(this, its detection limit))."""
 POLISH_THRESHOLD = 0.01
 """CNN weight fractions from this up are the refinement's start set."""
 DISAGREE_SIGMAS = 2.0

@@ -363,12 +363,12 @@ def _select(
         # the zero shift and displacement were found with the start set: a start phase the
         # scan does not hold can leave them far off, so the final set is also fitted afresh
         fresh = _fit(two_theta, intensity, kept, settings, _for(options, kept), start, weights)
-        if _cost(*fresh) < _cost(problem, theta):
+        if _sum_of_squares(*fresh) < _sum_of_squares(problem, theta):
             problem, theta = fresh
     return problem, theta, kept
 
 
-def _cost(problem: Problem, theta: np.ndarray) -> float:
+def _sum_of_squares(problem: Problem, theta: np.ndarray) -> float:
     return float(np.sum(problem.evaluate(theta).residual ** 2))
 
 

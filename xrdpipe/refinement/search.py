@@ -95,17 +95,26 @@ def _fit_state(
         zero = float(start.get("zero_shift_deg", 0.0))
         displacement = float(start.get("sample_displacement_mm", 0.0))
         return zero, displacement, widths, None, 0
-    layout = problem.layout
-    per_phase = np.array([theta[layout.phase_widths[p]] for p in range(len(problem.phases))])
-    widths = tuple(float(v) for v in np.median(per_phase, axis=0))
-    columns = problem.evaluate(theta).columns
     return (
         float(theta[ParameterLayout.ZERO]),
         float(theta[ParameterLayout.DISPLACEMENT]),
-        widths,
-        columns,
-        len(layout.names),
+        _median_widths(problem, theta),
+        problem.evaluate(theta).columns,
+        len(problem.layout.names),
     )
+
+
+def _median_widths(problem: Problem, theta: np.ndarray) -> tuple[float, ...]:
+    """``U, V, W, X, Y``: the median over the fitted phases."""
+    per_phase = [theta[problem.layout.phase_widths[p]] for p in range(len(problem.phases))]
+    return tuple(float(v) for v in np.median(per_phase, axis=0))
+
+
+def _gain(without: float, residual: np.ndarray, dof: int) -> float:
+    """``(S_0 - S_1) / (S_1 / dof) / c`` for ``S_0`` = ``without`` and the residual of S_1."""
+    with_cost = float(residual @ residual)
+    correlation = serial_correlation_factor(residual)
+    return (without - with_cost) / max(with_cost / dof, 1e-300) / correlation
 
 
 def screen_candidates(
@@ -173,8 +182,7 @@ def screen_candidates(
                 best_cost, best_scale, best_residual = cost, scale, residual
         n_params = n_theta + n_fixed + 1 + single.background.shape[1]
         dof = max(n_points - n_params, 1)
-        correlation = serial_correlation_factor(best_residual)
-        gain = (base - best_cost) / max(best_cost / dof, 1e-300) / correlation
+        gain = _gain(base, best_residual, dof)
         penalty = candidate_parameters(phase, options) * float(np.log(n_points))
         screens.append(CandidateScreen(phase.name, float(gain), penalty, best_scale, widths))
     return sorted(screens, key=lambda s: -s.gain)
@@ -230,21 +238,14 @@ def fitted_gains(
     """
     evaluation = problem.evaluate(theta)
     columns = evaluation.columns
-    with_cost = float(evaluation.residual @ evaluation.residual)
     n_points = len(problem.two_theta)
     n_params = len(problem.layout.names) + columns.shape[1] + problem.background.shape[1]
     dof = max(n_points - n_params, 1)
-    correlation = serial_correlation_factor(evaluation.residual)
-    widths = tuple(
-        float(v)
-        for v in np.median(
-            [theta[problem.layout.phase_widths[p]] for p in range(len(problem.phases))], axis=0
-        )
-    )
+    widths = _median_widths(problem, theta)
     out = []
     for p, phase in enumerate(problem.phases):
         without, _ = _cost(problem, np.delete(columns, p, axis=1))
-        gain = (without - with_cost) / max(with_cost / dof, 1e-300) / correlation
+        gain = _gain(without, evaluation.residual, dof)
         penalty = candidate_parameters(phase, options) * float(np.log(n_points))
         out.append(CandidateScreen(phase.name, float(gain), penalty, 0.0, widths))
     return out

@@ -1,0 +1,172 @@
+r"""What indexing says about a pattern's lattice, and how that joins a classifier's answer.
+
+**The outcome** (:func:`indexing_outcome`) of a scan's cells (:func:`~xrdpipe.indexing.cells.
+index_lines`) is one of :data:`OUTCOMES`: the lattice system of the family with the highest
+figure of merit, when that reaches :data:`MIN_FIGURE_OF_MERIT`, else ``none``. A cubic
+lattice is a special tetragonal, rhombohedral and hexagonal one, so those families index a
+cubic pattern too, often with a figure close to the cubic one's: the outcome is ``cubic``
+whenever the best cubic family reaches :data:`CUBIC_SHARE` of the best figure. ``none``
+is evidence as well: a triclinic, monoclinic or orthorhombic pattern has no cell of these
+families.
+
+**The joint answer** (:func:`combine`): with ``P(o | c)``, how often patterns of class ``c``
+give outcome ``o`` (an :class:`OutcomeTable` counted on synthetic crystals rendered like
+measurements, ``benchmarks/indexing.py``), and a classifier's calibrated probabilities
+``p(c | x)``, the posterior under the assumption that the two are independent given the
+class is
+
+    p(c | x, o) = p(c | x) P(o | c) / sum_c' p(c' | x) P(o | c').
+
+Counts are smoothed by adding :data:`PSEUDO_COUNT` to each cell of a class's row, so that no
+outcome rules a class out entirely.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from xrdpipe.indexing.cells import LATTICE_OF_FAMILY, IndexedCell, index_lines
+from xrdpipe.indexing.lines import observed_lines
+
+OUTCOMES = ("cubic", "tetragonal", "hexagonal", "rhombohedral", "none")
+"""What indexing can say about a pattern."""
+MIN_FIGURE_OF_MERIT = 8.0
+"""The best cell's de Wolff figure of merit needed for an outcome other than ``none``."""
+CUBIC_SHARE = 0.4
+"""The outcome is cubic when the best cubic cell's figure reaches this share of the best."""
+PSEUDO_COUNT = 0.5
+"""Added to each (class, outcome) count of the table."""
+DEFAULT_TABLE = "outcomes.json"
+"""The packaged table (``xrdpipe/indexing/data``), written by ``benchmarks/indexing.py``."""
+
+
+def indexing_outcome(cells: Mapping[str, IndexedCell | None]) -> tuple[str, IndexedCell | None]:
+    """The outcome of a scan's best cells per family, and the cell it rests on (module doc)."""
+    found = {f: c for f, c in cells.items() if c is not None}
+    if not found:
+        return "none", None
+    best = max(found.values(), key=lambda c: c.figure_of_merit)
+    if best.figure_of_merit < MIN_FIGURE_OF_MERIT:
+        return "none", None
+    cubic = [c for c in found.values() if LATTICE_OF_FAMILY[c.family] == "cubic"]
+    if cubic:
+        top = max(cubic, key=lambda c: c.figure_of_merit)
+        if top.figure_of_merit >= CUBIC_SHARE * best.figure_of_merit:
+            return "cubic", top
+    return best.lattice_system, best
+
+
+@dataclass(frozen=True)
+class ScanIndexing:
+    """What indexing found in one scan.
+
+    Attributes:
+        outcome: one of :data:`OUTCOMES`.
+        cell: the cell the outcome rests on (``None`` for ``none``).
+        n_lines: lines found in the scan.
+    """
+
+    outcome: str
+    cell: IndexedCell | None
+    n_lines: int
+
+    def describe(self) -> str:
+        """One line for people: ``hexagonal (a 3.209, c 5.211 A, M 41, 12/12 lines)``."""
+        if self.cell is None:
+            return f"no cubic, tetragonal, hexagonal or rhombohedral cell ({self.n_lines} lines)"
+        c = self.cell
+        edges = f"a {c.a:.4f}" if c.lattice_system == "cubic" else f"a {c.a:.4f}, c {c.c:.4f}"
+        return (
+            f"{self.outcome}: {c.family} cell {edges} angstrom, M{c.n_lines} "
+            f"{c.figure_of_merit:.0f}, {c.n_indexed}/{c.n_lines} lines, zero {c.zero_deg:+.3f} deg"
+        )
+
+
+def index_scan(
+    two_theta: np.ndarray,
+    intensity: np.ndarray,
+    ka1: float,
+    ka2: float | None = None,
+    ka2_ratio: float = 0.5,
+) -> ScanIndexing:
+    """Lines, cells and outcome of one scan (:mod:`~xrdpipe.indexing.lines`, then cells)."""
+    lines = observed_lines(two_theta, intensity, ka1, ka2, ka2_ratio)
+    outcome, cell = indexing_outcome(index_lines(lines))
+    return ScanIndexing(outcome, cell, len(lines))
+
+
+@dataclass(frozen=True)
+class OutcomeTable:
+    """Counts of indexing outcomes per class, and the likelihoods ``P(o | c)`` they give.
+
+    Attributes:
+        target: what the classes are (``lattice_system``, ``crystal_system``).
+        counts: ``{class: {outcome: count}}``.
+        source: how the counts were made (the command, the crystals, the rendering).
+    """
+
+    target: str
+    counts: dict[str, dict[str, int]]
+    source: str = ""
+
+    def likelihoods(self, classes: Sequence[str]) -> np.ndarray:
+        """``P(o | c)`` as ``(len(classes), len(OUTCOMES))``; a class without counts is flat."""
+        out = np.empty((len(classes), len(OUTCOMES)))
+        for i, name in enumerate(classes):
+            row = self.counts.get(name, {})
+            n = np.array([row.get(o, 0) for o in OUTCOMES], dtype=np.float64) + PSEUDO_COUNT
+            out[i] = n / n.sum()
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "counts": self.counts, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OutcomeTable:
+        counts = {str(c): {str(o): int(v) for o, v in r.items()} for c, r in data["counts"].items()}
+        for c, row in counts.items():
+            unknown = set(row) - set(OUTCOMES)
+            if unknown:
+                raise ValueError(
+                    f"outcome table row {c!r} has outcomes {sorted(unknown)}; "
+                    f"allowed: {', '.join(OUTCOMES)}"
+                )
+        return cls(str(data["target"]), counts, str(data.get("source", "")))
+
+
+def packaged_table(target: str) -> OutcomeTable | None:
+    """The packaged table of ``target``, or ``None`` where there is none for it."""
+    text = resources.files("xrdpipe.indexing").joinpath("data", DEFAULT_TABLE).read_text()
+    tables = json.loads(text)["tables"]
+    return OutcomeTable.from_dict(tables[target]) if target in tables else None
+
+
+def combine(
+    probabilities: np.ndarray, outcomes: Sequence[str], table: OutcomeTable, classes: Sequence[str]
+) -> np.ndarray:
+    """``p(c | x, o)`` of each pattern (module docstring): ``(B, K)`` rows summing to 1.
+
+    Args:
+        probabilities: calibrated classifier probabilities ``(B, K)`` over ``classes``.
+        outcomes: each pattern's indexing outcome (one of :data:`OUTCOMES`).
+        table: the outcome counts of the same target.
+        classes: the classifier's class names, in its output order.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != len(classes) or p.shape[0] != len(outcomes):
+        raise ValueError(
+            f"probabilities {p.shape} must be (len(outcomes)={len(outcomes)}, "
+            f"len(classes)={len(classes)})"
+        )
+    bad = sorted(set(outcomes) - set(OUTCOMES))
+    if bad:
+        raise ValueError(f"unknown indexing outcomes {bad}; allowed: {', '.join(OUTCOMES)}")
+    like = table.likelihoods(classes)[:, [OUTCOMES.index(o) for o in outcomes]].T
+    joint = p * like
+    return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-300)

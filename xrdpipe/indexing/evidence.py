@@ -4,10 +4,14 @@ r"""What indexing says about a pattern's lattice, and how that joins a classifie
 index_lines`) is one of :data:`OUTCOMES`: the lattice system of the family with the highest
 figure of merit, when that reaches :data:`MIN_FIGURE_OF_MERIT`, else ``none``. A cubic
 lattice is a special tetragonal, rhombohedral and hexagonal one, so those families index a
-cubic pattern too, often with a figure close to the cubic one's: the outcome is ``cubic``
-whenever the best cubic family reaches :data:`CUBIC_SHARE` of the best figure. ``none``
-is evidence as well: a triclinic, monoclinic or orthorhombic pattern has no cell of these
-families.
+cubic pattern too, often with a figure close to the cubic one's, or higher where a few
+lines let their second free value absorb the noise: the outcome is ``cubic`` when the best
+cubic family reaches :data:`CUBIC_SHARE` of the best figure or
+:data:`CUBIC_FIGURE_OF_MERIT`, or when the best cell has a cubic metric
+(:data:`PSEUDO_CUBIC`). The orthorhombic cell is tried only where none of those families
+reaches the figure (:data:`~xrdpipe.indexing.cells.HIGHER_SYMMETRY_FIGURE`): an orthorhombic
+cell indexes their patterns too. ``none`` is evidence as well: a triclinic or monoclinic
+pattern has no cell of these families.
 
 **The joint answer** (:func:`combine`): with ``P(o | c)``, how often patterns of class ``c``
 give outcome ``o`` (an :class:`OutcomeTable` counted on synthetic crystals rendered like
@@ -24,6 +28,7 @@ outcome rules a class out entirely.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -31,15 +36,31 @@ from typing import Any
 
 import numpy as np
 
-from xrdpipe.indexing.cells import LATTICE_OF_FAMILY, IndexedCell, index_lines
+from xrdpipe.indexing.cells import (
+    HIGHER_SYMMETRY_FIGURE,
+    LATTICE_OF_FAMILY,
+    IndexedCell,
+    index_lines,
+)
 from xrdpipe.indexing.lines import observed_lines
 
-OUTCOMES = ("cubic", "tetragonal", "hexagonal", "rhombohedral", "none")
+OUTCOMES = ("cubic", "tetragonal", "hexagonal", "rhombohedral", "orthorhombic", "none")
 """What indexing can say about a pattern."""
-MIN_FIGURE_OF_MERIT = 8.0
+MIN_FIGURE_OF_MERIT = HIGHER_SYMMETRY_FIGURE
 """The best cell's de Wolff figure of merit needed for an outcome other than ``none``."""
 CUBIC_SHARE = 0.4
-"""The outcome is cubic when the best cubic cell's figure reaches this share of the best."""
+"""The outcome is cubic when the best cubic cell's figure reaches this share of the best..."""
+CUBIC_FIGURE_OF_MERIT = 50.0
+"""... or this figure itself (one free value indexing every line that well is the answer)..."""
+PSEUDO_CUBIC = {
+    "tetragonal": (1.0, math.sqrt(2.0), math.sqrt(0.5)),
+    "rhombohedral": (math.sqrt(6.0), math.sqrt(1.5), math.sqrt(6.0) / 4.0),
+}
+"""... or the best cell's ``c / a`` is one a cubic lattice has in that family's setting
+(tetragonal I with ``sqrt 2`` is cubic F; on hexagonal axes, cubic F, P and I are the
+rhombohedral cells with ``sqrt 6``, ``sqrt 3/2`` and ``sqrt 6 / 4``) ..."""
+METRIC_TOLERANCE = 0.003
+"""... within this relative difference."""
 PSEUDO_COUNT = 0.5
 """Added to each (class, outcome) count of the table."""
 DEFAULT_TABLE = "outcomes.json"
@@ -55,10 +76,17 @@ def indexing_outcome(cells: Mapping[str, IndexedCell | None]) -> tuple[str, Inde
     if best.figure_of_merit < MIN_FIGURE_OF_MERIT:
         return "none", None
     cubic = [c for c in found.values() if LATTICE_OF_FAMILY[c.family] == "cubic"]
-    if cubic:
-        top = max(cubic, key=lambda c: c.figure_of_merit)
-        if top.figure_of_merit >= CUBIC_SHARE * best.figure_of_merit:
-            return "cubic", top
+    top = max(cubic, key=lambda c: c.figure_of_merit) if cubic else None
+    if top is not None and (
+        top.figure_of_merit >= CUBIC_SHARE * best.figure_of_merit
+        or top.figure_of_merit >= CUBIC_FIGURE_OF_MERIT
+    ):
+        return "cubic", top
+    ratio = best.c / best.a
+    if any(
+        abs(ratio / r - 1.0) < METRIC_TOLERANCE for r in PSEUDO_CUBIC.get(best.lattice_system, ())
+    ):
+        return "cubic", best
     return best.lattice_system, best
 
 
@@ -79,9 +107,14 @@ class ScanIndexing:
     def describe(self) -> str:
         """One line for people: ``hexagonal (a 3.209, c 5.211 A, M 41, 12/12 lines)``."""
         if self.cell is None:
-            return f"no cubic, tetragonal, hexagonal or rhombohedral cell ({self.n_lines} lines)"
+            return f"no cell of a lattice above monoclinic ({self.n_lines} lines)"
         c = self.cell
-        edges = f"a {c.a:.4f}" if c.lattice_system == "cubic" else f"a {c.a:.4f}, c {c.c:.4f}"
+        if c.lattice_system == "cubic":
+            edges = f"a {c.a:.4f}"
+        elif c.lattice_system == "orthorhombic":
+            edges = f"a {c.a:.4f}, b {c.b:.4f}, c {c.c:.4f}"
+        else:
+            edges = f"a {c.a:.4f}, c {c.c:.4f}"
         return (
             f"{self.outcome}: {c.family} cell {edges} angstrom, M{c.n_lines} "
             f"{c.figure_of_merit:.0f}, {c.n_indexed}/{c.n_lines} lines, zero {c.zero_deg:+.3f} deg"

@@ -515,6 +515,12 @@ def test_predictions_on_simulated_files_are_right(registry, tmp_path):
     print("\n".join(map(str, report)))  # binary mixtures: see docs/predict.md
     summary = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert len(summary["results"]) == 5 and summary["failed"] == {}
+    # the lattice-system classifier is joined with each file's indexing; the phase model not
+    assert classifier.outcomes is not None and phase.outcomes is None
+    assert all(r.outputs[0].indexing is not None and r.outputs[1].indexing is None for r in results)
+    assert all(isinstance(r["predictions"][0]["indexing"], str) for r in summary["results"])
+    plain, _ = predict_files([files[0][0]], [classifier], indexing=False)
+    assert plain[0].outputs[0].indexing is None
 
 
 def test_cli_batch_goes_on_past_bad_files(registry, tmp_path):

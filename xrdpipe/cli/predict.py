@@ -65,6 +65,13 @@ def predict_command(
         bool,
         typer.Option("--ensemble/--no-ensemble", help="Add same-task versions of other seeds."),
     ] = True,
+    indexing: Annotated[
+        bool,
+        typer.Option(
+            "--indexing/--no-indexing",
+            help="Join a lattice/crystal-system classifier with each scan's powder indexing.",
+        ),
+    ] = True,
     out: Annotated[
         Path, typer.Option("--out", help="Folder for plots and predictions.json.")
     ] = Path("predictions"),
@@ -112,6 +119,7 @@ def predict_command(
         allow_partial=partial,
         out_dir=out,
         on_result=show,
+        indexing=indexing,
     )
     bar.close()
     typer.echo(f"{len(files) - len(failures)} of {len(files)} file(s) predicted; see {out}")

@@ -33,6 +33,13 @@ training distribution" when it fails a test of the rule (too few sharp peaks, to
 too low a calibrated top probability); the reasons are printed. Without them the
 probabilities are the model's own and a note says they are not calibrated.
 
+Indexing (lattice- and crystal-system classifiers, on by default): the file's lines are
+indexed (:mod:`xrdpipe.indexing`: cubic, tetragonal, hexagonal, rhombohedral and
+orthorhombic cells by de Wolff's figure of merit) and each member's calibrated probabilities
+are joined with the outcome through the packaged outcome table (``docs/indexing.md``); the
+cell is printed and its lines drawn. The one-phase flag keeps testing the classifier's own
+probabilities, on which its rule was fitted.
+
 A batch goes on past a bad file; :func:`predict_files` returns the failures beside the
 results and the CLI lists them and exits with code 1.
 """
@@ -108,6 +115,7 @@ class ModelEnsemble:
     names: list[str] = field(default_factory=list)
     calibration: dict[str, Any] = field(default_factory=dict)
     predictor: Any = None  # ClassifierPredictor of a measured-like classifier (its preprocessing)
+    outcomes: Any = None  # OutcomeTable joining indexing with this classifier (None: not joined)
     _references: dict[str, np.ndarray] | None = None
     _reference_note: str | None = None
 
@@ -117,10 +125,14 @@ class ModelEnsemble:
         t = self.calibration.get("temperature")
         return None if t is None else float(t)
 
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, x: np.ndarray, outcomes: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std over members of the outputs for patterns ``(B, n_points)``.
 
-        A classifier's member probabilities are tempered first when a temperature is stored.
+        A classifier's member probabilities are tempered first when a temperature is stored,
+        then, with the patterns' indexing ``outcomes`` and an outcome table, joined with them
+        (:func:`xrdpipe.indexing.combine`).
         """
         from xrdpipe.evaluation.calibration import calibrated_probabilities
         from xrdpipe.training.inference import predict_batched
@@ -129,6 +141,10 @@ class ModelEnsemble:
         if self.kind == "classifier" and self.temperature is not None:
             t = self.temperature
             outputs = [calibrated_probabilities(o, t, are_logits=False) for o in outputs]
+        if outcomes is not None and self.outcomes is not None:
+            from xrdpipe.indexing import combine
+
+            outputs = [combine(o, outcomes, self.outcomes, self.labels) for o in outputs]
         stacked = np.stack(outputs)
         return stacked.mean(axis=0), stacked.std(axis=0)
 
@@ -287,8 +303,15 @@ def load_model_ensemble(
             network, labels, str(config.get("task", "")).replace("-", "_"), grid,
             background=False, metadata=sidecar.get("metadata") or {},
         )  # fmt: skip
+    outcomes = None
+    if kind == "classifier":
+        from xrdpipe.indexing import packaged_table
+
+        table = packaged_table(str(config.get("task", "")).replace("-", "_"))
+        outcomes = table if table is not None and set(labels) <= set(table.counts) else None
     return ModelEnsemble(
         predictor=predictor,
+        outcomes=outcomes,
         name=name,
         kind=kind,
         task=str(config.get("task", kind)),
@@ -324,6 +347,7 @@ class ModelOutput:
     names: list[str] = field(default_factory=list)
     calibrated: bool = False
     flag: list[str] | None = None
+    indexing: Any = None  # the file's ScanIndexing where it was joined with this classifier
 
     def display(self, i: int) -> str:
         """Output ``i`` for people: a phase set's name, else ``<id> <formula>`` (or a class)."""
@@ -353,6 +377,7 @@ class ModelOutput:
                 else {
                     "calibrated": self.calibrated,
                     "one_phase_flag": self.flag,
+                    "indexing": None if self.indexing is None else self.indexing.describe(),
                 }
             ),
         }
@@ -383,14 +408,27 @@ def predict_pattern(
     wavelength: float | None = None,
     background: bool | None = None,
     allow_partial: bool = False,
+    indexing: bool = True,
 ) -> FilePrediction:
     """Read one file and predict it with every model.
+
+    With ``indexing``, a classifier whose task has a packaged outcome table (lattice or
+    crystal system) is joined with the file's indexing (:func:`xrdpipe.indexing.index_scan`,
+    K-alpha1 and K-alpha2 as :func:`xrdpipe.indexing.scan_wavelengths` decides).
 
     Raises:
         MeasuredPatternError: the file cannot be read or does not fit a model's grid.
     """
     pattern = read_pattern(path, wavelength)
-    outputs = []
+    outputs, found, notes = [], None, list(pattern.notes)
+    if indexing and any(m.outcomes is not None for m in models):
+        from xrdpipe.indexing import index_scan, scan_wavelengths
+
+        ka1, ka2, ratio, note = scan_wavelengths(
+            pattern.ka1 or models[0].grid.wavelength, pattern.ka2, pattern.ka2_ratio
+        )
+        found = index_scan(pattern.two_theta, pattern.intensity, ka1, ka2, ratio)
+        notes += [note] if note else []
     for model in models:
         if model.predictor is not None and background is None:  # as its training rendered
             prepared = model.predictor.prepare_full(pattern, allow_partial)
@@ -399,7 +437,9 @@ def predict_pattern(
             prepared = prepare_pattern(
                 pattern, model.grid, background=subtract, allow_partial=allow_partial
             )
-        mean, std = model.predict(prepared.x[None])
+        joined = found if model.outcomes is not None else None
+        mean, std = model.predict(prepared.x[None], None if joined is None else [joined.outcome])
+        own = mean if joined is None else model.predict(prepared.x[None])[0]  # the flag's input
         outputs.append(
             ModelOutput(
                 model.describe(),
@@ -413,10 +453,11 @@ def predict_pattern(
                 prepared,
                 model.names,
                 calibrated=model.temperature is not None,
-                flag=model.one_phase_flag(prepared.x, mean[0]),
+                flag=model.one_phase_flag(prepared.x, own[0]),
+                indexing=joined,
             )
         )
-    return FilePrediction(Path(path), outputs, list(pattern.notes))
+    return FilePrediction(Path(path), outputs, notes)
 
 
 def format_prediction(result: FilePrediction, top: int = 5) -> str:
@@ -442,6 +483,8 @@ def format_prediction(result: FilePrediction, top: int = 5) -> str:
                 )
             elif out.flag is not None:
                 lines.append("    one-phase check: passed")
+            if out.indexing is not None:
+                lines.append(f"    indexing: {out.indexing.describe()} (joined)")
         phase = "phase" if out.names else "phase (COD id, formula)"
         header = phase if out.kind == "phase-fractions" else "class"
         lines.append(f"    {header:<34} {'mean':>7} {'std':>7}")
@@ -455,71 +498,6 @@ def format_prediction(result: FilePrediction, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def plot_prediction(
-    result: FilePrediction, models: Sequence[ModelEnsemble], path: Path
-) -> tuple[Path, list[str]]:
-    """Plot the pattern on the model grid, the a-CNN's CAM and the phases' reference peaks.
-
-    Returns the PNG path and notes (what was omitted).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    notes: list[str] = []
-    fig, (ax, sticks) = plt.subplots(
-        2, 1, figsize=(10, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for out, model in zip(result.outputs, models, strict=True):
-        grid = model.grid.two_theta
-        top = out.ranked()[0]
-        ax.plot(grid, out.prepared.x, lw=0.8, label=f"measured on {model.name} grid")
-        if out.kind == "classifier":
-            cam = model.cam(out.prepared.x, top)
-            if cam is None:
-                notes.append(f"no CAM: {model.name} is not an a-CNN")
-                continue
-            scaled = cam / max(float(np.abs(cam).max()), 1e-12)
-            ax.fill_between(
-                grid,
-                0,
-                scaled.clip(min=0),
-                color="tab:red",
-                alpha=0.25,
-                label=f"CAM of {out.labels[top]} ({out.mean[top]:.2f})",
-            )
-        else:
-            references, why = model.reference_peaks()
-            if why:
-                notes.append(why)
-            k = 0
-            for i in out.ranked():
-                if out.mean[i] < SHOWN_FRACTION or out.labels[i] not in references:
-                    continue
-                name = out.display(i)
-                sticks.vlines(
-                    references[out.labels[i]],
-                    k,
-                    k + 0.8,
-                    color=colours[k % len(colours)],
-                    lw=1,
-                    label=f"{name}: {out.mean[i]:.2f} +- {out.std[i]:.2f}",
-                )
-                k += 1
-            if k:
-                sticks.legend(fontsize=7, loc="upper right")
-    ax.set(ylabel="normalised intensity", title=result.path.name)
-    ax.legend(fontsize=7, loc="upper right")
-    sticks.set(xlabel="two-theta (deg, model wavelength)", yticks=[], ylabel="phases")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path, notes
-
-
 def predict_files(
     paths: Sequence[str | Path],
     models: Sequence[ModelEnsemble],
@@ -529,6 +507,7 @@ def predict_files(
     allow_partial: bool = False,
     out_dir: Path | None = None,
     on_result: Any = None,
+    indexing: bool = True,
 ) -> tuple[list[FilePrediction], dict[str, str]]:
     """Predict a batch of files, going on past bad ones.
 
@@ -539,6 +518,7 @@ def predict_files(
         background: subtract a rolling-minimum background (``None``: for classifiers only).
         allow_partial: accept patterns covering part of a model's range.
         out_dir: where ``<stem>.png`` plots and ``predictions.json`` go (``None``: nowhere).
+        indexing: join classifiers with each file's indexing (:func:`predict_pattern`).
         on_result: called with each :class:`FilePrediction` or ``(path, error)``.
 
     Returns:
@@ -554,8 +534,11 @@ def predict_files(
                 wavelength=wavelength,
                 background=background,
                 allow_partial=allow_partial,
+                indexing=indexing,
             )
             if out_dir is not None:
+                from xrdpipe.stages.predict_plot import plot_prediction
+
                 result.plot, notes = plot_prediction(
                     result, models, Path(out_dir) / f"{Path(path).stem}.png"
                 )

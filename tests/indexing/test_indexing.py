@@ -24,6 +24,7 @@ from xrdpipe.indexing import (
     indexing_outcome,
     observed_lines,
     packaged_table,
+    scan_wavelengths,
 )
 from xrdpipe.indexing.cells import reflection_table
 from xrdpipe.indexing.lines import strip_ka2
@@ -173,3 +174,10 @@ def test_the_packaged_table_covers_the_classes():
         assert like.sum(axis=1) == pytest.approx(np.ones(len(classes)))
         low = [list(classes).index(c) for c in ("triclinic", "monoclinic")]
         assert (like[low, OUTCOMES.index("none")] > 0.8).all()
+
+
+def test_scan_wavelengths_assume_the_copper_doublet_only_for_copper():
+    assert scan_wavelengths(1.54056, 1.54439, 0.52) == (1.54056, 1.54439, 0.52, None)
+    ka1, ka2, ratio, note = scan_wavelengths(1.5418, None, None)  # a two-column Cu file
+    assert (ka1, ka2, ratio) == (1.54056, 1.54439, 0.5) and "assumed the Cu K-alpha" in note
+    assert scan_wavelengths(0.70930, None, None) == (0.70930, None, 0.0, None)  # Mo, as given

@@ -166,6 +166,16 @@ def test_measured_like_training_and_the_predictor(tiny_synthetic_store, tmp_path
     assert result.config["preprocess"]["wavelength"] == render.ka1  # the doublet's K-alpha1
     test_ids = set(result.config["data"]["test_materials"])
     assert len(test_ids) >= 2 and result.input_example.shape == (2, 701)
+    # temperature and flag rule fitted on validation, stored for predict (config and checkpoint)
+    calibration = result.config["calibration"]
+    assert calibration == result.extra["checkpoint_metadata"]["calibration"]
+    assert 0.05 <= calibration["temperature"] <= 20.0
+    assert set(calibration["flag_rule"]["thresholds"]) == {
+        "sharpness",
+        "n_peaks",
+        "max_probability",
+    }
+    assert calibration["flag_rule"]["n_validation"] == result.config["data"]["n_validation"]
 
     path = save_checkpoint(
         tmp_path / "model", result.model, metadata=result.extra["checkpoint_metadata"]

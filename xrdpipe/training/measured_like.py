@@ -326,6 +326,35 @@ def _held_out_set(
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def validation_calibration(
+    x_va: np.ndarray, val_logits: np.ndarray, y_va: np.ndarray, profile: ProfileConfig
+) -> dict[str, Any]:
+    """The temperature and one-phase flag rule of a trained classifier, from validation.
+
+    The temperature minimises the validation NLL (:func:`~xrdpipe.evaluation.calibration.
+    fit_temperature`); the flag rule's thresholds are quantiles of the validation patterns'
+    ``sharpness``, ``n_peaks`` and calibrated ``max_probability`` (the tests ``predict`` can
+    run from probabilities; :func:`~xrdpipe.evaluation.ood.fit_flag_rule`). The validation
+    patterns are renders of held-out materials, never of training ones.
+    """
+    from xrdpipe.evaluation.calibration import fit_temperature
+    from xrdpipe.evaluation.ood import fit_flag_rule, one_phase_scores
+
+    temperature = fit_temperature(val_logits, y_va)
+    step = (profile.two_theta_max - profile.two_theta_min) / (profile.n_points - 1)
+    scores = one_phase_scores(x_va, step, logits=val_logits, temperature=temperature)
+    rule = fit_flag_rule(scores, tests=("sharpness", "n_peaks", "max_probability"))
+    return {
+        "temperature": float(temperature),
+        "flag_rule": {
+            "thresholds": {k: float(v) for k, v in rule.thresholds.items()},
+            "alpha": float(rule.alpha),
+            "n_validation": int(rule.n_validation),
+        },
+        "fitted_on": f"{len(y_va)} validation patterns of held-out materials",
+    }
+
+
 def train_measured_like(
     store_path: store.StorePath,
     subset_config: SubsetConfig,
@@ -430,6 +459,8 @@ def train_measured_like(
     )
     model.eval()
     val_logits = predict_batched(model, x_va, 512, dev).numpy()
+    calibration = validation_calibration(x_va, val_logits, y_va, profile)
+    checkpoint_metadata["calibration"] = calibration  # what predict tempers and flags by
     logits = predict_batched(model, x_te, 512, dev).numpy()
     y_pred = logits.argmax(axis=1)
     labels_idx = list(range(len(class_names)))
@@ -476,6 +507,7 @@ def train_measured_like(
             "test_materials": [str(i) for i in materials["cod_id"].to_numpy()[m_te]],
         },
         "store": identity,
+        "calibration": calibration,
     }  # fmt: skip
     return ClassifierResult(
         target=target,
@@ -506,6 +538,7 @@ __all__ = [
     "NORMALISATION",
     "MeasuredLikeSampler",
     "build_network",
+    "validation_calibration",
     "load_peak_lists",
     "preprocess_metadata",
     "render_profile",

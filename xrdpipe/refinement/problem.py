@@ -27,6 +27,7 @@ from xrdpipe.refinement.model import (
     DERIVATIVE_STEP,
     Lines,
     LineSettings,
+    asymmetry_angle_factor,
     background_basis,
     line_widths,
     line_windows,
@@ -121,6 +122,7 @@ class Problem:
             float(theta[ParameterLayout.DISPLACEMENT]),
             self.settings,
             self.axes[p],
+            self.layout.asymmetry(theta),
         )
 
     def phase_column(
@@ -132,14 +134,16 @@ class Problem:
         chain rule of :mod:`xrdpipe.refinement.model` (windows times per-line factors).
         """
         lines = self.lines(theta, p)
-        values, windows = line_windows(self.two_theta, lines, derivatives)
+        asymmetry = lines.asymmetric or bool(self.layout.free[list(self.layout.ASYMMETRY)].any())
+        values, windows = line_windows(self.two_theta, lines, derivatives, asymmetry)
         column = values @ lines.intensity
         if windows is None:
             return column, None
         n_lines = len(lines.position)
+        n_blocks = windows.shape[1] // max(n_lines, 1)
         deps = self.layout.dependencies(p)
         intensity_terms = np.zeros((n_lines, len(deps)))
-        shape_terms = np.zeros((3 * n_lines, len(deps)))
+        shape_terms = np.zeros((n_blocks * n_lines, len(deps)))
         width_index = {int(i): j for j, i in enumerate(self.layout.phase_widths[p])}
         for k, index in enumerate(deps):
             if not self.layout.free[index]:
@@ -147,7 +151,7 @@ class Problem:
             change = self._line_derivative(theta, p, int(index), lines, width_index)
             if change[0] is not None:
                 intensity_terms[:, k] = change[0]
-            for block, term in enumerate(change[1:]):
+            for block, term in enumerate(change[1 : n_blocks + 1]):
                 if term is not None:
                     shape_terms[block * n_lines : (block + 1) * n_lines, k] = lines.intensity * term
         return column, values @ intensity_terms + windows @ shape_terms
@@ -155,18 +159,24 @@ class Problem:
     def _line_derivative(
         self, theta: np.ndarray, p: int, index: int, lines: Lines, width_index: dict[int, int]
     ) -> tuple[np.ndarray | None, ...]:
-        """``(dI, dposition, dGamma, deta)`` per line for entry ``index`` (None: zero).
+        """``(dI, dposition, dGamma, deta, da, db)`` per line for entry ``index`` (None: zero).
 
         Zero shift and displacement move positions only (``1`` and ``-2 cos(theta) / R``,
-        the displacement shift per mm); widths change ``Gamma`` and ``eta`` only (central
+        the displacement shift per mm); the asymmetry's ``P_1``, ``P_2`` move ``a``, ``b``
+        only (``1 / tan(2theta_j)``); widths change ``Gamma`` and ``eta`` only (central
         differences of :func:`~xrdpipe.refinement.model.line_widths`); lattice values and
         ratios by central differences of all the lines.
         """
         if index == ParameterLayout.ZERO:
-            return None, np.ones_like(lines.position), None, None
+            return None, np.ones_like(lines.position), None, None, None, None
         if index == ParameterLayout.DISPLACEMENT:
             radius = self.settings.goniometer_radius_mm
-            return None, displacement_shift_deg(lines.bragg, 1.0, radius), None, None
+            shift = displacement_shift_deg(lines.bragg, 1.0, radius)
+            return None, shift, None, None, None, None
+        if index in ParameterLayout.ASYMMETRY:
+            angle = asymmetry_angle_factor(lines.bragg)
+            first = index == ParameterLayout.ASYMMETRY[0]
+            return None, None, None, None, angle if first else None, None if first else angle
         kind = self.layout.kinds[index]
         step = DERIVATIVE_STEP[kind] * (abs(theta[index]) if kind == "lattice" else 1.0)
         scale = 1.0 / (2.0 * step)
@@ -179,14 +189,14 @@ class Problem:
                 line_widths(lines.bragg, up),
                 line_widths(lines.bragg, down),
             )
-            return None, None, (g_hi - g_lo) * scale, (e_hi - e_lo) * scale
+            return None, None, (g_hi - g_lo) * scale, (e_hi - e_lo) * scale, None, None
         up, down = theta.copy(), theta.copy()
         up[index] += step
         down[index] -= step
         hi, lo = self.lines(up, p), self.lines(down, p)
         return tuple(
             (getattr(hi, name) - getattr(lo, name)) * scale
-            for name in ("intensity", "position", "fwhm", "eta")
+            for name in ("intensity", "position", "fwhm", "eta", "asymmetry_a", "asymmetry_b")
         )
 
     # --- variable projection ----------------------------------------------------------------

@@ -34,11 +34,15 @@ Each line is evaluated on a window of ``WINDOW_FWHM`` FWHMs either side of its c
 Lorentzian area beyond is ``(2/pi) atan(1/(2 WINDOW_FWHM))`` of the line, 1.3 % at 25, a
 smooth remainder the Chebyshev background absorbs). A phase's column and its derivatives
 come from sparse products: the windows of ``pV`` and of ``dpV/d(2theta_obs)``,
-``dpV/dGamma`` and ``dpV/deta`` (analytic, over ``DERIVATIVE_WINDOW_FWHM``; with the
-asymmetry also ``dpV/da`` and ``dpV/db``) as the columns of CSC matrices, times the
-per-line chain-rule factors (``dI/dtheta``, ``I d2theta_obs/dtheta``, ``I dGamma/dtheta``,
-``I deta/dtheta``, ``I da/dtheta``, ``I db/dtheta``: analytic for the zero shift, the
-displacement and ``P_1, P_2``, central differences of the per-line scalars otherwise).
+``dpV/dGamma`` and ``dpV/deta`` (analytic, over ``DERIVATIVE_WINDOW_FWHM``; of ``pV A``
+for asymmetric lines) as the columns of CSC matrices, times the per-line chain-rule
+factors (``dI/dtheta``, ``I d2theta_obs/dtheta``, ``I dGamma/dtheta``, ``I deta/dtheta``:
+analytic for the zero shift and the displacement, central differences of the per-line
+scalars otherwise); ``P_1`` and ``P_2`` by the windows of ``pV F_a`` and ``pV F_b``
+(:func:`asymmetry_windows`) times ``I / tan 2theta_j``. The change of a line's ``a, b``
+with the cell (through ``tan 2theta_j``) is left out of the cell's derivatives: it is
+``P d(cot 2theta)`` against the line's move of a FWHM fraction, below the Jacobian's
+accuracy (Kaufman's approximation, 15-FWHM windows).
 """
 
 from __future__ import annotations
@@ -376,22 +380,15 @@ def _windows(
 
 
 def line_windows(
-    two_theta: np.ndarray, lines: Lines, derivatives: bool = True, asymmetry: bool = False
+    two_theta: np.ndarray, lines: Lines, derivatives: bool = True
 ) -> tuple[sparse.csc_matrix, sparse.csc_matrix | None]:
     """The lines' windows on the grid: ``pV A`` and (optionally) its derivatives, CSC.
 
-    Args:
-        two_theta: the grid, degrees.
-        lines: the lines.
-        derivatives: also the derivative windows.
-        asymmetry: also the derivatives by the asymmetry coefficients ``a`` and ``b`` (the
-            profile is asymmetric whenever ``lines.asymmetric``, whatever this says).
-
     Returns:
         ``(n_points, n_lines)`` ``pV A`` over :data:`WINDOW_FWHM` FWHMs either side, and
-        ``(n_points, m n_lines)`` ``[d/dcentre | d/dGamma | d/deta]`` (``m = 3``) or with
-        ``| d/da | d/db`` (``m = 5``, with ``asymmetry``) over
-        :data:`DERIVATIVE_WINDOW_FWHM` (None without ``derivatives``).
+        ``(n_points, 3 n_lines)`` ``[d/dcentre | d/dGamma | d/deta]`` over
+        :data:`DERIVATIVE_WINDOW_FWHM` (None without ``derivatives``). ``A = 1`` unless
+        ``lines.asymmetric``.
     """
     n, n_lines = len(two_theta), len(lines.position)
     rows, owner, indptr = _windows(two_theta, lines, WINDOW_FWHM)
@@ -405,23 +402,38 @@ def line_windows(
         return values, None
     rows, owner, indptr = _windows(two_theta, lines, DERIVATIVE_WINDOW_FWHM)
     offset = two_theta[rows] - lines.position[owner]
-    if asymmetry or lines.asymmetric:
-        blocks = asymmetric_pseudo_voigt_derivatives(
-            offset,
-            lines.fwhm[owner],
-            lines.eta[owner],
-            lines.asymmetry_a[owner],
-            lines.asymmetry_b[owner],
-        )
-        blocks = blocks if asymmetry else blocks[:3]
-    else:
-        blocks = pseudo_voigt_derivatives(offset, lines.fwhm[owner], lines.eta[owner])
-    m, total = len(blocks), int(indptr[-1])
-    pointers = np.concatenate([indptr[:-1] + k * total for k in range(m)] + [[m * total]])
+    fwhm, eta = lines.fwhm[owner], lines.eta[owner]
+    blocks = pseudo_voigt_derivatives(offset, fwhm, eta)
+    if lines.asymmetric:  # A = 1 beyond ASYMMETRY_CUT_FWHM: the symmetric derivatives there
+        near = np.abs(offset) < ASYMMETRY_CUT_FWHM * fwhm
+        a, b = lines.asymmetry_a[owner][near], lines.asymmetry_b[owner][near]
+        exact = asymmetric_pseudo_voigt_derivatives(offset[near], fwhm[near], eta[near], a, b)
+        for block, value_near in zip(blocks, exact[:3], strict=True):
+            block[near] = value_near
+    total = int(indptr[-1])
+    pointers = np.concatenate([indptr[:-1] + k * total for k in range(3)] + [[3 * total]])
     derivative = sparse.csc_matrix(
-        (np.concatenate(blocks), np.tile(rows, m), pointers), shape=(n, m * n_lines)
+        (np.concatenate(blocks), np.tile(rows, 3), pointers), shape=(n, 3 * n_lines)
     )
     return values, derivative
+
+
+def asymmetry_windows(
+    two_theta: np.ndarray, lines: Lines
+) -> tuple[sparse.csc_matrix, sparse.csc_matrix]:
+    """``d(pV A)/da = pV F_a`` and ``d(pV A)/db = pV F_b`` of each line, ``(n_points, n_lines)``.
+
+    Over :data:`ASYMMETRY_CUT_FWHM` FWHMs either side (``F_a``, ``F_b`` vanish beyond).
+    """
+    n, n_lines = len(two_theta), len(lines.position)
+    rows, owner, indptr = _windows(two_theta, lines, ASYMMETRY_CUT_FWHM)
+    offset = two_theta[rows] - lines.position[owner]
+    fwhm = lines.fwhm[owner]
+    value = pseudo_voigt_area(offset, fwhm, lines.eta[owner])
+    fa, fb, _, _ = hermite_asymmetry(offset / fwhm)
+    return tuple(  # type: ignore[return-value]
+        sparse.csc_matrix((value * f, rows, indptr), shape=(n, n_lines)) for f in (fa, fb)
+    )
 
 
 def background_basis(two_theta: np.ndarray, order: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from xrdpipe.refinement.model import (
     Lines,
     LineSettings,
     asymmetry_angle_factor,
+    asymmetry_windows,
     background_basis,
     line_widths,
     line_windows,
@@ -134,49 +135,52 @@ class Problem:
         chain rule of :mod:`xrdpipe.refinement.model` (windows times per-line factors).
         """
         lines = self.lines(theta, p)
-        asymmetry = lines.asymmetric or bool(self.layout.free[list(self.layout.ASYMMETRY)].any())
-        values, windows = line_windows(self.two_theta, lines, derivatives, asymmetry)
+        values, windows = line_windows(self.two_theta, lines, derivatives)
         column = values @ lines.intensity
         if windows is None:
             return column, None
         n_lines = len(lines.position)
-        n_blocks = windows.shape[1] // max(n_lines, 1)
         deps = self.layout.dependencies(p)
         intensity_terms = np.zeros((n_lines, len(deps)))
-        shape_terms = np.zeros((n_blocks * n_lines, len(deps)))
+        shape_terms = np.zeros((3 * n_lines, len(deps)))
         width_index = {int(i): j for j, i in enumerate(self.layout.phase_widths[p])}
+        asymmetric = []
         for k, index in enumerate(deps):
             if not self.layout.free[index]:
+                continue
+            if index in ParameterLayout.ASYMMETRY:
+                asymmetric.append(k)
                 continue
             change = self._line_derivative(theta, p, int(index), lines, width_index)
             if change[0] is not None:
                 intensity_terms[:, k] = change[0]
-            for block, term in enumerate(change[1 : n_blocks + 1]):
+            for block, term in enumerate(change[1:]):
                 if term is not None:
                     shape_terms[block * n_lines : (block + 1) * n_lines, k] = lines.intensity * term
-        return column, values @ intensity_terms + windows @ shape_terms
+        derivative = values @ intensity_terms + windows @ shape_terms
+        if asymmetric:  # d/dP: the windows of pV F_a, pV F_b times I / tan(2theta_j)
+            by_p = asymmetry_windows(self.two_theta, lines)
+            factor = lines.intensity * asymmetry_angle_factor(lines.bragg)
+            for k in asymmetric:
+                derivative[:, k] = by_p[ParameterLayout.ASYMMETRY.index(int(deps[k]))] @ factor
+        return column, derivative
 
     def _line_derivative(
         self, theta: np.ndarray, p: int, index: int, lines: Lines, width_index: dict[int, int]
     ) -> tuple[np.ndarray | None, ...]:
-        """``(dI, dposition, dGamma, deta, da, db)`` per line for entry ``index`` (None: zero).
+        """``(dI, dposition, dGamma, deta)`` per line for entry ``index`` (None: zero).
 
         Zero shift and displacement move positions only (``1`` and ``-2 cos(theta) / R``,
-        the displacement shift per mm); the asymmetry's ``P_1``, ``P_2`` move ``a``, ``b``
-        only (``1 / tan(2theta_j)``); widths change ``Gamma`` and ``eta`` only (central
+        the displacement shift per mm); widths change ``Gamma`` and ``eta`` only (central
         differences of :func:`~xrdpipe.refinement.model.line_widths`); lattice values and
-        ratios by central differences of all the lines.
+        ratios by central differences of all the lines (the asymmetry's ``P_1, P_2``:
+        :meth:`phase_column`).
         """
         if index == ParameterLayout.ZERO:
-            return None, np.ones_like(lines.position), None, None, None, None
+            return None, np.ones_like(lines.position), None, None
         if index == ParameterLayout.DISPLACEMENT:
             radius = self.settings.goniometer_radius_mm
-            shift = displacement_shift_deg(lines.bragg, 1.0, radius)
-            return None, shift, None, None, None, None
-        if index in ParameterLayout.ASYMMETRY:
-            angle = asymmetry_angle_factor(lines.bragg)
-            first = index == ParameterLayout.ASYMMETRY[0]
-            return None, None, None, None, angle if first else None, None if first else angle
+            return None, displacement_shift_deg(lines.bragg, 1.0, radius), None, None
         kind = self.layout.kinds[index]
         step = DERIVATIVE_STEP[kind] * (abs(theta[index]) if kind == "lattice" else 1.0)
         scale = 1.0 / (2.0 * step)
@@ -189,14 +193,14 @@ class Problem:
                 line_widths(lines.bragg, up),
                 line_widths(lines.bragg, down),
             )
-            return None, None, (g_hi - g_lo) * scale, (e_hi - e_lo) * scale, None, None
+            return None, None, (g_hi - g_lo) * scale, (e_hi - e_lo) * scale
         up, down = theta.copy(), theta.copy()
         up[index] += step
         down[index] -= step
         hi, lo = self.lines(up, p), self.lines(down, p)
         return tuple(
             (getattr(hi, name) - getattr(lo, name)) * scale
-            for name in ("intensity", "position", "fwhm", "eta", "asymmetry_a", "asymmetry_b")
+            for name in ("intensity", "position", "fwhm", "eta")
         )
 
     # --- variable projection ----------------------------------------------------------------

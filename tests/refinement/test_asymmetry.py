@@ -20,6 +20,7 @@ from xrdpipe.refinement.model import (
     asymmetric_pseudo_voigt_derivatives,
     asymmetry_angle_factor,
     asymmetry_factor,
+    hermite_asymmetry,
     pseudo_voigt_area,
 )
 from xrdpipe.refinement.parameters import ParameterLayout, build_layout
@@ -45,6 +46,8 @@ def test_asymmetric_profile_against_a_hand_computed_example():
     np.testing.assert_allclose(factor, [0.649540, 1.0, 1.350460, 1.220728], atol=2e-6)
     value = pseudo_voigt_area(offset, fwhm, eta) * factor
     np.testing.assert_allclose(value, [2.559279, 7.880285, 5.321006, 1.135513], atol=5e-6)
+    fused = pseudo_voigt_area(offset, fwhm, eta, (np.full(4, 0.2), np.full(4, -0.05)))
+    np.testing.assert_allclose(fused, value, rtol=1e-14)
     # a = P_1 / tan(2theta): at 2theta = 30 degrees, 1 / tan 30 = sqrt(3)
     assert asymmetry_angle_factor(np.array([30.0]))[0] == pytest.approx(math.sqrt(3), rel=1e-12)
     assert asymmetry_angle_factor(np.array([120.0]))[0] == pytest.approx(-1 / math.sqrt(3))
@@ -67,9 +70,10 @@ def test_asymmetric_derivatives_match_finite_differences():
     offset = np.linspace(-2, 2, 40001)
     g, eta, a, b = 0.2, 0.4, 0.3, -0.05
 
-    def profile(u, g, eta, a, b):
+    def profile(u, g, eta, a, b):  # the formula without the 4-FWHM cut of the model
+        fa, fb, _, _ = hermite_asymmetry(u / g)
         width = np.full_like(u, g)
-        return pseudo_voigt_area(u, width, np.full_like(u, eta)) * asymmetry_factor(u, width, a, b)
+        return pseudo_voigt_area(u, width, np.full_like(u, eta)) * (1 + a * fa + b * fb)
 
     analytic = asymmetric_pseudo_voigt_derivatives(offset, g, eta, a, b)
     h = 1e-6

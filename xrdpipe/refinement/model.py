@@ -91,8 +91,9 @@ esds."""
 WIDTH_NAMES = ("U", "V", "W", "X", "Y")
 """TCH widths: Caglioti U, V, W (deg^2) and Lorentzian X, Y (degrees)."""
 
-ASYMMETRY_CUT_FWHM = 5.0
-"""FWHMs beyond which ``A(z) = 1`` (``|F_b(5)| < 2e-8``)."""
+ASYMMETRY_CUT_FWHM = GAUSS_CUT_FWHM
+"""FWHMs beyond which ``A(z) = 1``: ``|F_b(4)| = 5e-5``, on a profile that is there below
+1.5 % of its height (``pV`` within the Gaussian's cut, one mask for both)."""
 
 DERIVATIVE_STEP = {"lattice": 1e-5, "width": 1e-6, "global": 1e-5, "ratio": 1e-5}
 """Central-difference steps of the per-line scalars (relative for lattice values)."""
@@ -293,13 +294,19 @@ def phase_lines(
     )
 
 
-def pseudo_voigt_area(offset: np.ndarray, fwhm: np.ndarray, eta: np.ndarray) -> np.ndarray:
+def pseudo_voigt_area(
+    offset: np.ndarray,
+    fwhm: np.ndarray,
+    eta: np.ndarray,
+    asymmetry: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """The engine's unit-area pseudo-Voigt (module docstring, step 6), per degree.
 
     Equal to ``h * pseudo_voigt_height_profile(offset, fwhm, eta')`` (the physics module's
     shape); evaluated as ``eta L + (1 - eta) G`` with the Gaussian only within
     :data:`GAUSS_CUT_FWHM` FWHMs (beyond, ``G < 1e-17`` of its height): the far windows
-    cost a division each, not an exponential.
+    cost a division each, not an exponential. With ``asymmetry = (a, b)`` (per point), times
+    :func:`asymmetry_factor` within the same FWHMs (step 7).
     """
     z2 = 4.0 * offset * offset / (fwhm * fwhm)
     value = eta * (LORENTZ_AREA / fwhm) / (1.0 + z2)
@@ -307,6 +314,10 @@ def pseudo_voigt_area(offset: np.ndarray, fwhm: np.ndarray, eta: np.ndarray) -> 
     fwhm_near = np.broadcast_to(fwhm, z2.shape)[near]
     eta_near = np.broadcast_to(eta, z2.shape)[near]
     value[near] += (1.0 - eta_near) * (GAUSS_AREA / fwhm_near) * np.exp(-LN2 * z2[near])
+    if asymmetry is not None:
+        fa, fb, _, _ = hermite_asymmetry(offset[near] / fwhm_near)
+        a, b = (np.broadcast_to(c, z2.shape)[near] for c in asymmetry)
+        value[near] *= 1.0 + a * fa + b * fb
     return value
 
 
@@ -393,10 +404,8 @@ def line_windows(
     n, n_lines = len(two_theta), len(lines.position)
     rows, owner, indptr = _windows(two_theta, lines, WINDOW_FWHM)
     offset = two_theta[rows] - lines.position[owner]
-    value = pseudo_voigt_area(offset, lines.fwhm[owner], lines.eta[owner])
-    if lines.asymmetric:
-        a, b = lines.asymmetry_a[owner], lines.asymmetry_b[owner]
-        value *= asymmetry_factor(offset, lines.fwhm[owner], a, b)
+    asymmetry = (lines.asymmetry_a[owner], lines.asymmetry_b[owner]) if lines.asymmetric else None
+    value = pseudo_voigt_area(offset, lines.fwhm[owner], lines.eta[owner], asymmetry)
     values = sparse.csc_matrix((value, rows, indptr), shape=(n, n_lines))
     if not derivatives:
         return values, None

@@ -464,7 +464,7 @@ def _orientation_search(
     previous = dict(zip(problem.layout.names, theta.tolist(), strict=True))
     base = float(np.sum(problem.evaluate(theta).residual ** 2))
     n_points = len(two_theta)
-    dof = max(n_points - len(problem.layout.names) - len(kept) - options.background_order, 1)
+    dof = max(n_points - problem.layout.n_counted - len(kept) - options.background_order, 1)
     chosen: dict[str, tuple[int, int, int]] = {}
     for p, phase in enumerate(kept):
         if fractions[p] < options.orientation_min_fraction or phase.name in options.march_dollase:

@@ -315,9 +315,8 @@ def pseudo_voigt_area(
     eta_near = np.broadcast_to(eta, z2.shape)[near]
     value[near] += (1.0 - eta_near) * (GAUSS_AREA / fwhm_near) * np.exp(-LN2 * z2[near])
     if asymmetry is not None:
-        fa, fb, _, _ = hermite_asymmetry(offset[near] / fwhm_near)
         a, b = (np.broadcast_to(c, z2.shape)[near] for c in asymmetry)
-        value[near] *= 1.0 + a * fa + b * fb
+        value[near] *= asymmetry_factor(offset[near], fwhm_near, a, b)
     return value
 
 

@@ -159,6 +159,16 @@ class ParameterLayout:
         """``(P_1, P_2)`` at the vector ``theta``."""
         return float(theta[self.ASYMMETRY[0]]), float(theta[self.ASYMMETRY[1]])
 
+    @property
+    def n_counted(self) -> int:
+        """Entries counted in the search's degrees of freedom: all, the asymmetry if free.
+
+        (Held cells and widths count, as they always have; a held asymmetry does not, so a
+        fit with it held at 0 is the fit without it.)
+        """
+        held = sum(not self.free[i] for i in self.ASYMMETRY)
+        return len(self.names) - held
+
     def dependencies(self, p: int) -> np.ndarray:
         """Indices of every entry that moves phase ``p``'s lines."""
         ratio = self.phase_ratio[p]

@@ -111,7 +111,7 @@ def _fit_state(
         "widths": _median_widths(problem, theta),
         "asymmetry": problem.layout.asymmetry(theta),
     }
-    return state, problem.evaluate(theta).columns, len(problem.layout.names)
+    return state, problem.evaluate(theta).columns, problem.layout.n_counted
 
 
 def _median_widths(problem: Problem, theta: np.ndarray) -> tuple[float, ...]:
@@ -244,7 +244,7 @@ def fitted_gains(
     evaluation = problem.evaluate(theta)
     columns = evaluation.columns
     n_points = len(problem.two_theta)
-    n_params = len(problem.layout.names) + columns.shape[1] + problem.background.shape[1]
+    n_params = problem.layout.n_counted + columns.shape[1] + problem.background.shape[1]
     dof = max(n_points - n_params, 1)
     widths = _median_widths(problem, theta)
     out = []

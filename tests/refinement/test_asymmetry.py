@@ -124,7 +124,7 @@ def test_jacobian_with_asymmetry_matches_finite_differences(mixture_phases):
     derivative tails beyond the 15-FWHM windows hold up to 4 % of the column here (Si's X;
     the same without the asymmetry).
     """
-    options = RefinementOptions(widths="per_phase", background_order=3)
+    options = RefinementOptions(widths="per_phase", background_order=3, refine_asymmetry=True)
     two_theta, expected, _, theta = rendered(mixture_phases, options, PLANTED_VALUES, [1, 1, 1])
     layout = build_layout(mixture_phases, options)
     problem = Problem(two_theta, expected, mixture_phases, layout, LineSettings(), 3, [None] * 3)
@@ -150,7 +150,9 @@ def test_recovers_a_planted_asymmetry(seed, mixture_phases):
     asymmetry leaves chi^2 > 1.4 (seen 1.66-1.70; with it 1.02-1.08). At 1e4 counts the
     same asymmetry is found with esds of 0.017 and 0.003 (chi^2 1.06-1.12 without it).
     """
-    options = RefinementOptions(background_order=3, fixed_lattice=(MIXTURE_IDS[0],))
+    options = RefinementOptions(
+        background_order=3, fixed_lattice=(MIXTURE_IDS[0],), refine_asymmetry=True
+    )
     two_theta, expected, _, _ = rendered(
         mixture_phases, options, PLANTED_VALUES, [1, 1, 1], peak=1e5
     )

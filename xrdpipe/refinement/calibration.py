@@ -168,7 +168,10 @@ def calibrate(
     lo, hi = float(np.min(two_theta)), float(np.max(two_theta))
     phase = phase_from_structure(structure, name, (lo, hi))
     options = RefinementOptions(
-        widths="shared", background_order=background_order, fixed_lattice=(name,)
+        widths="shared",
+        background_order=background_order,
+        fixed_lattice=(name,),
+        refine_asymmetry=True,
     )
     result = refine(two_theta, intensity, [phase], settings, options, widths=DEFAULT_WIDTHS)
     fitted = result.phases[0]

@@ -62,7 +62,10 @@ class RefinementOptions:
         refine_displacement: refine the sample displacement.
         refine_asymmetry: refine the axial-divergence asymmetry ``P_1, P_2`` (an
             instrument property; :func:`~xrdpipe.refinement.model.asymmetry_factor`) in
-            the last stage; else hold its start (0: symmetric lines).
+            the last stage; else hold its start (0: symmetric lines). Off by default: on
+            the independent benchmark it changed no answer and cost +20-45 % per scan
+            (docs/refinement.md); :func:`~xrdpipe.refinement.calibration.calibrate`
+            refines it.
         refine_lattice: refine each phase's free lattice parameters.
         refine_widths: refine the widths; ``instrument_widths_fixed`` holds U, V, W only
             (e.g. from a calibration) while X, Y still refine.
@@ -99,7 +102,7 @@ class RefinementOptions:
     background_order: int = 4
     refine_zero: bool = True
     refine_displacement: bool = True
-    refine_asymmetry: bool = True
+    refine_asymmetry: bool = False
     refine_lattice: bool = True
     refine_widths: bool = True
     instrument_widths_fixed: bool = False

@@ -4,10 +4,13 @@ The standard's lattice is held at its certified value, so every peak shift is th
 instrument's and the mounting's: the fit (:func:`xrdpipe.refinement.refine`, one phase, all
 widths refined) returns the zero shift, the standard's sample displacement, the Caglioti
 ``U, V, W`` and the Lorentzian ``X, Y`` (the instrument's own Lorentzian broadening plus the
-standard's, small for SRM 660). :meth:`Calibration.profile_config` writes them into the
-engine's :class:`~xrdpipe.patterns.config.ProfileConfig` (fixed ranges ``(v, v)``: widen
-them for training); :meth:`Calibration.start` gives starting values for refinements of
-samples on the same instrument.
+standard's, small for SRM 660) and the axial-divergence asymmetry ``P_1, P_2``
+(:func:`~xrdpipe.refinement.model.asymmetry_factor`).
+:meth:`Calibration.profile_config` writes the zero and widths into the engine's
+:class:`~xrdpipe.patterns.config.ProfileConfig` (fixed ranges ``(v, v)``: widen them for
+training); the engine draws symmetric lines, so the asymmetry is not written there.
+:meth:`Calibration.start` gives starting values, the asymmetry included, for refinements
+of samples on the same instrument.
 
 The LaB6 standard ships with the package (``data/LaB6.cif``: Pm-3m, a = 4.15689 angstrom,
 SRM 660c; La at 0 0 0, B at x 1/2 1/2 with x = 0.1996).
@@ -69,7 +72,8 @@ class Calibration:
         zero_shift_deg: zero shift.
         sample_displacement_mm: the standard's displacement (a mounting property).
         widths: ``U, V, W, X, Y`` by name.
-        esd: the esd of each of the above by name (``zero_shift_deg``, ``U``, ...).
+        esd: the esd of each of the above by name (``zero_shift_deg``, ``U``, ...,
+            ``asymmetry_p1``, ``asymmetry_p2``).
         refinement: the fit of the standard (Rwp, plots).
     """
 
@@ -78,6 +82,8 @@ class Calibration:
     widths: dict[str, float]
     esd: dict[str, float]
     refinement: RefinementResult
+    asymmetry: tuple[float, float] = (0.0, 0.0)
+    """The axial-divergence asymmetry ``(P_1, P_2)`` (not an engine field)."""
 
     def fields(self) -> dict[str, float]:
         """The calibrated values by engine field name (zero, displacement, U, V, W, X, Y)."""
@@ -127,6 +133,7 @@ class Calibration:
             "zero_shift_deg": self.zero_shift_deg,
             "sample_displacement_mm": 0.0,
             "widths": tuple(self.widths[n] for n in WIDTH_NAMES),
+            "asymmetry": self.asymmetry,
         }
 
 
@@ -161,7 +168,10 @@ def calibrate(
     lo, hi = float(np.min(two_theta)), float(np.max(two_theta))
     phase = phase_from_structure(structure, name, (lo, hi))
     options = RefinementOptions(
-        widths="shared", background_order=background_order, fixed_lattice=(name,)
+        widths="shared",
+        background_order=background_order,
+        fixed_lattice=(name,),
+        refine_asymmetry=True,
     )
     result = refine(two_theta, intensity, [phase], settings, options, widths=DEFAULT_WIDTHS)
     fitted = result.phases[0]
@@ -170,10 +180,12 @@ def calibrate(
         "sample_displacement_mm": result.sample_displacement_esd,
     }
     esd.update(fitted.widths_esd)
+    esd.update(zip(("asymmetry_p1", "asymmetry_p2"), result.asymmetry_esd, strict=True))
     return Calibration(
         zero_shift_deg=result.zero_shift_deg,
         sample_displacement_mm=result.sample_displacement_mm,
         widths=dict(fitted.widths),
         esd=esd,
         refinement=result,
+        asymmetry=result.asymmetry,
     )

@@ -3,16 +3,17 @@ r"""The whole-pattern fit: a staged variable-projection least squares, and its t
 Algorithm (:func:`refine`):
 
 1. Lay out the nonlinear parameters (:func:`~xrdpipe.refinement.parameters.build_layout`):
-   zero shift, sample displacement, TCH widths, each phase's symmetry-constrained lattice,
-   March-Dollase r where asked. The scales and the Chebyshev background are linear and
-   solved at every step (:class:`~xrdpipe.refinement.problem.Problem`: NNLS on the scales).
+   zero shift, sample displacement, the asymmetry ``P_1, P_2``, TCH widths, each phase's
+   symmetry-constrained lattice, March-Dollase r where asked. The scales and the Chebyshev
+   background are linear and solved at every step
+   (:class:`~xrdpipe.refinement.problem.Problem`: NNLS on the scales).
 2. A coarse search of the zero shift over ``+-zero_search_deg`` in steps of a third of the
    narrowest start FWHM (the least squares has a basin about one FWHM wide).
 3. Stages of ``scipy.optimize.least_squares`` (trust region reflective, bounds, analytic
    variable-projection Jacobian): (a) zero, displacement and the width terms W and X;
-   (b) the same and the lattices; (c) everything free. After (a), the own parameters
-   (lattice, widths, ratio) of phases below ``minor_fraction`` are held: a minor phase's
-   cell and widths are poorly determined; its scale stays free.
+   (b) the same and the lattices; (c) everything free (the asymmetry only here). After
+   (a), the own parameters (lattice, widths, ratio) of phases below ``minor_fraction`` are
+   held: a minor phase's cell and widths are poorly determined; its scale stays free.
 4. With ``select_phases`` (default), which phases: a forward search from a start set with
    drops (:func:`_select`; the tests in :mod:`xrdpipe.refinement.search`).
 5. At the solution, esds from the Jacobian of the full problem (linear and nonlinear),
@@ -160,6 +161,7 @@ def refine(
     zero_shift_deg: float = 0.0,
     sample_displacement_mm: float = 0.0,
     widths: Sequence[float] = DEFAULT_WIDTHS,
+    asymmetry: Sequence[float] = (0.0, 0.0),
     weights: np.ndarray | None = None,
     start_phases: Sequence[str] | None = None,
 ) -> RefinementResult:
@@ -175,6 +177,8 @@ def refine(
         sample_displacement_mm: start.
         widths: start ``U, V, W, X, Y`` (e.g. a calibration's; with
             ``options.instrument_widths_fixed`` U, V, W stay there).
+        asymmetry: start ``P_1, P_2`` of the axial-divergence asymmetry (e.g. a
+            calibration's; held there without ``options.refine_asymmetry``).
         weights: ``1 / sigma`` per point (default ``1 / sqrt(max(y, 1))``).
         start_phases: the phases fitted first (e.g. a CNN's answer); with
             ``options.select_phases`` the others stay candidates of the search
@@ -210,6 +214,7 @@ def refine(
         "zero_shift_deg": zero_shift_deg,
         "sample_displacement_mm": sample_displacement_mm,
         "widths": widths,
+        "asymmetry": tuple(asymmetry),
     }
     # small dense algebra: one BLAS thread is ~50x faster than several fighting for cores
     with threadpool_limits(limits=1, user_api="blas"):
@@ -459,7 +464,7 @@ def _orientation_search(
     previous = dict(zip(problem.layout.names, theta.tolist(), strict=True))
     base = float(np.sum(problem.evaluate(theta).residual ** 2))
     n_points = len(two_theta)
-    dof = max(n_points - len(problem.layout.names) - len(kept) - options.background_order, 1)
+    dof = max(n_points - problem.layout.n_counted - len(kept) - options.background_order, 1)
     chosen: dict[str, tuple[int, int, int]] = {}
     for p, phase in enumerate(kept):
         if fractions[p] < options.orientation_min_fraction or phase.name in options.march_dollase:

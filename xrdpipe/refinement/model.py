@@ -21,16 +21,28 @@ share ``1 / (1 + ratio)`` and ``ratio / (1 + ratio)``):
    cos(theta_j) / R``;
 6. ``pV``: the unit-area pseudo-Voigt of the engine (``docs/patterns.md``), written as the
    physics module's height-1 profile times ``h = eta 2/(pi Gamma) + (1 - eta) c_G / Gamma``
-   (``c_G = 2 sqrt(ln 2 / pi)``) with the mixing ``eta' = eta 2 / (pi Gamma h)``.
+   (``c_G = 2 sqrt(ln 2 / pi)``) with the mixing ``eta' = eta 2 / (pi Gamma h)``;
+7. the low-angle asymmetry of axial divergence, Berar & Baldinozzi's (1993) correction with
+   the axial term's angle dependence: ``pV`` times ``A(z) = 1 + a F_a(z) + b F_b(z)``,
+   ``z = (2theta - 2theta_obs) / Gamma``, ``F_a = 2 z exp(-z^2)``, ``F_b = (8 z^3 - 12 z)
+   exp(-z^2)`` (Hermite ``H_1``, ``H_3`` times a Gaussian: odd, so the line's area is
+   kept), ``a = P_1 / tan(2theta_j)``, ``b = P_2 / tan(2theta_j)`` with two instrument
+   parameters ``P_1, P_2`` (:func:`asymmetry_factor`; 0: the symmetric profile, computed
+   as before).
 
 Each line is evaluated on a window of ``WINDOW_FWHM`` FWHMs either side of its centre (the
 Lorentzian area beyond is ``(2/pi) atan(1/(2 WINDOW_FWHM))`` of the line, 1.3 % at 25, a
 smooth remainder the Chebyshev background absorbs). A phase's column and its derivatives
 come from sparse products: the windows of ``pV`` and of ``dpV/d(2theta_obs)``,
-``dpV/dGamma`` and ``dpV/deta`` (analytic, over ``DERIVATIVE_WINDOW_FWHM``) as the columns
-of CSC matrices, times the per-line chain-rule factors (``dI/dtheta``, ``I
-d2theta_obs/dtheta``, ``I dGamma/dtheta``, ``I deta/dtheta``: analytic for the zero shift
-and the displacement, central differences of the per-line scalars otherwise).
+``dpV/dGamma`` and ``dpV/deta`` (analytic, over ``DERIVATIVE_WINDOW_FWHM``; of ``pV A``
+for asymmetric lines) as the columns of CSC matrices, times the per-line chain-rule
+factors (``dI/dtheta``, ``I d2theta_obs/dtheta``, ``I dGamma/dtheta``, ``I deta/dtheta``:
+analytic for the zero shift and the displacement, central differences of the per-line
+scalars otherwise); ``P_1`` and ``P_2`` by the windows of ``pV F_a`` and ``pV F_b``
+(:func:`asymmetry_windows`) times ``I / tan 2theta_j``. The change of a line's ``a, b``
+with the cell (through ``tan 2theta_j``) is left out of the cell's derivatives: it is
+``P d(cot 2theta)`` against the line's move of a FWHM fraction, below the Jacobian's
+accuracy (Kaufman's approximation, 15-FWHM windows).
 """
 
 from __future__ import annotations
@@ -78,6 +90,10 @@ esds."""
 
 WIDTH_NAMES = ("U", "V", "W", "X", "Y")
 """TCH widths: Caglioti U, V, W (deg^2) and Lorentzian X, Y (degrees)."""
+
+ASYMMETRY_CUT_FWHM = GAUSS_CUT_FWHM
+"""FWHMs beyond which ``A(z) = 1``: ``|F_b(4)| = 5e-5``, on a profile that is there below
+1.5 % of its height (``pV`` within the Gaussian's cut, one mask for both)."""
 
 DERIVATIVE_STEP = {"lattice": 1e-5, "width": 1e-6, "global": 1e-5, "ratio": 1e-5}
 """Central-difference steps of the per-line scalars (relative for lattice values)."""
@@ -142,13 +158,24 @@ class PhaseParameters:
 
 @dataclass(frozen=True)
 class Lines:
-    """Per-line scalars of one phase: centre, FWHM, eta, integrated intensity, Bragg angle."""
+    """Per-line scalars of one phase.
+
+    Centre, FWHM, eta, integrated intensity, Bragg angle, and the asymmetry coefficients
+    ``a``, ``b`` of :func:`asymmetry_factor`.
+    """
 
     position: np.ndarray
     fwhm: np.ndarray
     eta: np.ndarray
     intensity: np.ndarray
     bragg: np.ndarray
+    asymmetry_a: np.ndarray
+    asymmetry_b: np.ndarray
+
+    @property
+    def asymmetric(self) -> bool:
+        """Whether any line has an asymmetry (else the symmetric profile is used)."""
+        return bool(np.any(self.asymmetry_a) or np.any(self.asymmetry_b))
 
 
 def line_widths(bragg: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +183,50 @@ def line_widths(bragg: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.n
     u, v, w, x, y = widths
     gauss = caglioti_gaussian_fwhm_deg(bragg, u, v, w)
     return tch_fwhm_eta(gauss, lorentzian_fwhm_deg(bragg, x, y))
+
+
+def asymmetry_angle_factor(bragg: np.ndarray) -> np.ndarray:
+    """``1 / tan(2theta)`` at the Bragg angles (degrees): the axial-divergence dependence.
+
+    The axial divergence's shift and its low-angle tail both scale as ``cot 2theta``
+    (Cheary & Coelho 1998; the ``P_3, P_4`` term of Berar & Baldinozzi 1993), and the tail
+    turns to high angles above 90 degrees.
+    """
+    return 1.0 / np.tan(np.radians(bragg))
+
+
+def hermite_asymmetry(
+    z: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``F_a(z) = 2 z e^(-z^2)``, ``F_b(z) = (8 z^3 - 12 z) e^(-z^2)`` and their z-derivatives.
+
+    ``F_a' = (2 - 4 z^2) e^(-z^2)``, ``F_b' = (-16 z^4 + 48 z^2 - 12) e^(-z^2)``.
+    """
+    z2 = z * z
+    gauss = np.exp(-z2)
+    return (
+        2.0 * z * gauss,
+        (8.0 * z2 - 12.0) * z * gauss,
+        (2.0 - 4.0 * z2) * gauss,
+        ((-16.0 * z2 + 48.0) * z2 - 12.0) * gauss,
+    )
+
+
+def asymmetry_factor(
+    offset: np.ndarray, fwhm: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """``A(z) = 1 + a F_a(z) + b F_b(z)``, ``z = offset / fwhm`` (module docstring, step 7).
+
+    Both terms are odd in ``z``, so the product with the symmetric ``pV`` keeps the line's
+    area; ``a < 0`` raises the low-angle side (``z < 0``). Computed within
+    :data:`ASYMMETRY_CUT_FWHM` FWHMs, 1 beyond.
+    """
+    z = offset / fwhm
+    out = np.ones_like(z)
+    near = np.abs(z) < ASYMMETRY_CUT_FWHM
+    fa, fb, _, _ = hermite_asymmetry(z[near])
+    out[near] += np.broadcast_to(a, z.shape)[near] * fa + np.broadcast_to(b, z.shape)[near] * fb
+    return out
 
 
 def march_dollase_family(phase: RefinementPhase, axis_hkl: np.ndarray, ratio: float) -> np.ndarray:
@@ -180,8 +251,12 @@ def phase_lines(
     displacement_mm: float,
     settings: LineSettings,
     axis_hkl: np.ndarray | None = None,
+    asymmetry: tuple[float, float] = (0.0, 0.0),
 ) -> Lines:
-    """Every emission line of every peak of a phase (module docstring, steps 1-5)."""
+    """Every emission line of every peak of a phase (module docstring, steps 1-5, 7).
+
+    ``asymmetry``: ``(P_1, P_2)``; each line's ``a, b`` are these over ``tan(2theta_j)``.
+    """
     d = phase.d_spacings(params.lattice)
     base = phase.structure_intensities(d) * lorentz_polarisation(
         bragg_two_theta_deg(d, phase.reference_wavelength)
@@ -209,16 +284,29 @@ def phase_lines(
         etas.append(eta)
         intensities.append(intensity)
         braggs.append(bragg)
-    return Lines(*(np.concatenate(v) for v in (positions, fwhms, etas, intensities, braggs)))
+    bragg_all = np.concatenate(braggs)
+    angle = asymmetry_angle_factor(bragg_all) if any(asymmetry) else np.zeros_like(bragg_all)
+    return Lines(
+        *(np.concatenate(v) for v in (positions, fwhms, etas, intensities)),
+        bragg=bragg_all,
+        asymmetry_a=asymmetry[0] * angle,
+        asymmetry_b=asymmetry[1] * angle,
+    )
 
 
-def pseudo_voigt_area(offset: np.ndarray, fwhm: np.ndarray, eta: np.ndarray) -> np.ndarray:
+def pseudo_voigt_area(
+    offset: np.ndarray,
+    fwhm: np.ndarray,
+    eta: np.ndarray,
+    asymmetry: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """The engine's unit-area pseudo-Voigt (module docstring, step 6), per degree.
 
     Equal to ``h * pseudo_voigt_height_profile(offset, fwhm, eta')`` (the physics module's
     shape); evaluated as ``eta L + (1 - eta) G`` with the Gaussian only within
     :data:`GAUSS_CUT_FWHM` FWHMs (beyond, ``G < 1e-17`` of its height): the far windows
-    cost a division each, not an exponential.
+    cost a division each, not an exponential. With ``asymmetry = (a, b)`` (per point), times
+    :func:`asymmetry_factor` within the same FWHMs (step 7).
     """
     z2 = 4.0 * offset * offset / (fwhm * fwhm)
     value = eta * (LORENTZ_AREA / fwhm) / (1.0 + z2)
@@ -226,6 +314,9 @@ def pseudo_voigt_area(offset: np.ndarray, fwhm: np.ndarray, eta: np.ndarray) -> 
     fwhm_near = np.broadcast_to(fwhm, z2.shape)[near]
     eta_near = np.broadcast_to(eta, z2.shape)[near]
     value[near] += (1.0 - eta_near) * (GAUSS_AREA / fwhm_near) * np.exp(-LN2 * z2[near])
+    if asymmetry is not None:
+        a, b = (np.broadcast_to(c, z2.shape)[near] for c in asymmetry)
+        value[near] *= asymmetry_factor(offset[near], fwhm_near, a, b)
     return value
 
 
@@ -247,6 +338,31 @@ def pseudo_voigt_derivatives(
         eta * lor * (-1.0 + 2.0 * z2 / (1.0 + z2)) + (1.0 - eta) * gauss * (-1.0 + 2.0 * LN2 * z2)
     ) / fwhm
     return d_centre, d_fwhm, lor - gauss
+
+
+def asymmetric_pseudo_voigt_derivatives(
+    offset: np.ndarray, fwhm: np.ndarray, eta: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Derivatives of ``pV A(z)``: centre, FWHM, eta, ``a`` and ``b``.
+
+    With ``z = u / Gamma`` (``u = 2theta - 2theta_obs``), ``dz/dcentre = -1 / Gamma`` and
+    ``dz/dGamma = -z / Gamma``: ``d/dcentre = dpV/dcentre A - pV A'(z) / Gamma``,
+    ``d/dGamma = dpV/dGamma A - pV A'(z) z / Gamma``, ``d/deta = (L - G) A``,
+    ``d/da = pV F_a``, ``d/db = pV F_b`` (``A' = a F_a' + b F_b'``).
+    """
+    value = pseudo_voigt_area(offset, fwhm, eta)
+    d_centre, d_fwhm, d_eta = pseudo_voigt_derivatives(offset, fwhm, eta)
+    z = offset / fwhm
+    fa, fb, dfa, dfb = hermite_asymmetry(z)
+    factor = 1.0 + a * fa + b * fb
+    slope = (a * dfa + b * dfb) * value / fwhm
+    return (
+        d_centre * factor - slope,
+        d_fwhm * factor - slope * z,
+        d_eta * factor,
+        value * fa,
+        value * fb,
+    )
 
 
 def unit_area_pseudo_voigt(
@@ -276,29 +392,56 @@ def _windows(
 def line_windows(
     two_theta: np.ndarray, lines: Lines, derivatives: bool = True
 ) -> tuple[sparse.csc_matrix, sparse.csc_matrix | None]:
-    """The lines' windows on the grid: ``pV`` and (optionally) its derivatives, CSC.
+    """The lines' windows on the grid: ``pV A`` and (optionally) its derivatives, CSC.
 
     Returns:
-        ``(n_points, n_lines)`` ``pV`` over :data:`WINDOW_FWHM` FWHMs either side, and
-        ``(n_points, 3 n_lines)`` ``[dpV/dcentre | dpV/dGamma | dpV/deta]`` over
-        :data:`DERIVATIVE_WINDOW_FWHM` (None without ``derivatives``).
+        ``(n_points, n_lines)`` ``pV A`` over :data:`WINDOW_FWHM` FWHMs either side, and
+        ``(n_points, 3 n_lines)`` ``[d/dcentre | d/dGamma | d/deta]`` over
+        :data:`DERIVATIVE_WINDOW_FWHM` (None without ``derivatives``). ``A = 1`` unless
+        ``lines.asymmetric``.
     """
     n, n_lines = len(two_theta), len(lines.position)
     rows, owner, indptr = _windows(two_theta, lines, WINDOW_FWHM)
     offset = two_theta[rows] - lines.position[owner]
-    value = pseudo_voigt_area(offset, lines.fwhm[owner], lines.eta[owner])
+    asymmetry = (lines.asymmetry_a[owner], lines.asymmetry_b[owner]) if lines.asymmetric else None
+    value = pseudo_voigt_area(offset, lines.fwhm[owner], lines.eta[owner], asymmetry)
     values = sparse.csc_matrix((value, rows, indptr), shape=(n, n_lines))
     if not derivatives:
         return values, None
     rows, owner, indptr = _windows(two_theta, lines, DERIVATIVE_WINDOW_FWHM)
     offset = two_theta[rows] - lines.position[owner]
-    blocks = pseudo_voigt_derivatives(offset, lines.fwhm[owner], lines.eta[owner])
+    fwhm, eta = lines.fwhm[owner], lines.eta[owner]
+    blocks = pseudo_voigt_derivatives(offset, fwhm, eta)
+    if lines.asymmetric:  # A = 1 beyond ASYMMETRY_CUT_FWHM: the symmetric derivatives there
+        near = np.abs(offset) < ASYMMETRY_CUT_FWHM * fwhm
+        a, b = lines.asymmetry_a[owner][near], lines.asymmetry_b[owner][near]
+        exact = asymmetric_pseudo_voigt_derivatives(offset[near], fwhm[near], eta[near], a, b)
+        for block, value_near in zip(blocks, exact[:3], strict=True):
+            block[near] = value_near
     total = int(indptr[-1])
     pointers = np.concatenate([indptr[:-1] + k * total for k in range(3)] + [[3 * total]])
     derivative = sparse.csc_matrix(
         (np.concatenate(blocks), np.tile(rows, 3), pointers), shape=(n, 3 * n_lines)
     )
     return values, derivative
+
+
+def asymmetry_windows(
+    two_theta: np.ndarray, lines: Lines
+) -> tuple[sparse.csc_matrix, sparse.csc_matrix]:
+    """``d(pV A)/da = pV F_a`` and ``d(pV A)/db = pV F_b`` of each line, ``(n_points, n_lines)``.
+
+    Over :data:`ASYMMETRY_CUT_FWHM` FWHMs either side (``F_a``, ``F_b`` vanish beyond).
+    """
+    n, n_lines = len(two_theta), len(lines.position)
+    rows, owner, indptr = _windows(two_theta, lines, ASYMMETRY_CUT_FWHM)
+    offset = two_theta[rows] - lines.position[owner]
+    fwhm = lines.fwhm[owner]
+    value = pseudo_voigt_area(offset, fwhm, lines.eta[owner])
+    fa, fb, _, _ = hermite_asymmetry(offset / fwhm)
+    return tuple(  # type: ignore[return-value]
+        sparse.csc_matrix((value * f, rows, indptr), shape=(n, n_lines)) for f in (fa, fb)
+    )
 
 
 def background_basis(two_theta: np.ndarray, order: int) -> np.ndarray:

@@ -1,10 +1,11 @@
 """The refinement's nonlinear parameters: one vector, its names, bounds and what each moves.
 
-Layout: ``zero_shift_deg``, ``sample_displacement_mm``; then the width sets (five values
-``U, V, W, X, Y`` each, shared between phases as :class:`RefinementOptions.widths` says);
-then each phase's free lattice values and, when refined, its March-Dollase ``r``. The
-linear parameters (scales, Chebyshev coefficients) are not here: the fit solves them at
-each step (variable projection).
+Layout: ``zero_shift_deg``, ``sample_displacement_mm``, the asymmetry ``asymmetry_p1``,
+``asymmetry_p2`` (:func:`~xrdpipe.refinement.model.asymmetry_factor`); then the width sets
+(five values ``U, V, W, X, Y`` each, shared between phases as
+:class:`RefinementOptions.widths` says); then each phase's free lattice values and, when
+refined, its March-Dollase ``r``. The linear parameters (scales, Chebyshev coefficients)
+are not here: the fit solves them at each step (variable projection).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ DISPLACEMENT_BOUND_MM = 1.0
 LATTICE_BOUND = 0.03
 """Relative bound of a cell edge around its start (3 %); angles +- 3 degrees."""
 
+ASYMMETRY_BOUND = 0.25
+"""``|P_1|, |P_2|`` bound: at 2theta = 20 degrees ``|a| <= 0.69``, a tail of up to ~0.6 of
+the line's height at half a FWHM below it; beyond, the Hermite series of the correction is
+no longer a small correction (``A(z)`` can turn negative)."""
+
 RATIO_BOUNDS = (0.5, 1.5)
 """March-Dollase r bounds: the range of real powders (platy r < 1, needles r > 1); beyond
 it the ratio of a minor phase takes misfit (seen 0.4, 1.76 and 2.24 under (0.3, 3))."""
@@ -54,6 +60,12 @@ class RefinementOptions:
         background_order: Chebyshev order of the background, 0..6.
         refine_zero: refine the zero shift (else hold its start).
         refine_displacement: refine the sample displacement.
+        refine_asymmetry: refine the axial-divergence asymmetry ``P_1, P_2`` (an
+            instrument property; :func:`~xrdpipe.refinement.model.asymmetry_factor`) in
+            the last stage; else hold its start (0: symmetric lines). Off by default: on
+            the independent benchmark it changed no answer and cost +20-45 % per scan
+            (docs/refinement.md); :func:`~xrdpipe.refinement.calibration.calibrate`
+            refines it.
         refine_lattice: refine each phase's free lattice parameters.
         refine_widths: refine the widths; ``instrument_widths_fixed`` holds U, V, W only
             (e.g. from a calibration) while X, Y still refine.
@@ -90,6 +102,7 @@ class RefinementOptions:
     background_order: int = 4
     refine_zero: bool = True
     refine_displacement: bool = True
+    refine_asymmetry: bool = False
     refine_lattice: bool = True
     refine_widths: bool = True
     instrument_widths_fixed: bool = False
@@ -115,7 +128,7 @@ class ParameterLayout:
         names: one per entry (``zero_shift_deg``, ``width0.U``, ``<phase>.a``, ...).
         values: the current values.
         lower, upper: bounds.
-        kinds: ``global``, ``width``, ``lattice`` or ``ratio`` (sets derivative steps).
+        kinds: ``global``, ``asymmetry``, ``width``, ``lattice`` or ``ratio``.
         free: which entries the fit may move.
         phase_widths: per phase, the 5 indices of its U, V, W, X, Y.
         phase_lattice: per phase, the indices of its free lattice values.
@@ -134,6 +147,7 @@ class ParameterLayout:
 
     ZERO = 0
     DISPLACEMENT = 1
+    ASYMMETRY = (2, 3)
 
     def phase_parameters(self, theta: np.ndarray, p: int) -> PhaseParameters:
         """Phase ``p``'s lattice, widths and ratio at the vector ``theta``."""
@@ -144,12 +158,31 @@ class ParameterLayout:
             march_dollase_ratio=1.0 if ratio is None else float(theta[ratio]),
         )
 
+    def asymmetry(self, theta: np.ndarray) -> tuple[float, float]:
+        """``(P_1, P_2)`` at the vector ``theta``."""
+        return float(theta[self.ASYMMETRY[0]]), float(theta[self.ASYMMETRY[1]])
+
+    @property
+    def n_counted(self) -> int:
+        """Entries counted in the search's degrees of freedom: all, the asymmetry if free.
+
+        (Held cells and widths count, as they always have; a held asymmetry does not, so a
+        fit with it held at 0 is the fit without it.)
+        """
+        held = sum(not self.free[i] for i in self.ASYMMETRY)
+        return len(self.names) - held
+
     def dependencies(self, p: int) -> np.ndarray:
         """Indices of every entry that moves phase ``p``'s lines."""
         ratio = self.phase_ratio[p]
         extra = [] if ratio is None else [ratio]
         return np.concatenate(
-            [[self.ZERO, self.DISPLACEMENT], self.phase_widths[p], self.phase_lattice[p], extra]
+            [
+                [self.ZERO, self.DISPLACEMENT, *self.ASYMMETRY],
+                self.phase_widths[p],
+                self.phase_lattice[p],
+                extra,
+            ]
         ).astype(np.int64)
 
 
@@ -160,6 +193,7 @@ def build_layout(
     zero_shift_deg: float = 0.0,
     sample_displacement_mm: float = 0.0,
     widths: Sequence[float] = DEFAULT_WIDTHS,
+    asymmetry: Sequence[float] = (0.0, 0.0),
 ) -> ParameterLayout:
     """The parameter vector of a phase set at its starting values, with bounds and freedom.
 
@@ -169,15 +203,22 @@ def build_layout(
         zero_shift_deg: start of the zero shift.
         sample_displacement_mm: start of the displacement.
         widths: start of ``U, V, W, X, Y`` (every width set).
+        asymmetry: start of ``P_1, P_2``.
     """
-    names = ["zero_shift_deg", "sample_displacement_mm"]
-    values = [zero_shift_deg, sample_displacement_mm]
+    if len(asymmetry) != 2:
+        raise ValueError(f"asymmetry {tuple(asymmetry)!r} must be two values (P_1, P_2)")
+    names = ["zero_shift_deg", "sample_displacement_mm", "asymmetry_p1", "asymmetry_p2"]
+    values = [
+        zero_shift_deg,
+        sample_displacement_mm,
+        *np.clip(asymmetry, -ASYMMETRY_BOUND, ASYMMETRY_BOUND),
+    ]
     lower, upper = (
-        [-ZERO_BOUND_DEG, -DISPLACEMENT_BOUND_MM],
-        [ZERO_BOUND_DEG, DISPLACEMENT_BOUND_MM],
+        [-ZERO_BOUND_DEG, -DISPLACEMENT_BOUND_MM, -ASYMMETRY_BOUND, -ASYMMETRY_BOUND],
+        [ZERO_BOUND_DEG, DISPLACEMENT_BOUND_MM, ASYMMETRY_BOUND, ASYMMETRY_BOUND],
     )
-    kinds = ["global", "global"]
-    free = [options.refine_zero, options.refine_displacement]
+    kinds = ["global", "global", "asymmetry", "asymmetry"]
+    free = [options.refine_zero, options.refine_displacement, *[options.refine_asymmetry] * 2]
 
     def add(name: str, value: float, bounds: tuple[float, float], kind: str, is_free: bool) -> int:
         lo, hi = bounds

@@ -27,6 +27,8 @@ from xrdpipe.refinement.model import (
     DERIVATIVE_STEP,
     Lines,
     LineSettings,
+    asymmetry_angle_factor,
+    asymmetry_windows,
     background_basis,
     line_widths,
     line_windows,
@@ -121,6 +123,7 @@ class Problem:
             float(theta[ParameterLayout.DISPLACEMENT]),
             self.settings,
             self.axes[p],
+            self.layout.asymmetry(theta),
         )
 
     def phase_column(
@@ -141,8 +144,12 @@ class Problem:
         intensity_terms = np.zeros((n_lines, len(deps)))
         shape_terms = np.zeros((3 * n_lines, len(deps)))
         width_index = {int(i): j for j, i in enumerate(self.layout.phase_widths[p])}
+        asymmetric = []
         for k, index in enumerate(deps):
             if not self.layout.free[index]:
+                continue
+            if index in ParameterLayout.ASYMMETRY:
+                asymmetric.append(k)
                 continue
             change = self._line_derivative(theta, p, int(index), lines, width_index)
             if change[0] is not None:
@@ -150,7 +157,13 @@ class Problem:
             for block, term in enumerate(change[1:]):
                 if term is not None:
                     shape_terms[block * n_lines : (block + 1) * n_lines, k] = lines.intensity * term
-        return column, values @ intensity_terms + windows @ shape_terms
+        derivative = values @ intensity_terms + windows @ shape_terms
+        if asymmetric:  # d/dP: the windows of pV F_a, pV F_b times I / tan(2theta_j)
+            by_p = asymmetry_windows(self.two_theta, lines)
+            factor = lines.intensity * asymmetry_angle_factor(lines.bragg)
+            for k in asymmetric:
+                derivative[:, k] = by_p[ParameterLayout.ASYMMETRY.index(int(deps[k]))] @ factor
+        return column, derivative
 
     def _line_derivative(
         self, theta: np.ndarray, p: int, index: int, lines: Lines, width_index: dict[int, int]
@@ -160,7 +173,8 @@ class Problem:
         Zero shift and displacement move positions only (``1`` and ``-2 cos(theta) / R``,
         the displacement shift per mm); widths change ``Gamma`` and ``eta`` only (central
         differences of :func:`~xrdpipe.refinement.model.line_widths`); lattice values and
-        ratios by central differences of all the lines.
+        ratios by central differences of all the lines (the asymmetry's ``P_1, P_2``:
+        :meth:`phase_column`).
         """
         if index == ParameterLayout.ZERO:
             return None, np.ones_like(lines.position), None, None

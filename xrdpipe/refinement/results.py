@@ -80,6 +80,9 @@ class RefinementResult:
         zero_shift_esd: esd.
         sample_displacement_mm: refined displacement, mm.
         sample_displacement_esd: esd.
+        asymmetry: the axial-divergence asymmetry ``(P_1, P_2)``
+            (:func:`~xrdpipe.refinement.model.asymmetry_factor`).
+        asymmetry_esd: their esds (NaN when held).
         rwp: R_wp.
         rexp: R_exp.
         chi2: the goodness of fit squared, ``(R_wp / R_exp)^2``.
@@ -115,6 +118,8 @@ class RefinementResult:
     n_evaluations: int = 0
     seconds: float = 0.0
     dropped: tuple[str, ...] = ()
+    asymmetry: tuple[float, float] = (0.0, 0.0)
+    asymmetry_esd: tuple[float, float] = (np.nan, np.nan)
 
     @property
     def residual(self) -> np.ndarray:

@@ -6,8 +6,9 @@ independent benchmark scans, ten phases offered, the absent ones took 12.5 wt% o
 So the fit grows its phase set instead (forward selection, as a search-match does before a
 Rietveld refinement), and :func:`screen_candidates` is the cheap test of one step:
 
-* every candidate not in the fit is rendered at the fit's zero shift, displacement and
-  instrument widths (its own size and strain widths: the median of the fitted phases'),
+* every candidate not in the fit is rendered at the fit's zero shift, displacement,
+  asymmetry and instrument widths (its own size and strain widths: the median of the
+  fitted phases'),
   on its reference cell scaled isotropically by each factor of :data:`CELL_SCALES` (a
   real sample's cell is rarely the CIF's);
 * for each rendering the scales of the fitted phases and the candidate, and the
@@ -88,20 +89,29 @@ def candidate_parameters(phase: RefinementPhase, options: RefinementOptions) -> 
 
 def _fit_state(
     problem: Problem | None, theta: np.ndarray | None, start: dict
-) -> tuple[float, float, tuple[float, ...], np.ndarray | None, int]:
-    """Zero, displacement, widths for a candidate, the fitted columns and their count."""
+) -> tuple[dict, np.ndarray | None, int]:
+    """A candidate's start, the fitted columns and the fit's number of nonlinear parameters.
+
+    The start: the fit's zero, displacement, asymmetry and median widths.
+    """
     if problem is None or theta is None:
-        widths = tuple(float(v) for v in start.get("widths", DEFAULT_WIDTHS))
-        zero = float(start.get("zero_shift_deg", 0.0))
-        displacement = float(start.get("sample_displacement_mm", 0.0))
-        return zero, displacement, widths, None, 0
-    return (
-        float(theta[ParameterLayout.ZERO]),
-        float(theta[ParameterLayout.DISPLACEMENT]),
-        _median_widths(problem, theta),
-        problem.evaluate(theta).columns,
-        len(problem.layout.names),
-    )
+        return (
+            {
+                "zero_shift_deg": float(start.get("zero_shift_deg", 0.0)),
+                "sample_displacement_mm": float(start.get("sample_displacement_mm", 0.0)),
+                "widths": tuple(float(v) for v in start.get("widths", DEFAULT_WIDTHS)),
+                "asymmetry": tuple(float(v) for v in start.get("asymmetry", (0.0, 0.0))),
+            },
+            None,
+            0,
+        )
+    state = {
+        "zero_shift_deg": float(theta[ParameterLayout.ZERO]),
+        "sample_displacement_mm": float(theta[ParameterLayout.DISPLACEMENT]),
+        "widths": _median_widths(problem, theta),
+        "asymmetry": problem.layout.asymmetry(theta),
+    }
+    return state, problem.evaluate(theta).columns, problem.layout.n_counted
 
 
 def _median_widths(problem: Problem, theta: np.ndarray) -> tuple[float, ...]:
@@ -145,18 +155,13 @@ def screen_candidates(
     Returns:
         One :class:`CandidateScreen` per candidate, the largest gain first.
     """
-    zero, displacement, widths, fitted, n_theta = _fit_state(problem, theta, start or {})
+    state, fitted, n_theta = _fit_state(problem, theta, start or {})
+    widths = state["widths"]
     plain = replace(options, march_dollase={}, fixed_lattice=())
     n_points = len(two_theta)
     screens = []
     for phase in candidates:
-        layout = build_layout(
-            [phase],
-            plain,
-            zero_shift_deg=zero,
-            sample_displacement_mm=displacement,
-            widths=widths,
-        )
+        layout = build_layout([phase], plain, **state)
         single = Problem(
             two_theta,
             intensity,
@@ -239,7 +244,7 @@ def fitted_gains(
     evaluation = problem.evaluate(theta)
     columns = evaluation.columns
     n_points = len(problem.two_theta)
-    n_params = len(problem.layout.names) + columns.shape[1] + problem.background.shape[1]
+    n_params = problem.layout.n_counted + columns.shape[1] + problem.background.shape[1]
     dof = max(n_points - n_params, 1)
     widths = _median_widths(problem, theta)
     out = []

@@ -202,6 +202,8 @@ def refinement_result(
         background_coefficients=evaluation.background_coefficients,
         n_evaluations=problem.n_evaluations,
         seconds=seconds,
+        asymmetry=layout.asymmetry(theta),
+        asymmetry_esd=tuple(float(theta_esd[i]) for i in ParameterLayout.ASYMMETRY),
     )
 
 

@@ -28,3 +28,20 @@ def mixture_phases(mixture_structures):
         phase_from_structure(s, i, (10.0, 80.0))
         for s, i in zip(mixture_structures, MIXTURE_IDS, strict=True)
     ]
+
+
+def jacobian_errors(problem, theta, free):
+    """Per free parameter: (name, |analytic - central difference|, |central difference|)."""
+    import numpy as np
+
+    analytic = problem.jacobian(theta, free)
+    out = []
+    for column, k in enumerate(np.flatnonzero(free)):
+        step = 1e-6 * max(abs(theta[k]), 1e-2)
+        up, down = theta.copy(), theta.copy()
+        up[k] += step
+        down[k] -= step
+        numeric = (problem.evaluate(up).residual - problem.evaluate(down).residual) / (2 * step)
+        error = float(np.linalg.norm(analytic[:, column] - numeric))
+        out.append((problem.layout.names[k], error, float(np.linalg.norm(numeric))))
+    return out

@@ -14,6 +14,7 @@ MAX_LINES = 600
 SCIENCE = (
     "diffraction",
     "evaluation",
+    "indexing",
     "models",
     "patterns",
     "readers",

@@ -8,7 +8,8 @@ does (pt2 models), then times separately:
 
 1. reading + checking + Bragg conversion + interpolation + normalisation of every file;
 2. each model on the whole batch (``ModelEnsemble.predict``, batches of 256);
-3. the end-to-end per-file path of the CLI (``predict_files`` without plots) on a subset.
+3. the end-to-end per-file path of the CLI (``predict_files`` without plots) on a subset,
+   without and with the classifier joined with each file's indexing (the default).
 
     python benchmarks/predict.py                    # 1,000 files, one CPU thread
     python benchmarks/predict.py --threads 2 --files 200
@@ -117,13 +118,17 @@ def main() -> None:
             seconds = time.perf_counter() - start
             print(f"{model.task:>16}: {len(x) / seconds:8.0f} patterns/s ({seconds:.2f} s)")
         subset_paths = paths[: args.end_to_end]
-        start = time.perf_counter()
-        _, failed = predict_files(subset_paths, models)
-        seconds = time.perf_counter() - start
-        print(
-            f"end to end (CLI path, both models, one file at a time, no plots): "
-            f"{len(subset_paths) / seconds:.0f} patterns/s, {len(failed)} failed"
-        )
+        rates = {}
+        for indexing in (False, True):  # side by side: the classifier joined with indexing
+            start = time.perf_counter()
+            _, failed = predict_files(subset_paths, models, indexing=indexing)
+            rates[indexing] = len(subset_paths) / (time.perf_counter() - start)
+            print(
+                f"end to end (CLI path, both models, one file at a time, no plots, indexing "
+                f"{'on' if indexing else 'off'}): {rates[indexing]:.1f} patterns/s, "
+                f"{len(failed)} failed"
+            )
+        print(f"indexing on / off: {rates[True] / rates[False]:.2f} of the rate")
 
 
 if __name__ == "__main__":

@@ -349,7 +349,9 @@ def joined_with_indexing(
 
     table = packaged_table("lattice_system")
     tt = np.linspace(profile.two_theta_min, profile.two_theta_max, profile.n_points)
-    jobs = [(tt, r.astype(np.float64), profile.ka1, profile.ka2, 0.5) for r in rendered]
+    jobs = [
+        (tt, r.astype(np.float64), profile.ka1, profile.ka2, profile.ka2_ratio) for r in rendered
+    ]
     t0 = time.time()
     with ProcessPoolExecutor(2) as pool:
         outcomes = list(pool.map(_index_one, jobs, chunksize=16))

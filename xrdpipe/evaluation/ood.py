@@ -24,7 +24,6 @@ Each threshold is a quantile of the single-phase validation scores: the false-fl
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch
 from scipy.special import logsumexp
 
 from xrdpipe.evaluation.calibration import calibrated_probabilities
+from xrdpipe.indexing.lines import noise_level
 from xrdpipe.patterns.augment import find_peaks, local_baseline
 from xrdpipe.patterns.physics import pseudo_voigt_height_profile
 
@@ -48,12 +48,6 @@ LOW_IS_BAD = {"sharpness": True, "n_peaks": False, "max_probability": True, "ene
 """Whether a score flags below its threshold (True) or above it (False)."""
 
 
-def _noise_sigma(x: np.ndarray) -> np.ndarray:
-    d = np.diff(x, axis=1)
-    mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
-    return np.maximum(1.4826 * mad / math.sqrt(2.0), 1e-6)
-
-
 def peak_scores(profiles: np.ndarray, step_deg: float) -> dict[str, np.ndarray]:
     """``sharpness`` and ``n_peaks`` of prepared patterns ``(B, n_points)`` (module docstring)."""
     x = np.asarray(profiles, dtype=np.float32)
@@ -62,7 +56,7 @@ def peak_scores(profiles: np.ndarray, step_deg: float) -> dict[str, np.ndarray]:
     half = max(1, int(round(PEAK_WINDOW_DEG / step_deg)))
     t = torch.from_numpy(np.ascontiguousarray(x))
     rise = (t - local_baseline(t, half)).numpy()
-    sigma = _noise_sigma(x)
+    sigma = noise_level(x, floor=1e-6)
     peaks = find_peaks(t, half, PEAK_HEIGHT).numpy() & (rise > PEAK_SIGMAS * sigma[:, None])
     return {
         "sharpness": rise.max(axis=1) / sigma,

@@ -130,11 +130,14 @@ def strip_ka2(
     return out
 
 
-def noise_level(intensity: np.ndarray) -> float:
-    """``1.4826 MAD`` of the first differences over ``sqrt 2``: the noise of one point."""
-    d = np.diff(intensity)
-    mad = float(np.median(np.abs(d - np.median(d))))
-    return max(1.4826 * mad / math.sqrt(2.0), 1e-12)
+def noise_level(intensity: np.ndarray, floor: float = 1e-12) -> np.ndarray:
+    """``1.4826 MAD`` of the first differences over ``sqrt 2``: the noise of one point.
+
+    Along the last axis (one value per scan of a ``(B, n)`` stack), at least ``floor``.
+    """
+    d = np.diff(intensity, axis=-1)
+    mad = np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)), axis=-1)
+    return np.maximum(1.4826 * mad / math.sqrt(2.0), floor)
 
 
 def observed_lines(
@@ -160,7 +163,7 @@ def observed_lines(
     y = subtract_background(y, step)
     if ka2 is not None and ka2_ratio > 0.0:
         y = strip_ka2(x, y, ka1, ka2, ka2_ratio)
-    sigma = noise_level(y)
+    sigma = float(noise_level(y))
     smooth = uniform_filter1d(y, 2 * max(1, int(round(SMOOTH_DEG / step))) + 1, mode="nearest")
     top = float(smooth.max())
     if top <= 0.0:

@@ -7,6 +7,8 @@ and the project's measured-like renderer for whole scans with a planted zero shi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
@@ -145,6 +147,9 @@ def test_a_rendered_scan_indexes_with_its_planted_zero_shift():
     assert found.cell.a == pytest.approx(3.209, abs=5e-3)
     assert found.cell.zero_deg == pytest.approx(0.03, abs=0.01)
     assert "hexagonal P cell a 3.2" in found.describe()
+    record = json.loads(json.dumps(found.as_dict()))  # what predictions.json holds
+    assert record["outcome"] == "hexagonal" and record["cell"]["family"] == "hexagonal P"
+    assert record["cell"]["c"] == pytest.approx(5.211, abs=5e-3)
 
 
 def test_combine_by_hand():

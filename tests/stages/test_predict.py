@@ -22,6 +22,7 @@ from tests.support import (
 )
 from xrdpipe import tracking
 from xrdpipe.errors import MeasuredPatternError
+from xrdpipe.indexing import OUTCOMES
 from xrdpipe.patterns.config import ProfileConfig
 from xrdpipe.patterns.render import render_clean, render_profiles
 from xrdpipe.readers import (
@@ -518,7 +519,10 @@ def test_predictions_on_simulated_files_are_right(registry, tmp_path):
     # the lattice-system classifier is joined with each file's indexing; the phase model not
     assert classifier.outcomes is not None and phase.outcomes is None
     assert all(r.outputs[0].indexing is not None and r.outputs[1].indexing is None for r in results)
-    assert all(isinstance(r["predictions"][0]["indexing"], str) for r in summary["results"])
+    for r in summary["results"]:
+        found = r["predictions"][0]["indexing"]
+        assert found["outcome"] in OUTCOMES and found["text"]
+        assert found["cell"] is None or found["cell"]["n_indexed"] <= found["cell"]["n_lines"]
     plain, _ = predict_files([files[0][0]], [classifier], indexing=False)
     assert plain[0].outputs[0].indexing is None
 

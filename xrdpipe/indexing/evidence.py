@@ -104,6 +104,28 @@ class ScanIndexing:
     cell: IndexedCell | None
     n_lines: int
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: outcome, lines, the cell (``None`` for ``none``) and :meth:`describe`."""
+        c = self.cell
+        cell = None
+        if c is not None:
+            cell = {
+                "family": c.family,
+                "a": c.a,
+                "b": c.b,
+                "c": c.c,
+                "zero_deg": c.zero_deg,
+                "figure_of_merit": c.figure_of_merit,
+                "n_indexed": c.n_indexed,
+                "n_lines": c.n_lines,
+            }
+        return {
+            "outcome": self.outcome,
+            "n_lines": self.n_lines,
+            "cell": cell,
+            "text": self.describe(),
+        }
+
     def describe(self) -> str:
         """One line for people: ``hexagonal (a 3.209, c 5.211 A, M 41, 12/12 lines)``."""
         if self.cell is None:

@@ -377,7 +377,7 @@ class ModelOutput:
                 else {
                     "calibrated": self.calibrated,
                     "one_phase_flag": self.flag,
-                    "indexing": None if self.indexing is None else self.indexing.describe(),
+                    "indexing": None if self.indexing is None else self.indexing.as_dict(),
                 }
             ),
         }

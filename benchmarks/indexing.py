@@ -21,7 +21,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -38,13 +37,6 @@ TABLE = REPO / "xrdpipe" / "indexing" / "data" / "outcomes.json"
 RESULTS = REPO / "benchmarks" / "results" / "indexing.json"
 STREAM = 0x1DE8
 """The rendering's seed root (neither the evaluation's nor a training stream)."""
-
-
-def _commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
-    )
-    return out.stdout.strip()
 
 
 def _draw(args: tuple[int, int]) -> dict | None:
@@ -81,10 +73,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from pymatgen.core import Structure
+    from quantify import commit  # the benchmarks' one commit lookup (``+dirty`` if edited)
 
     from xrdpipe.evaluation import unseen as u
     from xrdpipe.indexing import OUTCOMES
 
+    measured = commit()  # before the table is written
     t_start = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
         rows = [r for r in pool.map(_draw, [(i, args.seed) for i in range(args.structures)]) if r]
@@ -120,7 +114,7 @@ def main() -> None:
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text(json.dumps({"tables": tables}, indent=1) + "\n")
     result = {
-        "commit": _commit(),
+        "commit": measured,
         "structures": len(rows),
         "draws": args.structures,
         "seed": args.seed,

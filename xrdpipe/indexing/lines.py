@@ -28,6 +28,8 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 from scipy.signal import find_peaks
 
+from xrdpipe.patterns.config import CU_KA1, CU_KA2, KA2_KA1_RATIO
+
 BACKGROUND_DEG = 1.0
 """Half-width of the background's opening, degrees (wider than any single line)."""
 SMOOTH_DEG = 0.02
@@ -36,8 +38,6 @@ NOISE_SIGMAS = 6.0
 """A line stands out by at least this many noise levels (its prominence)."""
 MIN_SEPARATION_DEG = 0.05
 """Two maxima closer than this are one line."""
-CU_KA1, CU_KA2, CU_RATIO = 1.54056, 1.54439, 0.5
-"""The copper doublet assumed for a scan that gives only a copper wavelength."""
 CU_WAVELENGTHS = (1.54056, 1.5406, 1.5418, 1.54184, 1.54187)
 """Copper K-alpha1 and K-alpha means as files and users write them, angstrom."""
 
@@ -72,17 +72,18 @@ def scan_wavelengths(
 
     A scan that names its doublet is taken as it is. One that gives only a copper
     wavelength (:data:`CU_WAVELENGTHS`, 1e-4 angstrom) was measured, as nearly every lab scan
-    with a copper tube, with both lines: the copper doublet is assumed and said. Any other
+    with a copper tube, with both lines: the project's copper doublet (``CU_KA1``, ``CU_KA2``,
+    ``KA2_KA1_RATIO`` of :mod:`xrdpipe.patterns.config`) is assumed and said. Any other
     single wavelength is taken as monochromatic (no K-alpha2 strip).
     """
     if ka2 is not None:
-        return ka1, ka2, ka2_ratio if ka2_ratio else CU_RATIO, None
+        return ka1, ka2, ka2_ratio if ka2_ratio else KA2_KA1_RATIO, None
     if any(abs(ka1 - w) < 1e-4 for w in CU_WAVELENGTHS):
         note = (
-            f"indexing assumed the Cu K-alpha doublet ({CU_KA1}, {CU_KA2} A, ratio {CU_RATIO}): "
-            f"the scan gives only {ka1} A"
+            f"indexing assumed the Cu K-alpha doublet ({CU_KA1}, {CU_KA2} A, ratio "
+            f"{KA2_KA1_RATIO}): the scan gives only {ka1} A"
         )
-        return CU_KA1, CU_KA2, CU_RATIO, note
+        return CU_KA1, CU_KA2, KA2_KA1_RATIO, note
     return ka1, None, 0.0, None
 
 

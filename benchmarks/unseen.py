@@ -70,6 +70,7 @@ from xrdpipe.patterns.config import ProfileConfig
 from xrdpipe.readers import ModelGrid, prepare_pattern
 from xrdpipe.readers.base import MeasuredPattern
 from xrdpipe.training.classifier import fit_acnn
+from xrdpipe.training.mixture_detector import mixture_probability
 from xrdpipe.training.splits import bin_patterns
 
 LATTICE_SYSTEMS = list(CONFIG_LATTICE_SYSTEMS)
@@ -548,8 +549,15 @@ def main() -> None:
 
             def scores_ck(x: np.ndarray, t: np.ndarray = t) -> dict[str, np.ndarray]:
                 tt_ = float(np.median(t))
+                mixture = None
+                if predictor.detector is not None:  # the mixture detector saved beside it
+                    mixture = mixture_probability(predictor.detector, x)
                 return one_phase_scores(
-                    x, profile.step_deg, logits=checkpoint_logits(x), temperature=tt_
+                    x,
+                    profile.step_deg,
+                    logits=checkpoint_logits(x),
+                    temperature=tt_,
+                    mixture=mixture,
                 )
 
             stored = (predictor.metadata.get("calibration") or {}).get("flag_rule")
@@ -582,7 +590,8 @@ def main() -> None:
                 )
             return one_phase_scores(x, profile.step_deg)
 
-        tests = TESTS if "logits_of" in m else ("sharpness", "n_peaks")
+        without_detector = tuple(t for t in TESTS if t != "mixture")
+        tests = without_detector if "logits_of" in m else ("sharpness", "n_peaks")
         rule = fit_flag_rule(scores_of(m["validation_x"]), tests=tests)
         results["flag"][name] = {
             "rule": rule.as_dict(),
@@ -599,7 +608,7 @@ def main() -> None:
                     amorphous,
                     noise,
                 )
-                for test in TESTS
+                for test in without_detector
             }
     for name, f in results["flag"].items():
         for kind, r in f["rates"].items():

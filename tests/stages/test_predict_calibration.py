@@ -118,3 +118,34 @@ def test_no_rule_no_flag() -> None:
     assert ensemble.one_phase_flag(x, ensemble.predict(x[None])[0][0]) is None
     with pytest.raises(ValueError, match="temperature"):
         _ensemble({"temperature": -1.0})[0].predict(x[None])
+
+
+class _WindowDetector(torch.nn.Module):
+    """A planted mixture detector: its ``mixture`` logit is the pattern's mean over
+    60-65 deg times 400, minus 12 (a second phase's line there makes it a mixture)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        window = torch.from_numpy(((GRID.two_theta > 60.0) & (GRID.two_theta < 65.0)).astype("f4"))
+        self.register_buffer("window", window / window.sum())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = 400.0 * (x * self.window).sum(dim=1) - 12.0
+        return torch.stack([torch.zeros_like(z), z], dim=1)
+
+
+def test_the_mixture_detector_is_the_flags_mixture_test() -> None:
+    rule = FlagRule({"sharpness": 20.0, "mixture": 0.5}, 0.05, 100)
+    ensemble, _ = _ensemble({"temperature": 1.0, "flag_rule": rule.as_dict()})
+    ensemble.detector = _WindowDetector()
+    phase = _pattern([30.0, 45.0])
+    mixture = _pattern([30.0, 45.0, 62.0])
+    assert ensemble.one_phase_flag(phase, ensemble.predict(phase[None])[0][0]) == []
+    reasons = ensemble.one_phase_flag(mixture, ensemble.predict(mixture[None])[0][0])
+    # p(mixture) = sigmoid(400 * mean over the window - 12): ~0.016 without the 62 deg line
+    window = (GRID.two_theta > 60.0) & (GRID.two_theta < 65.0)
+    expected = 1.0 / (1.0 + np.exp(-(400.0 * mixture[window].mean() - 12.0)))
+    assert expected > 0.9
+    assert reasons == [f"mixture {expected:.3g} > 0.5"]
+    ensemble.detector = None  # a run saved without one: the test is skipped, not failed
+    assert ensemble.one_phase_flag(mixture, ensemble.predict(mixture[None])[0][0]) == []

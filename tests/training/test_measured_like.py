@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from xrdpipe.config import ClassifierPreset, SimulationConfig, SubsetConfig, SyntheticConfig
+from xrdpipe.config import ClassifierPreset, SubsetConfig
 from xrdpipe.errors import ConfigError
 from xrdpipe.models import ResNet1D, ResNet1DConfig, count_parameters
 from xrdpipe.patterns.config import InstrumentConfig, ProfileConfig
@@ -119,23 +119,6 @@ def test_resnet_trains_only_on_measured_like_patterns():
     dumped = ClassifierPreset().model_dump()
     assert set(dumped["model"]) == {"variants", "pool_bins"}
     assert set(dumped["data"]) == {"loss", "augment", "augmentation"}
-
-
-@pytest.fixture(scope="module")
-def tiny_synthetic_store(tmp_path_factory):
-    from xrdpipe.stages.simulate import load_manifest, run_simulation
-    from xrdpipe.stages.synthesize import synthesize_manifest
-
-    folder = tmp_path_factory.mktemp("synthetic") / "syn"
-    config = SyntheticConfig(
-        n_structures=28, max_atoms=8, balance_over="lattice_system", structures_per_task=28
-    )
-    sim = SimulationConfig(n_train_strains=1, n_test_strains=0, strain_mode="symmetry")
-    subset = SubsetConfig(source="synthetic", synthetic=config, simulation=sim, seed=2)
-    synthesize_manifest(config, 2, folder)
-    manifest, _ = load_manifest(folder)
-    run_simulation(manifest, folder / "patterns.zarr", subset)
-    return folder / "patterns.zarr", subset
 
 
 def test_measured_like_training_and_the_predictor(tiny_synthetic_store, tmp_path):

@@ -243,6 +243,23 @@ class ClassifierSplit(Section):
     min_materials_per_class: int = Field(default=5, ge=1)
 
 
+class MixtureDetectorSettings(Section):
+    """The mixture detector of a measured-like classifier's one-phase flag.
+
+    See :mod:`xrdpipe.training.mixture_detector`.
+
+    Attributes:
+        max_minutes: its own training budget, after the classifier's.
+        max_phases: most phases of a training mixture (1 to this many, uniform).
+        min_fraction: a mixture is labelled so when its smallest intensity fraction is at
+            least this; mixtures with a smaller minor phase are left out of the loss.
+    """
+
+    max_minutes: float = Field(default=10.0, gt=0)
+    max_phases: int = Field(default=3, ge=2, le=5)
+    min_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
+
+
 class ClassifierData(Section):
     """What the classifier learns from: its loss, its patterns and their augmentation.
 
@@ -262,6 +279,9 @@ class ClassifierData(Section):
         max_peaks: measured-like: the strongest this many reflections of each peak list are
             rendered (large low-symmetry cells have thousands; the weakest add little).
         epoch_size: measured-like: patterns per epoch (each drawn afresh).
+        mixture_detector: measured-like: train a mixture detector after the classifier, for
+            the one-phase flag (``None``: none; the flag then has only its peak and
+            probability tests, which miss most mixtures).
     """
 
     loss: Literal["cross_entropy", "bce_softmax"] = "cross_entropy"
@@ -272,10 +292,14 @@ class ClassifierData(Section):
     max_isotropic_strain: float = Field(default=0.02, ge=0.0, lt=0.2)
     max_peaks: int = Field(default=384, ge=1)
     epoch_size: int = Field(default=8192, ge=2)
+    mixture_detector: MixtureDetectorSettings | None = None
 
     @model_serializer(mode="wrap")
     def _new_fields_when_set(self, handler: SerializerFunctionWrapHandler) -> Any:
-        names = ("patterns", "render", "max_isotropic_strain", "max_peaks", "epoch_size")
+        names = (
+            "patterns", "render", "max_isotropic_strain", "max_peaks", "epoch_size",
+            "mixture_detector",
+        )  # fmt: skip
         return without_defaults(self, handler(self), names)
 
 

@@ -16,6 +16,9 @@ that single-phase validation patterns keep (:func:`fit_flag_rule`):
 3. ``max_probability`` (low): the calibrated probability of the top class.
 4. ``energy`` (high): the free energy ``-T logsumexp(z / T)`` of the logits (Liu et al.,
    NeurIPS 2020): larger for inputs unlike the training data.
+5. ``mixture`` (high): ``p(mixture)`` of the classifier's mixture detector
+   (:mod:`xrdpipe.training.mixture_detector`), a network trained to tell one phase from
+   2-3; the only test here that sees mixtures (the others flag 2-4 % of them).
 
 Each threshold is a quantile of the single-phase validation scores: the false-flag budget
 ``alpha`` is split evenly over the tests used (``alpha / k`` each, one-sided), so at most
@@ -42,9 +45,15 @@ PEAK_HEIGHT = 0.02
 """A counted peak rises at least this fraction of the pattern maximum above its baseline."""
 PEAK_SIGMAS = 5.0
 """A counted peak rises at least this many noise levels above its baseline."""
-TESTS = ("sharpness", "n_peaks", "max_probability", "energy")
+TESTS = ("sharpness", "n_peaks", "max_probability", "energy", "mixture")
 """The scores of the rule, in the order reasons are listed."""
-LOW_IS_BAD = {"sharpness": True, "n_peaks": False, "max_probability": True, "energy": False}
+LOW_IS_BAD = {
+    "sharpness": True,
+    "n_peaks": False,
+    "max_probability": True,
+    "energy": False,
+    "mixture": False,
+}
 """Whether a score flags below its threshold (True) or above it (False)."""
 
 
@@ -71,12 +80,14 @@ def one_phase_scores(
     logits: np.ndarray | None = None,
     probabilities: np.ndarray | None = None,
     temperature: float = 1.0,
+    mixture: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The scores of each pattern (module docstring); each ``(B,)``.
 
-    With ``logits``, all four (probabilities calibrated by ``temperature``); with calibrated
+    With ``logits``, four (probabilities calibrated by ``temperature``); with calibrated
     ``probabilities`` only (a logged model that outputs probabilities), no ``energy``, which
-    needs the logits' scale; with neither, the two peak scores.
+    needs the logits' scale; with neither, the two peak scores. ``mixture``: the detector's
+    ``p(mixture)`` of the patterns, the fifth.
     """
     scores = peak_scores(profiles, step_deg)
     if logits is not None:
@@ -85,6 +96,8 @@ def one_phase_scores(
         scores["energy"] = -temperature * logsumexp(z / temperature, axis=1)
     elif probabilities is not None:
         scores["max_probability"] = np.asarray(probabilities, dtype=np.float64).max(axis=1)
+    if mixture is not None:
+        scores["mixture"] = np.asarray(mixture, dtype=np.float64).reshape(-1)
     return scores
 
 

@@ -68,6 +68,32 @@ class CheckpointPaths:
         )
 
 
+MIXTURE_DETECTOR_ROLE = "mixture"
+"""The role of a classifier's mixture detector, saved beside it (:func:`companion_stem`)."""
+
+
+def companion_stem(path: str | os.PathLike[str], role: str) -> Path:
+    """The stem of the checkpoint saved beside checkpoint ``path`` for ``role``.
+
+    Checkpoint ``<stem>`` has its companions at ``<stem>-<role>`` (a classifier's mixture
+    detector: ``model-mixture.safetensors`` beside ``model.safetensors``), in the same folder,
+    so one folder (a run's ``checkpoint/`` artifact) carries both.
+    """
+    weights = CheckpointPaths.of(path).weights
+    return weights.with_name(weights.name[: -len(".safetensors")] + "-" + role)
+
+
+def load_companion(
+    path: str | os.PathLike[str], role: str, device: str | torch.device = "cpu"
+) -> nn.Module | None:
+    """The ``role`` companion of checkpoint ``path`` (eval mode), or None where there is none."""
+    stem = companion_stem(path, role)
+    if not CheckpointPaths.of(stem).weights.exists():
+        return None
+    model, _ = load_checkpoint(stem, device)
+    return model
+
+
 def _plain(value: Any) -> Any:
     """Dataclasses, paths and non-finite floats to strict-JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -30,7 +30,8 @@ validation, :mod:`xrdpipe.evaluation.calibration` and :mod:`xrdpipe.evaluation.o
 member's probabilities are tempered (``p ** (1 / T)`` renormalised, the same as
 ``softmax(z / T)``) before the ensemble mean, and the pattern is flagged "not one phase of the
 training distribution" when it fails a test of the rule (too few sharp peaks, too many peaks,
-too low a calibrated top probability); the reasons are printed. Without them the
+too low a calibrated top probability, or, where the run saved a mixture detector beside its
+checkpoint, too high a ``p(mixture)``); the reasons are printed. Without them the
 probabilities are the model's own and a note says they are not calibrated.
 
 Indexing (lattice- and crystal-system classifiers, on by default): the file's lines are
@@ -116,6 +117,7 @@ class ModelEnsemble:
     calibration: dict[str, Any] = field(default_factory=dict)
     predictor: Any = None  # ClassifierPredictor of a measured-like classifier (its preprocessing)
     outcomes: Any = None  # OutcomeTable joining indexing with this classifier (None: not joined)
+    detector: Any = None  # the classifier's mixture detector (the flag's ``mixture`` test)
     _references: dict[str, np.ndarray] | None = None
     _reference_note: str | None = None
 
@@ -156,7 +158,12 @@ class ModelEnsemble:
         if self.kind != "classifier" or not rule:
             return None
         step = (self.grid.two_theta_max - self.grid.two_theta_min) / (self.grid.n_points - 1)
-        scores = one_phase_scores(x[None], step, probabilities=mean[None])
+        mixture = None
+        if self.detector is not None:
+            from xrdpipe.training.mixture_detector import mixture_probability
+
+            mixture = mixture_probability(self.detector, x[None])
+        scores = one_phase_scores(x[None], step, probabilities=mean[None], mixture=mixture)
         return FlagRule.from_dict(rule).reasons(scores)[0]
 
     def cam(self, x: np.ndarray, class_index: int) -> np.ndarray | None:
@@ -312,6 +319,7 @@ def load_model_ensemble(
     return ModelEnsemble(
         predictor=predictor,
         outcomes=outcomes,
+        detector=sidecar.get("mixture_detector") if kind == "classifier" else None,
         name=name,
         kind=kind,
         task=str(config.get("task", kind)),

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from xrdpipe.errors import XrdpipeError
-from xrdpipe.models.checkpoints import load_checkpoint
+from xrdpipe.models.checkpoints import MIXTURE_DETECTOR_ROLE, load_checkpoint, load_companion
 from xrdpipe.tracking.runs import CANDIDATE_ALIAS
 
 
@@ -206,7 +206,8 @@ def model_metadata(run_id: str) -> tuple[dict[str, Any], nn.Module, dict[str, An
     ``config`` is ``config.yaml`` (subset with the profile grid and wavelength, data with class
     names or materials); the checkpoint (``checkpoint/model.safetensors``) rebuilds the full
     network (the a-CNN's CAM needs its layers); ``sidecar["metadata"]`` holds class names or
-    materials and formulas.
+    materials and formulas, ``sidecar["mixture_detector"]`` a classifier's mixture detector
+    (``checkpoint/model-mixture``) or None.
 
     Raises:
         ModelLookupError: the run lacks these artifacts.
@@ -225,4 +226,5 @@ def model_metadata(run_id: str) -> tuple[dict[str, Any], nn.Module, dict[str, An
             ) from exc
         config = yaml.safe_load(Path(config_path).read_text())
         model, sidecar = load_checkpoint(Path(folder) / "model")
+        sidecar["mixture_detector"] = load_companion(Path(folder) / "model", MIXTURE_DETECTOR_ROLE)
     return config, model, sidecar

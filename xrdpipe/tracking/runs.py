@@ -34,7 +34,7 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from xrdpipe.evaluation.plots import plot_confusion_matrix, plot_fractions, plot_learning_curves
-from xrdpipe.models.checkpoints import save_checkpoint
+from xrdpipe.models.checkpoints import MIXTURE_DETECTOR_ROLE, companion_stem, save_checkpoint
 
 CANDIDATE_ALIAS = "candidate"
 """Alias set on every newly registered model version (promotion moves other aliases)."""
@@ -329,10 +329,19 @@ def _log_common(result: Any, folder: Path) -> None:
     )
 
 
-def _log_checkpoint(model: nn.Module, config: Mapping[str, Any], metadata: dict, folder: Path):
+def _log_checkpoint(
+    model: nn.Module,
+    config: Mapping[str, Any],
+    metadata: dict,
+    folder: Path,
+    detector: Any = None,
+):
     path = save_checkpoint(
         folder / "checkpoint" / "model", model, train_config=config.get("train"), metadata=metadata
     )
+    if detector is not None:  # a classifier's mixture detector travels beside it
+        stem = companion_stem(path, MIXTURE_DETECTOR_ROLE)
+        save_checkpoint(stem, detector.model, metadata=detector.metadata)
     mlflow.log_artifacts(str(path.parent), artifact_path="checkpoint")
 
 
@@ -452,6 +461,7 @@ def log_classifier(result: Any, registered_name: str | None) -> TrackedModel:
                 **result.extra.get("checkpoint_metadata", {}),  # measured-like: preprocess
             },
             folder,
+            result.extra.get("mixture_detector"),  # a DetectorResult, or None
         )
         return log_model(
             result.model,

@@ -83,6 +83,8 @@ class ClassifierPredictor:
         background: subtract a rolling-minimum background in :meth:`prepare`.
         metadata: the checkpoint's metadata (``preprocess``, variant, ...).
         device: where the network runs.
+        detector: the mixture detector saved beside the checkpoint (the one-phase flag's
+            ``mixture`` test; :mod:`xrdpipe.training.mixture_detector`), or None.
     """
 
     model: nn.Module
@@ -92,6 +94,7 @@ class ClassifierPredictor:
     background: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    detector: nn.Module | None = None
 
     @classmethod
     def load(
@@ -113,6 +116,7 @@ class ClassifierPredictor:
             xrdpipe.models.checkpoints.CheckpointError: unreadable, or not a classifier.
         """
         from xrdpipe.models.checkpoints import CheckpointError, load_checkpoint
+        from xrdpipe.training.mixture_detector import load_detector
 
         model, sidecar = load_checkpoint(path, device)
         metadata = sidecar.get("metadata") or {}
@@ -132,6 +136,7 @@ class ClassifierPredictor:
             background=subtracts_background(config, metadata),
             metadata=metadata,
             device=torch.device(device),
+            detector=load_detector(path, device),
         )
 
     def prepare_full(

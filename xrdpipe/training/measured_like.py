@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,11 @@ from xrdpipe.patterns.config import (
     CountingNoiseConfig,
     InstrumentConfig,
     MarchDollaseConfig,
-    MixtureConfig,
     ProfileConfig,
     TCHWidthConfig,
 )
 from xrdpipe.patterns.datasets import manifest_beside, material_orientation, material_table
-from xrdpipe.patterns.mixtures import MixtureSampler, PeakArrays
-from xrdpipe.patterns.render import render_profiles
+from xrdpipe.patterns.mixtures import PeakArrays
 from xrdpipe.training.callbacks import with_prefix
 from xrdpipe.training.classifier import (
     ClassifierResult,
@@ -70,6 +68,7 @@ from xrdpipe.training.labels import Target, TaskError, class_order
 from xrdpipe.training.labels import labels as target_labels
 from xrdpipe.training.loop import Callback, pick_device, train
 from xrdpipe.training.losses import accuracy, classification_loss
+from xrdpipe.training.measured_like_sampler import MeasuredLikeSampler
 from xrdpipe.training.seeds import seed_for
 from xrdpipe.training.splits import material_split
 
@@ -202,71 +201,6 @@ def load_peak_lists(
     return peaks, materials, float(ds.attrs["wavelength"])
 
 
-class MeasuredLikeSampler:
-    """Single-phase measured-like patterns of a pool of materials (see the module docstring).
-
-    Args:
-        peaks: the materials' peak lists ``(M, S, P)`` (with orientation data when the
-            profile has preferred orientation).
-        profile: grid and instrument.
-        max_isotropic_strain: bound of the on-the-fly isotropic strain.
-        wavelength: the store's wavelength, angstrom (Bragg's law for the strain).
-        seed: seeds the sampler's generator.
-        device: where patterns are drawn and rendered.
-    """
-
-    def __init__(
-        self,
-        peaks: PeakArrays,
-        profile: ProfileConfig,
-        max_isotropic_strain: float,
-        wavelength: float,
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        mixtures = MixtureConfig(n_materials=peaks.n_materials, max_phases=1, batch_size=2)
-        self.mixtures = MixtureSampler(
-            peaks, mixtures, profile, device=self.device, wavelength=wavelength,
-            generator=self.generator,
-        )  # fmt: skip
-        self.profile = profile
-        self.max_isotropic_strain = max_isotropic_strain
-        self.wavelength = wavelength
-
-    def reseed(self, seed: int) -> None:
-        """Restart the draws from ``seed`` (one seed per epoch: any epoch can be redrawn)."""
-        self.generator.manual_seed(seed)
-
-    def sample(self, n: int) -> tuple[Tensor, Tensor]:
-        """``n`` patterns ``(n, n_points)`` in [0, 1] and each one's material index ``(n,)``."""
-        draw = self.mixtures.draw(n)
-        d = draw.d_spacing
-        assert d is not None, "measured-like rendering needs the peaks' d-spacings"
-        bound = self.max_isotropic_strain
-        strain = 2.0 * torch.rand((n, 1), generator=self.generator, device=self.device) - 1.0
-        d = d * (1.0 + bound * strain)
-        sine = self.wavelength / (2.0 * d.clamp(min=1e-6))
-        mask = draw.mask & (sine < 1.0)
-        two_theta = torch.rad2deg(2.0 * torch.asin(sine.clamp(max=1.0)))
-        x = render_profiles(
-            two_theta,
-            draw.intensity,
-            mask,
-            self.profile,
-            self.generator,
-            self.device,
-            self.wavelength,
-            d_spacing=d,
-            phase_index=draw.phase_index,
-            eta=draw.extras["eta"],
-            crystallite_size_nm=draw.extras["crystallite_size_nm"],
-            instrument_draws=draw.extras,
-        )
-        return x, draw.extras["materials"][:, 0]
-
-
 def build_network(
     preset: ClassifierPreset, n_points: int, n_classes: int, seed: int
 ) -> tuple[nn.Module, str]:
@@ -307,7 +241,7 @@ def preprocess_metadata(profile: ProfileConfig, wavelength: float) -> dict[str, 
     }
 
 
-def _held_out_set(
+def held_out_set(
     peaks: PeakArrays,
     indices: np.ndarray,
     y_mat: np.ndarray,
@@ -326,24 +260,39 @@ def _held_out_set(
     return np.concatenate(xs), np.concatenate(ys)
 
 
+FLAG_TESTS = ("sharpness", "n_peaks", "max_probability")
+"""The flag's tests without a mixture detector (those ``predict`` can run from probabilities)."""
+FLAG_TESTS_WITH_DETECTOR = ("sharpness", "mixture")
+"""The flag's tests with one: the peak count and the top probability flag as many mixtures as
+single phases (2-3 %, ``benchmarks/results/unseen.json``), so their share of the false-flag
+budget goes to the tests that work."""
+
+
 def validation_calibration(
-    x_va: np.ndarray, val_logits: np.ndarray, y_va: np.ndarray, profile: ProfileConfig
+    x_va: np.ndarray,
+    val_logits: np.ndarray,
+    y_va: np.ndarray,
+    profile: ProfileConfig,
+    mixture: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The temperature and one-phase flag rule of a trained classifier, from validation.
 
     The temperature minimises the validation NLL (:func:`~xrdpipe.evaluation.calibration.
     fit_temperature`); the flag rule's thresholds are quantiles of the validation patterns'
-    ``sharpness``, ``n_peaks`` and calibrated ``max_probability`` (the tests ``predict`` can
-    run from probabilities; :func:`~xrdpipe.evaluation.ood.fit_flag_rule`). The validation
-    patterns are renders of held-out materials, never of training ones.
+    scores (:func:`~xrdpipe.evaluation.ood.fit_flag_rule`): :data:`FLAG_TESTS`, or with the
+    detector's ``p(mixture)`` of the same patterns (``mixture``) :data:`FLAG_TESTS_WITH_DETECTOR`.
+    The validation patterns are renders of held-out materials, never of training ones.
     """
     from xrdpipe.evaluation.calibration import fit_temperature
     from xrdpipe.evaluation.ood import fit_flag_rule, one_phase_scores
 
     temperature = fit_temperature(val_logits, y_va)
     step = (profile.two_theta_max - profile.two_theta_min) / (profile.n_points - 1)
-    scores = one_phase_scores(x_va, step, logits=val_logits, temperature=temperature)
-    rule = fit_flag_rule(scores, tests=("sharpness", "n_peaks", "max_probability"))
+    scores = one_phase_scores(
+        x_va, step, logits=val_logits, temperature=temperature, mixture=mixture
+    )
+    tests = FLAG_TESTS if mixture is None else FLAG_TESTS_WITH_DETECTOR
+    rule = fit_flag_rule(scores, tests=tests)
     return {
         "temperature": float(temperature),
         "flag_rule": {
@@ -353,6 +302,102 @@ def validation_calibration(
         },
         "fitted_on": f"{len(y_va)} validation patterns of held-out materials",
     }
+
+
+@dataclass(frozen=True)
+class MeasuredLikeData:
+    """A store's peak lists, labels and material split for measured-like training.
+
+    Attributes:
+        identity: the store's identity (:func:`xrdpipe.store.store_identity`).
+        profile: the grid and instrument of the renders.
+        peaks: every material's peak lists.
+        materials: the materials frame.
+        wavelength: the store's wavelength, angstrom.
+        class_names: the classes, in output order.
+        y_all: each material's class index (-1: excluded).
+        excluded: excluded space groups and their material count.
+        keep: the materials of kept classes.
+        train, validation, test: material indices of the split.
+    """
+
+    identity: dict[str, Any]
+    profile: ProfileConfig
+    peaks: PeakArrays
+    materials: Any
+    wavelength: float
+    class_names: list[str]
+    y_all: np.ndarray
+    excluded: dict[str, Any]
+    keep: np.ndarray
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    max_isotropic_strain: float
+
+    @property
+    def sampler_args(self) -> tuple[ProfileConfig, float, float]:
+        """``(profile, max_isotropic_strain, wavelength)`` of :class:`MeasuredLikeSampler`."""
+        return (self.profile, self.max_isotropic_strain, self.wavelength)
+
+
+def measured_like_data(
+    store_path: store.StorePath,
+    subset_config: SubsetConfig,
+    preset: ClassifierPreset,
+    target: Target,
+    manifest_path: str | Path | None = None,
+) -> MeasuredLikeData:
+    """Read the peak lists and labels, exclude small space groups, split the materials.
+
+    The split is :func:`~xrdpipe.training.splits.material_split` under the subset's seed, so
+    a classifier's training, validation and test materials can be found again after training
+    (:func:`~xrdpipe.training.mixture_detector.attach_detector`).
+
+    Raises:
+        TaskError: fewer than two classes, or a store simulated with unconstrained strain.
+    """
+    identity = store.store_identity(store_path)
+    if identity["strain_mode"] == "unconstrained":
+        raise TaskError(
+            f"store {store_path} was simulated with strain_mode 'unconstrained': symmetry labels "
+            "do not hold; simulate with simulation.strain_mode 'symmetry'"
+        )
+    profile = render_profile(preset)
+    manifest = (
+        Path(manifest_path) if manifest_path else Path(store_path).parent / "manifest.parquet"
+    )
+    peaks, materials, wavelength = load_peak_lists(
+        store_path, preset.data.max_peaks, orientation=profile.needs_orientation,
+        manifest_path=manifest,
+    )  # fmt: skip
+    labels = target_labels(materials, target, manifest)
+    excluded: dict[str, Any] = {"classes": [], "materials": 0}
+    if target == "space_group":
+        counts_by_label = labels.value_counts()
+        small = counts_by_label[counts_by_label < preset.split.min_materials_per_class]
+        excluded = {"classes": sorted(small.index.tolist(), key=int), "materials": int(small.sum())}
+    keep = np.flatnonzero(~labels.isin(excluded["classes"]).to_numpy())
+    class_names = class_order(target, labels.iloc[keep].tolist())
+    if len(class_names) < 2:
+        raise TaskError(f"target {target!r} has {len(class_names)} class(es) in {store_path}")
+    index = {c: i for i, c in enumerate(class_names)}
+    y_all = np.array([index.get(v, -1) for v in labels], dtype=np.int64)
+    y_keep = y_all[keep]
+    m_tr, m_va, m_te = (
+        keep[m]
+        for m in material_split(
+            y_keep,
+            len(class_names),
+            preset.split.test_material_fraction,
+            preset.split.validation_fraction,
+            subset_config.seed,
+        )
+    )
+    return MeasuredLikeData(
+        identity, profile, peaks, materials, wavelength, class_names, y_all, excluded, keep,
+        m_tr, m_va, m_te, preset.data.max_isotropic_strain,
+    )  # fmt: skip
 
 
 def train_measured_like(
@@ -385,47 +430,16 @@ def train_measured_like(
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
     start = time.perf_counter()
-    identity = store.store_identity(store_path)
-    if identity["strain_mode"] == "unconstrained":
-        raise TaskError(
-            f"store {store_path} was simulated with strain_mode 'unconstrained': symmetry labels "
-            "do not hold; simulate with simulation.strain_mode 'symmetry'"
-        )
-    profile = render_profile(preset)
     dev = pick_device(device or preset.train.device)
-    manifest = (
-        Path(manifest_path) if manifest_path else Path(store_path).parent / "manifest.parquet"
-    )
-    peaks, materials, wavelength = load_peak_lists(
-        store_path, preset.data.max_peaks, orientation=profile.needs_orientation,
-        manifest_path=manifest,
+    data = measured_like_data(store_path, subset_config, preset, target, manifest_path)
+    identity, profile, peaks, materials = data.identity, data.profile, data.peaks, data.materials
+    wavelength, excluded, keep, class_names = (
+        data.wavelength, data.excluded, data.keep, data.class_names
     )  # fmt: skip
-    labels = target_labels(materials, target, manifest)
-    excluded: dict[str, Any] = {"classes": [], "materials": 0}
-    if target == "space_group":
-        counts_by_label = labels.value_counts()
-        small = counts_by_label[counts_by_label < preset.split.min_materials_per_class]
-        excluded = {"classes": sorted(small.index.tolist(), key=int), "materials": int(small.sum())}
-    keep = np.flatnonzero(~labels.isin(excluded["classes"]).to_numpy())
-    class_names = class_order(target, labels.iloc[keep].tolist())
-    if len(class_names) < 2:
-        raise TaskError(f"target {target!r} has {len(class_names)} class(es) in {store_path}")
-    index = {c: i for i, c in enumerate(class_names)}
-    y_all = np.array([index.get(v, -1) for v in labels], dtype=np.int64)
-    y_keep = y_all[keep]
-    m_tr, m_va, m_te = (
-        keep[m]
-        for m in material_split(
-            y_keep,
-            len(class_names),
-            preset.split.test_material_fraction,
-            preset.split.validation_fraction,
-            subset_config.seed,
-        )
-    )
-    sampler_args = (profile, preset.data.max_isotropic_strain, wavelength)
-    x_va, y_va = _held_out_set(peaks, m_va, y_all, sampler_args, seed_for(seed, 10**6), dev)
-    x_te, y_te = _held_out_set(peaks, m_te, y_all, sampler_args, seed_for(seed, 10**6 + 1), dev)
+    y_all, m_tr, m_va, m_te = data.y_all, data.train, data.validation, data.test
+    sampler_args = data.sampler_args
+    x_va, y_va = held_out_set(peaks, m_va, y_all, sampler_args, seed_for(seed, 10**6), dev)
+    x_te, y_te = held_out_set(peaks, m_te, y_all, sampler_args, seed_for(seed, 10**6 + 1), dev)
     sampler = MeasuredLikeSampler(peaks.select_materials(m_tr), *sampler_args, seed, dev)
     y_train = torch.as_tensor(y_all[m_tr], device=dev)
     batch_size = preset.train.batch_size
@@ -459,7 +473,16 @@ def train_measured_like(
     )
     model.eval()
     val_logits = predict_batched(model, x_va, 512, dev).numpy()
-    calibration = validation_calibration(x_va, val_logits, y_va, profile)
+    detector, mixture = None, None
+    if preset.data.mixture_detector is not None:
+        from xrdpipe.training.mixture_detector import mixture_probability, train_mixture_detector
+
+        detector = train_mixture_detector(
+            peaks, m_tr, m_va, sampler_args, preset, preset.data.mixture_detector, seed, dev,
+            progress,
+        )  # fmt: skip
+        mixture = mixture_probability(detector.model, x_va, str(dev))
+    calibration = validation_calibration(x_va, val_logits, y_va, profile, mixture)
     checkpoint_metadata["calibration"] = calibration  # what predict tempers and flags by
     logits = predict_batched(model, x_te, 512, dev).numpy()
     y_pred = logits.argmax(axis=1)
@@ -480,6 +503,7 @@ def train_measured_like(
         return {c: int(found[i]) for i, c in enumerate(class_names)}
 
     metrics = {
+        **({"mixture_detector_val_auc": detector.validation_auc} if detector is not None else {}),
         "test_top5_accuracy": top_k_accuracy(logits, y_te, 5),
         "val_accuracy": float((val_logits.argmax(axis=1) == y_va).mean()),
         "val_top5_accuracy": top_k_accuracy(val_logits, y_va, 5),
@@ -528,13 +552,22 @@ def train_measured_like(
         input_example=x_te[:2].astype(np.float32),
         store=identity,
         wall_s=time.perf_counter() - start,
-        extra={"metrics": metrics, "checkpoint_metadata": checkpoint_metadata},
+        extra={
+            "metrics": metrics,
+            "checkpoint_metadata": checkpoint_metadata,
+            **({"mixture_detector": detector} if detector is not None else {}),
+        },
     )
 
 
 __all__ = [
     "EVAL_PATTERNS_PER_MATERIAL",
+    "FLAG_TESTS",
+    "FLAG_TESTS_WITH_DETECTOR",
+    "held_out_set",
     "LAB_SCAN_PROFILE",
+    "MeasuredLikeData",
+    "measured_like_data",
     "NORMALISATION",
     "MeasuredLikeSampler",
     "build_network",

@@ -1,0 +1,180 @@
+"""The mixture detector of the one-phase flag: its draws, labels, training, storage, attach."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from xrdpipe.config import ClassifierPreset
+from xrdpipe.patterns.config import InstrumentConfig, ProfileConfig
+from xrdpipe.patterns.mixtures import PeakArrays
+from xrdpipe.training.measured_like import FLAG_TESTS_WITH_DETECTOR, MeasuredLikeSampler
+from xrdpipe.training.mixture_detector import (
+    load_detector,
+    mixture_labels,
+    mixture_probability,
+    save_detector,
+)
+
+WAVELENGTH = 1.54056
+D_SPACINGS = (2.6, 2.0, 1.7)  # one line each: 34.47, 45.31, 53.89 deg
+
+
+def test_labels_leave_out_mixtures_with_a_small_minor_phase():
+    n_phases = torch.tensor([1, 2, 2, 3, 3])
+    minor = torch.tensor([1.0, 0.3, 0.05, 0.1, 0.099])
+    labels, keep = mixture_labels(n_phases, minor, 0.1)
+    assert labels.tolist() == [0, 1, 1, 1, 1]
+    assert keep.tolist() == [True, True, False, True, False]
+
+
+def three_lines() -> PeakArrays:
+    """Three materials of one line each (no two at the same angle)."""
+    d = np.array(D_SPACINGS)[:, None, None]
+    tt = np.degrees(2 * np.arcsin(WAVELENGTH / (2 * d)))
+    return PeakArrays.from_arrays(tt, np.full_like(tt, 100.0), np.ones_like(tt, bool), d_spacing=d)
+
+
+PLAIN = ProfileConfig(
+    two_theta_min=20.0,
+    two_theta_max=60.0,
+    n_points=2001,
+    noise_fraction=(0.0, 0.0),
+    background_amplitude=(0.0, 0.0),
+    crystallite_size_nm=(200.0, 200.0),
+    instrument=InstrumentConfig(),  # the instrument path, every effect neutral
+)
+
+
+def test_mixture_draws_hold_each_phase_line_once_and_are_seeded():
+    sampler = MeasuredLikeSampler(three_lines(), PLAIN, 0.0, WAVELENGTH, seed=3, max_phases=3)
+    x, n_phases, minor = sampler.sample_mixtures(96)
+    grid = np.linspace(20.0, 60.0, 2001)
+    lines = [math.degrees(2 * math.asin(WAVELENGTH / (2 * d))) for d in D_SPACINGS]
+    at_lines = np.stack([x.numpy()[:, np.abs(grid - t).argmin()] for t in lines], axis=1)
+    assert set(n_phases.tolist()) == {1, 2, 3}
+    # distinct materials: a pattern shows exactly as many lines as it has phases (a phase
+    # of intensity fraction f has a line of height ~f relative to the strongest)
+    visible = (at_lines > 0.2 * minor.numpy()[:, None]).sum(axis=1)
+    np.testing.assert_array_equal(visible, n_phases.numpy())
+    assert torch.all(minor[n_phases == 1] == 1.0) and torch.all(minor[n_phases > 1] < 0.5 + 1e-6)
+    sampler.reseed(5)
+    first = sampler.sample_mixtures(8)
+    sampler.reseed(5)
+    again = sampler.sample_mixtures(8)
+    for a, b in zip(first, again, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_one_phase_sampler_keeps_its_draws():
+    """max_phases 1 (the classifier's sampler) draws what it drew before mixtures existed:
+    the first pattern of seed 1 has its line at the Bragg angle, strained within bounds."""
+    one = MeasuredLikeSampler(three_lines(), PLAIN, 0.02, WAVELENGTH, seed=1)
+    x, material = one.sample(32)
+    assert one.mixtures.cfg.phase_draw == "pool"
+    grid = np.linspace(20.0, 60.0, 2001)
+    for pattern, m in zip(x.numpy(), material.tolist(), strict=True):
+        d = D_SPACINGS[m]
+        low = math.degrees(2 * math.asin(WAVELENGTH / (2 * d * 1.02)))
+        high = math.degrees(2 * math.asin(WAVELENGTH / (2 * d * 0.98)))
+        assert low - 0.02 <= grid[pattern.argmax()] <= high + 0.02
+        assert (pattern > 0.5).sum() < 20  # one line only
+
+
+def _preset(detector: bool) -> ClassifierPreset:
+    render = ProfileConfig(
+        two_theta_min=10.0,
+        two_theta_max=80.0,
+        n_points=701,
+        ka_doublet=True,
+        instrument=InstrumentConfig(sample_displacement_mm=(-0.1, 0.1)),
+    )
+    data = {"patterns": "measured_like", "render": render, "epoch_size": 16, "max_peaks": 32}
+    if detector:
+        data["mixture_detector"] = {"max_minutes": 0.05}
+    return ClassifierPreset(
+        model={"architecture": "resnet1d", "resnet": {"widths": [4, 8], "blocks": 1}},
+        train={"batch_size": 8, "epochs": 2, "num_threads": 1},
+        split={"validation_fraction": 0.2, "test_material_fraction": 0.2},
+        data=data,
+    )
+
+
+def test_training_stores_the_detector_beside_the_classifier_through_mlflow(
+    tiny_synthetic_store, tmp_path
+):
+    import mlflow
+
+    from xrdpipe import tracking
+    from xrdpipe.training.classifier import train_classifier
+    from xrdpipe.training.classifier_inference import ClassifierPredictor
+
+    store_path, subset = tiny_synthetic_store
+    result = train_classifier(store_path, subset, _preset(True), "crystal_system", progress=False)
+    calibration = result.config["calibration"]
+    assert set(calibration["flag_rule"]["thresholds"]) == set(FLAG_TESTS_WITH_DETECTOR)
+    assert 0.0 <= calibration["flag_rule"]["thresholds"]["mixture"] <= 1.0
+    detector = result.extra["mixture_detector"]
+    x = result.input_example
+    p = mixture_probability(detector.model, x)
+    assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
+    assert result.metrics()["mixture_detector_val_auc"] == detector.validation_auc
+
+    tracking.configure(f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=tmp_path / "art")
+    try:
+        with tracking.training_run("crystal-system") as run:
+            tracking.log_classifier(result, None)
+        _, _, sidecar = tracking.model_metadata(run.run_id)
+    finally:
+        mlflow.set_tracking_uri("")
+    np.testing.assert_allclose(mixture_probability(sidecar["mixture_detector"], x), p, atol=1e-6)
+
+    # a file checkpoint: the detector beside it is found by the predictor
+    from xrdpipe.models.checkpoints import save_checkpoint
+
+    path = save_checkpoint(
+        tmp_path / "model", result.model, metadata=result.extra["checkpoint_metadata"]
+    )
+    assert ClassifierPredictor.load(path).detector is None
+    weights = save_detector(path, detector.model, {"task": "crystal_system"})
+    assert weights == tmp_path / "model-mixture.safetensors"
+    loaded = ClassifierPredictor.load(path).detector
+    np.testing.assert_allclose(mixture_probability(loaded, x), p, atol=1e-6)
+
+
+def test_attach_gives_an_older_classifier_a_detector_and_keeps_its_weights(
+    tiny_synthetic_store, tmp_path
+):
+    from xrdpipe.models.checkpoints import read_metadata, save_checkpoint
+    from xrdpipe.training.classifier import train_classifier
+    from xrdpipe.training.classifier_inference import ClassifierPredictor
+    from xrdpipe.training.labels import TaskError
+    from xrdpipe.training.mixture_detector import attach_detector
+
+    store_path, subset = tiny_synthetic_store
+    result = train_classifier(store_path, subset, _preset(False), "crystal_system", progress=False)
+    before = result.extra["checkpoint_metadata"]["calibration"]
+    assert set(before["flag_rule"]["thresholds"]) == {"sharpness", "n_peaks", "max_probability"}
+    path = save_checkpoint(
+        tmp_path / "old", result.model, metadata=result.extra["checkpoint_metadata"]
+    )
+    assert load_detector(path) is None
+    calibration = attach_detector(path, store_path, subset, _preset(True), seed=0, progress=False)
+    assert set(calibration["flag_rule"]["thresholds"]) == set(FLAG_TESTS_WITH_DETECTOR)
+    # the validation patterns are the training's own draw: the same temperature
+    assert calibration["temperature"] == pytest.approx(before["temperature"], rel=1e-5)
+    assert read_metadata(path)["metadata"]["calibration"] == calibration
+    predictor = ClassifierPredictor.load(path)
+    assert predictor.detector is not None
+    np.testing.assert_allclose(
+        predictor.logits(result.input_example),
+        result.model(torch.from_numpy(result.input_example)).detach().numpy(),
+        atol=1e-5,
+    )
+    with pytest.raises(TaskError, match="not the store it was trained on"):
+        other = result.extra["checkpoint_metadata"] | {"class_names": ["cubic", "triclinic"]}
+        save_checkpoint(tmp_path / "other", result.model, metadata=other)
+        attach_detector(tmp_path / "other", store_path, subset, _preset(True), progress=False)

@@ -1,0 +1,294 @@
+"""The mixture detector of the one-phase flag: is a scan one phase, or several?
+
+A crystal-system classifier answers for every scan, also for a mixture. The peak tests of
+:mod:`xrdpipe.evaluation.ood` catch a scan with no sharp peak (amorphous, noise only) but not
+a mixture: the lines of two or three phases look like the lines of one phase with a larger
+cell, and the peak count flags 2-4 % of 2-3-phase mixtures (``benchmarks/results/unseen.json``
+before this detector). No single statistic of a pattern separates them, so a network learns
+it, from the same training materials as the classifier and through the same instrument:
+
+* patterns: :meth:`~xrdpipe.training.measured_like.MeasuredLikeSampler.sample_mixtures` of
+  the training materials, 1 to ``max_phases`` distinct materials per pattern (uniform), flat
+  intensity fractions, each phase with its own strain, size and preferred orientation;
+* label: ``mixture`` for two or more phases whose smallest intensity fraction is at least
+  ``min_fraction``; patterns with a smaller minor phase are left out of the loss (a 2 %
+  phase may not show: no label is right for it);
+* network: the classifier preset's architecture with two outputs, the preset's loop
+  settings with ``max_minutes`` of its own, a cosine learning rate over them and a moving
+  average of the weights (:data:`EMA_DECAY`); early stopping on validation mixtures of the
+  held-out validation materials (drawn once, seeded).
+
+Its output ``p(mixture)`` is the ``mixture`` test of the flag rule; the threshold is a
+quantile of the single-phase validation patterns (:func:`~xrdpipe.evaluation.ood.fit_flag_rule`).
+It is saved beside its classifier: checkpoint ``<stem>`` has its detector at
+``<stem>-mixture`` (:func:`save_detector`, :func:`load_detector`;
+:func:`xrdpipe.models.checkpoints.companion_stem`), so a run's ``checkpoint/`` artifact
+carries both.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from xrdpipe.config import ClassifierPreset, SubsetConfig
+from xrdpipe.config.presets import MixtureDetectorSettings
+from xrdpipe.patterns.config import ProfileConfig
+from xrdpipe.patterns.mixtures import PeakArrays
+from xrdpipe.training.classifier import classifier_train_config
+from xrdpipe.training.inference import predict_batched
+from xrdpipe.training.loop import TrainResult, train
+from xrdpipe.training.losses import accuracy
+from xrdpipe.training.seeds import seed_for
+
+CLASSES = ("one phase", "mixture")
+"""The detector's outputs, in order."""
+VALIDATION_PATTERNS = 1536
+"""Validation patterns drawn (before leaving out the unlabelled ones)."""
+EMA_DECAY = 0.998
+"""The detector's weights are an exponential moving average (horizon ~500 steps): its
+validation scores jumped by 0.05 in AUC between epochs without one."""
+DETECTOR_METADATA = {"role": "mixture detector", "class_names": list(CLASSES)}
+"""What a detector's checkpoint says it is."""
+
+
+@dataclass
+class DetectorResult:
+    """A trained mixture detector.
+
+    Attributes:
+        model: the network (two outputs: :data:`CLASSES`), in eval mode.
+        train: the training loop's history.
+        validation_auc: area under the ROC curve on the validation patterns.
+        n_validation: labelled validation patterns.
+        wall_s: seconds of training.
+    """
+
+    model: nn.Module
+    train: TrainResult
+    validation_auc: float
+    n_validation: int
+    wall_s: float
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What its checkpoint records (role, outputs, validation AUC)."""
+        return {**DETECTOR_METADATA, "validation_auc": self.validation_auc}
+
+
+def mixture_labels(
+    n_phases: Tensor, min_fraction: Tensor, threshold: float
+) -> tuple[Tensor, Tensor]:
+    """``(labels, keep)`` of drawn patterns: 1 mixture, 0 one phase.
+
+    ``keep`` is False for a mixture whose minor phase is below ``threshold`` (left out).
+    """
+    several = n_phases >= 2
+    keep = ~several | (min_fraction >= threshold)
+    return several.long(), keep
+
+
+def mixture_probability(model: nn.Module, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """``p(mixture)`` of prepared patterns ``(B, n_points)``: ``(B,)``."""
+    logits = predict_batched(model, np.asarray(x, dtype=np.float32), 512, torch.device(device))
+    return torch.softmax(logits.float(), dim=1)[:, 1].numpy().astype(np.float64)
+
+
+def save_detector(
+    classifier: str | os.PathLike[str], model: nn.Module, metadata: dict[str, Any]
+) -> Path:
+    """Save ``model`` as the detector of checkpoint ``classifier``; returns its weights file."""
+    from xrdpipe.models.checkpoints import MIXTURE_DETECTOR_ROLE, companion_stem, save_checkpoint
+
+    stem = companion_stem(classifier, MIXTURE_DETECTOR_ROLE)
+    return save_checkpoint(stem, model, metadata={**DETECTOR_METADATA, **metadata})
+
+
+def load_detector(
+    classifier: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> nn.Module | None:
+    """The detector saved beside checkpoint ``classifier`` (eval mode); None if it has none."""
+    from xrdpipe.models.checkpoints import MIXTURE_DETECTOR_ROLE, load_companion
+
+    return load_companion(classifier, MIXTURE_DETECTOR_ROLE, device)
+
+
+def train_mixture_detector(
+    peaks: PeakArrays,
+    train_materials: np.ndarray,
+    validation_materials: np.ndarray,
+    sampler_args: tuple[ProfileConfig, float, float],
+    preset: ClassifierPreset,
+    settings: MixtureDetectorSettings,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> DetectorResult:
+    """Train the detector (module docstring) on ``train_materials`` of ``peaks``.
+
+    Args:
+        peaks: the store's peak lists (all materials).
+        train_materials: indices of the classifier's training materials.
+        validation_materials: indices of its validation materials (early stopping).
+        sampler_args: ``(profile, max_isotropic_strain, wavelength)`` of the classifier.
+        preset: the classifier's preset (network and loop settings).
+        settings: the detector's own settings.
+        seed: seeds the weights and the draws (distinct from the classifier's streams).
+        device: where it trains.
+        progress: show the loop's bar.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from xrdpipe.training.measured_like import MeasuredLikeSampler, build_network
+
+    start = time.perf_counter()
+    dev = torch.device(device)
+    k = settings.max_phases
+    val_sampler = MeasuredLikeSampler(
+        peaks.select_materials(validation_materials), *sampler_args,
+        seed=seed_for(seed, 2 * 10**6), device=dev, max_phases=k,
+    )  # fmt: skip
+    xs, ys = [], []
+    for first in range(0, VALIDATION_PATTERNS, 512):
+        x, n_phases, minor = val_sampler.sample_mixtures(min(512, VALIDATION_PATTERNS - first))
+        y, keep = mixture_labels(n_phases, minor, settings.min_fraction)
+        xs.append(x[keep].cpu())
+        ys.append(y[keep].cpu())
+    x_va, y_va = torch.cat(xs), torch.cat(ys)
+    sampler = MeasuredLikeSampler(
+        peaks.select_materials(train_materials), *sampler_args,
+        seed=seed_for(seed, 2 * 10**6 + 1), device=dev, max_phases=k,
+    )  # fmt: skip
+    batch_size = preset.train.batch_size
+    steps = max(1, preset.data.epoch_size // batch_size)
+
+    def batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        sampler.reseed(seed_for(seed, 2 * 10**6 + 2 + epoch))
+        for _ in range(steps):
+            x, n_phases, minor = sampler.sample_mixtures(batch_size)
+            y, keep = mixture_labels(n_phases, minor, settings.min_fraction)
+            yield x[keep], y[keep]
+
+    model, _ = build_network(preset, sampler_args[0].n_points, len(CLASSES), seed_for(seed, 3))
+    loop = preset.model_copy(
+        update={
+            "max_minutes": settings.max_minutes,
+            "lr_schedule": "cosine",
+            "ema_decay": EMA_DECAY,
+        }
+    )
+    cfg = classifier_train_config(loop, seed, str(dev))
+    result = train(
+        model,
+        batches,
+        (x_va, y_va),
+        nn.functional.cross_entropy,
+        cfg,
+        metric_fns={"accuracy": accuracy},
+        progress=progress,
+    )
+    model.eval()
+    p = mixture_probability(model, x_va.numpy(), str(dev))
+    y = y_va.numpy()
+    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+    return DetectorResult(model, result, auc, int(len(y)), time.perf_counter() - start)
+
+
+def attach_detector(
+    checkpoint: str | os.PathLike[str],
+    store_path: str | os.PathLike[str],
+    subset_config: SubsetConfig,
+    preset: ClassifierPreset,
+    seed: int = 0,
+    device: str | None = None,
+    manifest_path: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Give a trained measured-like classifier a mixture detector and refit its calibration.
+
+    For a classifier trained before its preset had ``data.mixture_detector`` (or without it):
+    the store's split is found again (:func:`~xrdpipe.training.measured_like.
+    measured_like_data`, the subset's seed), the detector trains on the classifier's training
+    materials under ``preset.data.mixture_detector`` (default settings when unset), and the
+    temperature and flag rule are fitted on the validation patterns the classifier's training
+    drew (the same seeded draw: ``seed`` must be the training seed). The detector is saved
+    beside the checkpoint and the checkpoint's ``calibration`` rewritten; the weights are
+    unchanged.
+
+    Returns:
+        The new calibration, with ``mixture_detector`` (validation AUC, patterns, minutes).
+
+    Raises:
+        TaskError: the store's classes are not the checkpoint's.
+    """
+    from xrdpipe.config.presets import MixtureDetectorSettings
+    from xrdpipe.models.checkpoints import read_metadata, save_checkpoint
+    from xrdpipe.training.classifier_inference import ClassifierPredictor
+    from xrdpipe.training.labels import TaskError
+    from xrdpipe.training.loop import pick_device
+    from xrdpipe.training.measured_like import (
+        held_out_set,
+        measured_like_data,
+        validation_calibration,
+    )
+
+    dev = pick_device(device or preset.train.device)
+    predictor = ClassifierPredictor.load(checkpoint, dev)
+    data = measured_like_data(
+        store_path,
+        subset_config,
+        preset,
+        predictor.target,
+        manifest_path,  # type: ignore[arg-type]
+    )
+    if data.class_names != predictor.classes:
+        raise TaskError(
+            f"store {store_path} has classes {data.class_names}; checkpoint {checkpoint} has "
+            f"{predictor.classes}: not the store it was trained on"
+        )
+    x_va, y_va = held_out_set(
+        data.peaks, data.validation, data.y_all, data.sampler_args, seed_for(seed, 10**6), dev
+    )
+    settings = preset.data.mixture_detector or MixtureDetectorSettings()
+    detector = train_mixture_detector(
+        data.peaks, data.train, data.validation, data.sampler_args, preset, settings, seed, dev,
+        progress,
+    )  # fmt: skip
+    mixture = mixture_probability(detector.model, x_va, str(dev))
+    calibration = validation_calibration(x_va, predictor.logits(x_va), y_va, data.profile, mixture)
+    calibration["mixture_detector"] = {
+        "validation_auc": detector.validation_auc,
+        "n_validation": detector.n_validation,
+        "minutes": detector.wall_s / 60.0,
+        "settings": settings.model_dump(mode="json"),
+    }
+    sidecar = read_metadata(checkpoint)
+    save_detector(checkpoint, detector.model, {"task": predictor.target})
+    save_checkpoint(
+        checkpoint,
+        predictor.model,
+        train_config=sidecar.get("train_config"),
+        metadata={**sidecar.get("metadata", {}), "calibration": calibration},
+    )
+    return calibration
+
+
+__all__ = [
+    "CLASSES",
+    "DETECTOR_METADATA",
+    "DetectorResult",
+    "attach_detector",
+    "load_detector",
+    "save_detector",
+    "mixture_labels",
+    "mixture_probability",
+    "train_mixture_detector",
+]

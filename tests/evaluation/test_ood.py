@@ -92,6 +92,21 @@ def test_thresholds_are_quantiles_of_the_validation_scores() -> None:
     assert again == rule
 
 
+def test_the_budget_can_be_shared_unevenly() -> None:
+    scores = {"sharpness": np.arange(1.0, 101.0), "mixture": np.linspace(0.0, 0.99, 100)}
+    rule = fit_flag_rule(scores, 0.05, ("sharpness", "mixture"), {"sharpness": 0.2, "mixture": 0.8})
+    # sharpness at the 1 % tail: np.quantile linear of 1..100 at 0.01 = 1.99
+    assert rule.thresholds["sharpness"] == pytest.approx(1.99)
+    # mixture at the upper 4 % tail: 0.99 * 0.96 = 0.9504
+    assert rule.thresholds["mixture"] == pytest.approx(0.9504)
+    assert set(rule.thresholds) == {"sharpness", "mixture"}
+    assert rule.reasons({"sharpness": np.array([1.0]), "mixture": np.array([0.97])}) == [
+        ["sharpness 1 < 1.99", "mixture 0.97 > 0.95"]
+    ]
+    with pytest.raises(ValueError, match="positive share, summing to 1"):
+        fit_flag_rule(scores, 0.05, ("sharpness", "mixture"), {"sharpness": 0.5, "mixture": 0.6})
+
+
 def test_scores_from_logits_and_from_probabilities_agree() -> None:
     rng = np.random.default_rng(0)
     x = rng.random((4, 200))

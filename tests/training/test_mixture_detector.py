@@ -11,7 +11,11 @@ import torch
 from xrdpipe.config import ClassifierPreset
 from xrdpipe.patterns.config import InstrumentConfig, ProfileConfig
 from xrdpipe.patterns.mixtures import PeakArrays
-from xrdpipe.training.measured_like import FLAG_TESTS_WITH_DETECTOR, MeasuredLikeSampler
+from xrdpipe.training.measured_like import (
+    FLAG_TESTS_WITH_DETECTOR,
+    NO_PEAK_SHARPNESS,
+    MeasuredLikeSampler,
+)
 from xrdpipe.training.mixture_detector import (
     load_detector,
     mixture_labels,
@@ -117,6 +121,7 @@ def test_training_stores_the_detector_beside_the_classifier_through_mlflow(
     calibration = result.config["calibration"]
     assert set(calibration["flag_rule"]["thresholds"]) == set(FLAG_TESTS_WITH_DETECTOR)
     assert 0.0 <= calibration["flag_rule"]["thresholds"]["mixture"] <= 1.0
+    assert calibration["flag_rule"]["thresholds"]["sharpness"] <= NO_PEAK_SHARPNESS
     detector = result.extra["mixture_detector"]
     x = result.input_example
     p = mixture_probability(detector.model, x)
@@ -174,6 +179,12 @@ def test_attach_gives_an_older_classifier_a_detector_and_keeps_its_weights(
         result.model(torch.from_numpy(result.input_example)).detach().numpy(),
         atol=1e-5,
     )
+    # again: the attached detector is kept, only the calibration refitted
+    weights = (tmp_path / "old-mixture.safetensors").read_bytes()
+    again = attach_detector(path, store_path, subset, _preset(True), seed=0, progress=False)
+    assert again["mixture_detector"] == {**calibration["mixture_detector"], "reused": True}
+    assert again["flag_rule"] == calibration["flag_rule"]
+    assert (tmp_path / "old-mixture.safetensors").read_bytes() == weights
     with pytest.raises(TaskError, match="not the store it was trained on"):
         other = result.extra["checkpoint_metadata"] | {"class_names": ["cubic", "triclinic"]}
         save_checkpoint(tmp_path / "other", result.model, metadata=other)

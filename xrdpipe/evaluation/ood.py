@@ -21,8 +21,9 @@ that single-phase validation patterns keep (:func:`fit_flag_rule`):
    2-3; the only test here that sees mixtures (the others flag 2-4 % of them).
 
 Each threshold is a quantile of the single-phase validation scores: the false-flag budget
-``alpha`` is split evenly over the tests used (``alpha / k`` each, one-sided), so at most
-``alpha`` of single-phase patterns like the validation ones are flagged (union bound).
+``alpha`` is split over the tests used (evenly, ``alpha / k`` each, unless shares are given;
+one-sided), so at most ``alpha`` of single-phase patterns like the validation ones are flagged
+(union bound).
 """
 
 from __future__ import annotations
@@ -150,7 +151,10 @@ class FlagRule:
 
 
 def fit_flag_rule(
-    scores: dict[str, np.ndarray], alpha: float = 0.05, tests: tuple[str, ...] | None = None
+    scores: dict[str, np.ndarray],
+    alpha: float = 0.05,
+    tests: tuple[str, ...] | None = None,
+    shares: dict[str, float] | None = None,
 ) -> FlagRule:
     """Thresholds from single-phase validation scores: each test at ``alpha / len(tests)``.
 
@@ -158,6 +162,8 @@ def fit_flag_rule(
         scores: :func:`one_phase_scores` of single-phase validation patterns.
         alpha: the false-flag budget (union bound over the tests).
         tests: the tests to use (a subset of :data:`TESTS`; default those in ``scores``).
+        shares: each test's share of ``alpha`` (positive, summing to 1; default even): test
+            ``t`` is set at the ``alpha * shares[t]`` tail of its validation scores.
     """
     if tests is None:
         tests = tuple(t for t in TESTS if t in scores)
@@ -166,9 +172,20 @@ def fit_flag_rule(
         raise ValueError(f"tests {list(tests)} must be a non-empty subset of {list(TESTS)}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    q = alpha / len(tests)
+    if shares is None:
+        shares = {t: 1.0 / len(tests) for t in tests}
+    if (
+        set(shares) != set(tests)
+        or min(shares.values()) <= 0
+        or abs(sum(shares.values()) - 1) > 1e-9
+    ):
+        raise ValueError(
+            f"shares {shares} must give each of the tests {list(tests)} a positive share, "
+            "summing to 1"
+        )
     thresholds = {}
     for test in tests:
+        q = alpha * shares[test]
         values = np.asarray(scores[test], dtype=np.float64)
         level = q if LOW_IS_BAD[test] else 1.0 - q
         thresholds[test] = float(np.quantile(values, level, method="linear"))

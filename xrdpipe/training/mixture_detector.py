@@ -211,6 +211,7 @@ def attach_detector(
     device: str | None = None,
     manifest_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    reuse: bool = True,
 ) -> dict[str, Any]:
     """Give a trained measured-like classifier a mixture detector and refit its calibration.
 
@@ -221,7 +222,8 @@ def attach_detector(
     temperature and flag rule are fitted on the validation patterns the classifier's training
     drew (the same seeded draw: ``seed`` must be the training seed). The detector is saved
     beside the checkpoint and the checkpoint's ``calibration`` rewritten; the weights are
-    unchanged.
+    unchanged. With ``reuse`` a detector already attached is kept and only the calibration is
+    refitted (after a change of the flag's rule).
 
     Returns:
         The new calibration, with ``mixture_detector`` (validation AUC, patterns, minutes).
@@ -257,21 +259,28 @@ def attach_detector(
     x_va, y_va = held_out_set(
         data.peaks, data.validation, data.y_all, data.sampler_args, seed_for(seed, 10**6), dev
     )
-    settings = preset.data.mixture_detector or MixtureDetectorSettings()
-    detector = train_mixture_detector(
-        data.peaks, data.train, data.validation, data.sampler_args, preset, settings, seed, dev,
-        progress,
-    )  # fmt: skip
-    mixture = mixture_probability(detector.model, x_va, str(dev))
-    calibration = validation_calibration(x_va, predictor.logits(x_va), y_va, data.profile, mixture)
-    calibration["mixture_detector"] = {
-        "validation_auc": detector.validation_auc,
-        "n_validation": detector.n_validation,
-        "minutes": detector.wall_s / 60.0,
-        "settings": settings.model_dump(mode="json"),
-    }
     sidecar = read_metadata(checkpoint)
-    save_detector(checkpoint, detector.model, {"task": predictor.target})
+    previous = (sidecar.get("metadata", {}).get("calibration") or {}).get("mixture_detector")
+    model = load_detector(checkpoint, dev) if reuse else None
+    if model is not None and previous:
+        record = {**previous, "reused": True}
+    else:
+        settings = preset.data.mixture_detector or MixtureDetectorSettings()
+        detector = train_mixture_detector(
+            data.peaks, data.train, data.validation, data.sampler_args, preset, settings, seed,
+            dev, progress,
+        )  # fmt: skip
+        model = detector.model
+        record = {
+            "validation_auc": detector.validation_auc,
+            "n_validation": detector.n_validation,
+            "minutes": detector.wall_s / 60.0,
+            "settings": settings.model_dump(mode="json"),
+        }
+        save_detector(checkpoint, model, {"task": predictor.target, **detector.metadata})
+    mixture = mixture_probability(model, x_va, str(dev))
+    calibration = validation_calibration(x_va, predictor.logits(x_va), y_va, data.profile, mixture)
+    calibration["mixture_detector"] = record
     save_checkpoint(
         checkpoint,
         predictor.model,

@@ -7,7 +7,7 @@ cell, and the peak count flags 2-4 % of 2-3-phase mixtures (``benchmarks/results
 before this detector). No single statistic of a pattern separates them, so a network learns
 it, from the same training materials as the classifier and through the same instrument:
 
-* patterns: :meth:`~xrdpipe.training.measured_like.MeasuredLikeSampler.sample_mixtures` of
+* patterns: :meth:`~xrdpipe.training.measured_like_sampler.MeasuredLikeSampler.sample_mixtures` of
   the training materials, 1 to ``max_phases`` distinct materials per pattern (uniform), flat
   intensity fractions, each phase with its own strain, size and preferred orientation;
 * label: ``mixture`` for two or more phases whose smallest intensity fraction is at least
@@ -147,7 +147,8 @@ def train_mixture_detector(
     """
     from sklearn.metrics import roc_auc_score
 
-    from xrdpipe.training.measured_like import MeasuredLikeSampler, build_network
+    from xrdpipe.training.measured_like import build_network
+    from xrdpipe.training.measured_like_sampler import MeasuredLikeSampler
 
     start = time.perf_counter()
     dev = torch.device(device)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.training.sampling import GRID, PLAIN, WAVELENGTH
 from xrdpipe.config import ClassifierPreset, SubsetConfig
 from xrdpipe.errors import ConfigError
 from xrdpipe.models import ResNet1D, ResNet1DConfig, count_parameters
@@ -18,8 +19,6 @@ from xrdpipe.training.measured_like import (
     strongest_peaks,
     top_k_accuracy,
 )
-
-WAVELENGTH = 1.54056
 
 
 def test_strongest_peaks_keeps_the_strongest_in_their_order():
@@ -58,21 +57,10 @@ def one_peak(d_spacing: float) -> PeakArrays:
     )
 
 
-PLAIN = ProfileConfig(
-    two_theta_min=20.0,
-    two_theta_max=60.0,
-    n_points=4001,
-    noise_fraction=(0.0, 0.0),
-    background_amplitude=(0.0, 0.0),
-    crystallite_size_nm=(200.0, 200.0),
-    instrument=InstrumentConfig(),  # the instrument path, every effect neutral
-)
-
-
 def test_isotropic_strain_moves_the_peak_along_bragg_and_draws_are_seeded():
     d = 2.0
     bragg = math.degrees(2 * math.asin(WAVELENGTH / (2 * d)))  # 45.3054 deg
-    grid = np.linspace(20.0, 60.0, 4001)
+    grid = GRID
     still = MeasuredLikeSampler(one_peak(d), PLAIN, 0.0, WAVELENGTH, seed=1)
     x, material = still.sample(4)
     assert material.tolist() == [0, 0, 0, 0]

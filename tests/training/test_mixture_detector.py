@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.training.sampling import GRID, PLAIN, WAVELENGTH
 from xrdpipe.config import ClassifierPreset
 from xrdpipe.patterns.config import InstrumentConfig, ProfileConfig
 from xrdpipe.patterns.mixtures import PeakArrays
@@ -23,7 +24,6 @@ from xrdpipe.training.mixture_detector import (
     save_detector,
 )
 
-WAVELENGTH = 1.54056
 D_SPACINGS = (2.6, 2.0, 1.7)  # one line each: 34.47, 45.31, 53.89 deg
 
 
@@ -42,21 +42,10 @@ def three_lines() -> PeakArrays:
     return PeakArrays.from_arrays(tt, np.full_like(tt, 100.0), np.ones_like(tt, bool), d_spacing=d)
 
 
-PLAIN = ProfileConfig(
-    two_theta_min=20.0,
-    two_theta_max=60.0,
-    n_points=2001,
-    noise_fraction=(0.0, 0.0),
-    background_amplitude=(0.0, 0.0),
-    crystallite_size_nm=(200.0, 200.0),
-    instrument=InstrumentConfig(),  # the instrument path, every effect neutral
-)
-
-
 def test_mixture_draws_hold_each_phase_line_once_and_are_seeded():
     sampler = MeasuredLikeSampler(three_lines(), PLAIN, 0.0, WAVELENGTH, seed=3, max_phases=3)
     x, n_phases, minor = sampler.sample_mixtures(96)
-    grid = np.linspace(20.0, 60.0, 2001)
+    grid = GRID
     lines = [math.degrees(2 * math.asin(WAVELENGTH / (2 * d))) for d in D_SPACINGS]
     at_lines = np.stack([x.numpy()[:, np.abs(grid - t).argmin()] for t in lines], axis=1)
     assert set(n_phases.tolist()) == {1, 2, 3}
@@ -79,7 +68,7 @@ def test_one_phase_sampler_keeps_its_draws():
     one = MeasuredLikeSampler(three_lines(), PLAIN, 0.02, WAVELENGTH, seed=1)
     x, material = one.sample(32)
     assert one.mixtures.cfg.phase_draw == "pool"
-    grid = np.linspace(20.0, 60.0, 2001)
+    grid = GRID
     for pattern, m in zip(x.numpy(), material.tolist(), strict=True):
         d = D_SPACINGS[m]
         low = math.degrees(2 * math.asin(WAVELENGTH / (2 * d * 1.02)))

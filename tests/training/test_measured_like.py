@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.sampling import GRID, PLAIN, WAVELENGTH
+from tests.training.sampling import GRID, PLAIN, TINY_RENDER, WAVELENGTH, tiny_measured_like
 from xrdpipe.config import ClassifierPreset, SubsetConfig
 from xrdpipe.errors import ConfigError
 from xrdpipe.models import ResNet1D, ResNet1DConfig, count_parameters
-from xrdpipe.patterns.config import InstrumentConfig, ProfileConfig
 from xrdpipe.patterns.mixtures import PeakArrays
 from xrdpipe.training.measured_like import (
     MeasuredLikeSampler,
@@ -116,19 +115,8 @@ def test_measured_like_training_and_the_predictor(tiny_synthetic_store, tmp_path
     from xrdpipe.training.classifier_inference import ClassifierPredictor
 
     store_path, subset = tiny_synthetic_store
-    render = ProfileConfig(
-        two_theta_min=10.0,
-        two_theta_max=80.0,
-        n_points=701,
-        ka_doublet=True,
-        instrument=InstrumentConfig(sample_displacement_mm=(-0.1, 0.1)),
-    )
-    preset = ClassifierPreset(
-        model={"architecture": "resnet1d", "resnet": {"widths": [4, 8], "blocks": 1}},
-        train={"batch_size": 8, "epochs": 1, "num_threads": 1},
-        split={"validation_fraction": 0.2, "test_material_fraction": 0.2},
-        data={"patterns": "measured_like", "render": render, "epoch_size": 16, "max_peaks": 32},
-    )
+    render = TINY_RENDER
+    preset = tiny_measured_like()
     result = train_classifier(store_path, subset, preset, "crystal_system", progress=False)
     metrics = result.metrics()
     assert 0.0 <= metrics["test_accuracy"] <= metrics["test_top5_accuracy"] <= 1.0

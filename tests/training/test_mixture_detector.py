@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.sampling import GRID, PLAIN, WAVELENGTH
-from xrdpipe.config import ClassifierPreset
-from xrdpipe.patterns.config import InstrumentConfig, ProfileConfig
+from tests.training.sampling import GRID, PLAIN, WAVELENGTH, tiny_measured_like
 from xrdpipe.patterns.mixtures import PeakArrays
 from xrdpipe.training.measured_like import (
     FLAG_TESTS_WITH_DETECTOR,
@@ -77,25 +75,6 @@ def test_one_phase_sampler_keeps_its_draws():
         assert (pattern > 0.5).sum() < 20  # one line only
 
 
-def _preset(detector: bool) -> ClassifierPreset:
-    render = ProfileConfig(
-        two_theta_min=10.0,
-        two_theta_max=80.0,
-        n_points=701,
-        ka_doublet=True,
-        instrument=InstrumentConfig(sample_displacement_mm=(-0.1, 0.1)),
-    )
-    data = {"patterns": "measured_like", "render": render, "epoch_size": 16, "max_peaks": 32}
-    if detector:
-        data["mixture_detector"] = {"max_minutes": 0.05}
-    return ClassifierPreset(
-        model={"architecture": "resnet1d", "resnet": {"widths": [4, 8], "blocks": 1}},
-        train={"batch_size": 8, "epochs": 2, "num_threads": 1},
-        split={"validation_fraction": 0.2, "test_material_fraction": 0.2},
-        data=data,
-    )
-
-
 def test_training_stores_the_detector_beside_the_classifier_through_mlflow(
     tiny_synthetic_store, tmp_path
 ):
@@ -106,7 +85,9 @@ def test_training_stores_the_detector_beside_the_classifier_through_mlflow(
     from xrdpipe.training.classifier_inference import ClassifierPredictor
 
     store_path, subset = tiny_synthetic_store
-    result = train_classifier(store_path, subset, _preset(True), "crystal_system", progress=False)
+    result = train_classifier(
+        store_path, subset, tiny_measured_like(2, detector=True), "crystal_system", progress=False
+    )
     calibration = result.config["calibration"]
     assert set(calibration["flag_rule"]["thresholds"]) == set(FLAG_TESTS_WITH_DETECTOR)
     assert 0.0 <= calibration["flag_rule"]["thresholds"]["mixture"] <= 1.0
@@ -149,14 +130,18 @@ def test_attach_gives_an_older_classifier_a_detector_and_keeps_its_weights(
     from xrdpipe.training.mixture_detector import attach_detector
 
     store_path, subset = tiny_synthetic_store
-    result = train_classifier(store_path, subset, _preset(False), "crystal_system", progress=False)
+    result = train_classifier(
+        store_path, subset, tiny_measured_like(2), "crystal_system", progress=False
+    )
     before = result.extra["checkpoint_metadata"]["calibration"]
     assert set(before["flag_rule"]["thresholds"]) == {"sharpness", "n_peaks", "max_probability"}
     path = save_checkpoint(
         tmp_path / "old", result.model, metadata=result.extra["checkpoint_metadata"]
     )
     assert load_detector(path) is None
-    calibration = attach_detector(path, store_path, subset, _preset(True), seed=0, progress=False)
+    calibration = attach_detector(
+        path, store_path, subset, tiny_measured_like(2, detector=True), seed=0, progress=False
+    )
     assert set(calibration["flag_rule"]["thresholds"]) == set(FLAG_TESTS_WITH_DETECTOR)
     # the validation patterns are the training's own draw: the same temperature
     assert calibration["temperature"] == pytest.approx(before["temperature"], rel=1e-5)
@@ -170,11 +155,19 @@ def test_attach_gives_an_older_classifier_a_detector_and_keeps_its_weights(
     )
     # again: the attached detector is kept, only the calibration refitted
     weights = (tmp_path / "old-mixture.safetensors").read_bytes()
-    again = attach_detector(path, store_path, subset, _preset(True), seed=0, progress=False)
+    again = attach_detector(
+        path, store_path, subset, tiny_measured_like(2, detector=True), seed=0, progress=False
+    )
     assert again["mixture_detector"] == {**calibration["mixture_detector"], "reused": True}
     assert again["flag_rule"] == calibration["flag_rule"]
     assert (tmp_path / "old-mixture.safetensors").read_bytes() == weights
     with pytest.raises(TaskError, match="not the store it was trained on"):
         other = result.extra["checkpoint_metadata"] | {"class_names": ["cubic", "triclinic"]}
         save_checkpoint(tmp_path / "other", result.model, metadata=other)
-        attach_detector(tmp_path / "other", store_path, subset, _preset(True), progress=False)
+        attach_detector(
+            tmp_path / "other",
+            store_path,
+            subset,
+            tiny_measured_like(2, detector=True),
+            progress=False,
+        )

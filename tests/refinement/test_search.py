@@ -77,6 +77,13 @@ def test_search_from_a_wrong_start_ends_on_the_right_set(mixture_phases, planted
     out = polish(two_theta, counts, mixture_phases, given, options=OPTIONS)
     assert out.kept == MIXTURE_IDS[:2]
     assert out.refinement.phase(MIXTURE_IDS[1]).weight_fraction == pytest.approx(0.4, abs=0.01)
+    assert out.started == (MIXTURE_IDS[0], MIXTURE_IDS[2])  # brucite given 1 wt%: started
+    # under its floor (say a detection limit of 2 wt%) the given brucite is not started
+    floored = polish(
+        two_theta, counts, mixture_phases, given, options=OPTIONS, floors={MIXTURE_IDS[2]: 0.02}
+    )
+    assert floored.started == (MIXTURE_IDS[0],)
+    assert floored.kept == MIXTURE_IDS[:2]
     with pytest.raises(ValueError, match="start_phases names"):
         refine(two_theta, counts, mixture_phases, start_phases=["quartz"])
 

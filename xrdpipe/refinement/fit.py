@@ -519,11 +519,13 @@ def polish(
     options: RefinementOptions | None = None,
     *,
     threshold: float = 0.01,
+    floors: Mapping[str, float] | None = None,
     **start: object,
 ) -> PolishResult:
     """Refines from a given phase set and fractions (``--refine`` after a CNN).
 
-    The phases whose given fraction reaches ``threshold`` are fitted first; with
+    The phases whose given fraction reaches ``threshold`` (and the phase's own floor, where
+    ``floors`` gives one: e.g. the CNN's detection limit) are fitted first; with
     ``options.select_phases`` (the default) the search of :func:`refine` then drops those
     the scan does not support and adds offered phases the answer missed (a CNN's phase
     under 1 wt% is often a present minor phase). The scales are solved, not started from
@@ -537,6 +539,9 @@ def polish(
         settings: lines and geometry.
         options: what is refined.
         threshold: the least given fraction fitted first (0.01: 1 wt%).
+        floors: per phase name, a least given fraction fitted first above ``threshold``
+            (a fraction under the giver's detection limit is no evidence: such a phase
+            enters only if the search's own test adds it).
         **start: starting values passed to :func:`refine` (``zero_shift_deg``, ...).
 
     Returns:
@@ -554,7 +559,8 @@ def polish(
         )
     options = options or RefinementOptions()
     given = {name: float(fractions.get(name, 0.0)) for name in by_name}
-    first = tuple(name for name in by_name if given[name] >= threshold)
+    floors = floors or {}
+    first = tuple(name for name in by_name if given[name] >= max(threshold, floors.get(name, 0.0)))
     if not first and not options.select_phases:
         raise ValueError(f"no phase has a given fraction >= threshold {threshold}: {given}")
     result = refine(

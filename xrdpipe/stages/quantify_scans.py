@@ -7,8 +7,8 @@ For each measured scan (:func:`quantify_patterns`):
    the network was trained with backgrounds); each member's weight fractions give the
    mean (``wt_percent``) and the spread (population std over members, ``sigma``).
 2. **Refinement** (``refine=True``): :func:`xrdpipe.refinement.polish` on the scan's counts
-   with every phase of the set offered: the CNN's phases of at least 1 wt% are fitted
-   first, then the refinement's search drops those the scan does not support and adds
+   with every phase of the set offered: the CNN's present phases (at least 1 wt% and their
+   detection limit) are fitted first, then the refinement's search drops those the scan does not support and adds
    those the CNN missed (``docs/refinement.md``), and each phase above 5 wt% gets a
    March-Dollase axis where one improves the fit significantly; with the model's
    instrument (:meth:`LineSettings.from_profile`; the scan's own wavelengths where it
@@ -44,7 +44,11 @@ PRESENT_FLOOR = 0.01
 """A phase is present above this weight fraction (the CNN's answer alone: above
 max(this, its detection limit))."""
 POLISH_THRESHOLD = 0.01
-"""CNN weight fractions from this up are the refinement's start set."""
+"""CNN weight fractions from this up, and from the phase's detection limit up, are the
+refinement's start set: the CNN's present phases (:meth:`ScanQuantity.present`). A phase the
+CNN gives under its detection limit is no evidence; started anyway, such a phase absorbed
+misfit and grew to 8-23 wt% in 4 benchmark scans (`benchmarks/results/quantify.json` of
+38a67c5), while the search adds a phase the scan holds."""
 DISAGREE_SIGMAS = 2.0
 """CNN and refinement disagree when they differ by more than this many refined sigmas."""
 RELATIVE_LABEL = "relative crystalline wt%"
@@ -313,6 +317,7 @@ def _refine(
             line_settings(model, pattern),
             RefinementOptions(orientation_search=True),
             threshold=POLISH_THRESHOLD,
+            floors={n: v for n, v in model.detection_limits.items() if math.isfinite(v)},
         )
     except ValueError as exc:
         quantity.scan_flags.append(f"refinement failed: {exc}")

@@ -8,9 +8,9 @@ For each measured scan (:func:`quantify_patterns`):
    mean (``wt_percent``) and the spread (population std over members, ``sigma``).
 2. **Refinement** (``refine=True``): :func:`xrdpipe.refinement.polish` on the scan's counts
    with every phase of the set offered: the CNN's present phases (at least 1 wt% and their
-   detection limit) are fitted first, then the refinement's search drops those the scan does not support and adds
-   those the CNN missed (``docs/refinement.md``), and each phase above 5 wt% gets a
-   March-Dollase axis where one improves the fit significantly; with the model's
+   detection limit) are fitted first, then the refinement's search drops those the scan does
+   not support and adds those the CNN missed (``docs/refinement.md``), and each phase above
+   5 wt% gets a March-Dollase axis where one improves the fit significantly; with the model's
    instrument (:meth:`LineSettings.from_profile`; the scan's own wavelengths where it
    gives them).
    ``refined_sigma = sqrt(spread^2 + esd^2)``; the flag ``disagree`` when

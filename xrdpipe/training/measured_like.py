@@ -267,17 +267,13 @@ FLAG_TESTS_WITH_DETECTOR = ("sharpness", "mixture")
 single phases (2-3 %, ``benchmarks/results/unseen.json``), so their share of the false-flag
 budget goes to the tests that work."""
 NO_PEAK_SHARPNESS = 20.0
-"""The sharpness test flags below its validation quantile or below this, whichever is lower:
-a scan whose strongest rise is 20 noise levels above its baseline has a crystalline peak.
-Synthetic validation crystals (small cells, few strong lines) are sharper than real ones
-(large cells spread their intensity): the quantile alone (46 at the 1 % tail) flagged ~5 % of
-real single phases, whose 5 % tail is at 48, while no amorphous or noise-only scan of the
+"""The sharpness threshold is at most this (a rise of 20 noise levels is a crystalline peak).
+Synthetic crystals are sharper than real ones: the validation quantile alone (46 at its 1 %
+tail) flagged ~5 % of real single phases (5 % tail: 48); no amorphous or noise-only scan of the
 benchmark reaches 16."""
 FLAG_SHARES_WITH_DETECTOR = {"sharpness": 0.2, "mixture": 0.8}
-"""Their shares of the false-flag budget. A scan with no crystalline peak is far from every
-single phase (sharpness below 16 on all amorphous and noise-only scans of the benchmark,
-25-800 on single phases), so a far-tail threshold catches it; the detector separates
-distributions that overlap, and gets most of the budget."""
+"""Their shares of the false-flag budget: a scan without peaks is far from every single phase,
+so a far tail catches it; the detector separates distributions that overlap."""
 
 
 def validation_calibration(

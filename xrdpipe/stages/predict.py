@@ -136,6 +136,10 @@ class ModelEnsemble:
         then, with the patterns' indexing ``outcomes`` and an outcome table, joined with them
         (:func:`xrdpipe.indexing.combine`).
         """
+        return self.summarise(self.member_outputs(x), outcomes)
+
+    def member_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Each member's outputs for patterns ``(B, n_points)`` (a classifier's tempered)."""
         from xrdpipe.evaluation.calibration import calibrated_probabilities
         from xrdpipe.training.inference import predict_batched
 
@@ -143,6 +147,12 @@ class ModelEnsemble:
         if self.kind == "classifier" and self.temperature is not None:
             t = self.temperature
             outputs = [calibrated_probabilities(o, t, are_logits=False) for o in outputs]
+        return outputs
+
+    def summarise(
+        self, outputs: list[np.ndarray], outcomes: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std over members of :meth:`member_outputs`, joined with ``outcomes``."""
         if outcomes is not None and self.outcomes is not None:
             from xrdpipe.indexing import combine
 
@@ -446,8 +456,9 @@ def predict_pattern(
                 pattern, model.grid, background=subtract, allow_partial=allow_partial
             )
         joined = found if model.outcomes is not None else None
-        mean, std = model.predict(prepared.x[None], None if joined is None else [joined.outcome])
-        own = mean if joined is None else model.predict(prepared.x[None])[0]  # the flag's input
+        members = model.member_outputs(prepared.x[None])  # one forward pass for both answers
+        mean, std = model.summarise(members, None if joined is None else [joined.outcome])
+        own = mean if joined is None else model.summarise(members)[0]  # the flag's input
         outputs.append(
             ModelOutput(
                 model.describe(),

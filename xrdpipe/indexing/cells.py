@@ -42,6 +42,7 @@ from functools import cache
 import numpy as np
 
 from xrdpipe.indexing.lines import ObservedLines
+from xrdpipe.patterns.physics import bragg_two_theta_deg
 
 FAMILIES = (
     "cubic P",
@@ -128,8 +129,8 @@ class IndexedCell:
     def two_theta(self, wavelength: float, two_theta_max: float) -> np.ndarray:
         """The cell's distinct calculated lines up to ``two_theta_max``, degrees (no zero)."""
         q = np.unique(np.round(reflection_table(self.family) @ self.parameters(), 10))
-        s = wavelength * np.sqrt(q) / 2.0
-        return np.rad2deg(2.0 * np.arcsin(s[s <= np.sin(np.deg2rad(two_theta_max) / 2.0)]))
+        q = q[wavelength * np.sqrt(q) / 2.0 <= np.sin(np.deg2rad(two_theta_max) / 2.0)]
+        return bragg_two_theta_deg(1.0 / np.sqrt(q), wavelength)
 
 
 @cache

@@ -29,6 +29,7 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 from scipy.signal import find_peaks
 
 from xrdpipe.patterns.config import CU_KA1, CU_KA2, KA2_KA1_RATIO
+from xrdpipe.readers.prepare import bragg_convert
 
 BACKGROUND_DEG = 1.0
 """Half-width of the background's opening, degrees (wider than any single line)."""
@@ -114,9 +115,7 @@ def strip_ka2(
     two_theta: np.ndarray, intensity: np.ndarray, ka1: float, ka2: float, ratio: float
 ) -> np.ndarray:
     """Rachinger's K-alpha2 strip of a background-free scan on a uniform grid (module doc)."""
-    theta = np.deg2rad(two_theta) / 2.0
-    source = np.sin(theta) * ka1 / ka2
-    partner = np.where(source < 1.0, 2.0 * np.rad2deg(np.arcsin(np.minimum(source, 1.0))), np.nan)
+    partner = bragg_convert(two_theta, ka2, ka1)  # the K-alpha1 line each point's K-alpha2 is of
     start, step = float(two_theta[0]), float(two_theta[1] - two_theta[0])
     position = (partner - start) / step
     out = np.array(intensity, dtype=np.float64)

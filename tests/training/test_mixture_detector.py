@@ -61,10 +61,13 @@ def test_mixture_draws_hold_each_phase_line_once_and_are_seeded():
 
 
 def test_one_phase_sampler_keeps_its_draws():
-    """max_phases 1 (the classifier's sampler) draws what it drew before mixtures existed:
-    the first pattern of seed 1 has its line at the Bragg angle, strained within bounds."""
+    """max_phases 1 (the classifier's sampler) draws what it drew before mixtures existed
+    (materials and line positions of seed 1 recorded with the sampler of 422ab02), each
+    pattern one line at its Bragg angle, strained within bounds."""
     one = MeasuredLikeSampler(three_lines(), PLAIN, 0.02, WAVELENGTH, seed=1)
     x, material = one.sample(32)
+    assert material[:8].tolist() == [0, 0, 1, 0, 2, 0, 2, 2]
+    assert x.argmax(dim=1)[:8].tolist() == [1472, 1474, 2470, 1396, 3279, 1426, 3333, 3398]
     assert one.mixtures.cfg.phase_draw == "pool"
     grid = GRID
     for pattern, m in zip(x.numpy(), material.tolist(), strict=True):

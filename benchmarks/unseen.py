@@ -114,10 +114,13 @@ def method_report(
     temperature: float,
     groups: np.ndarray,
     seed: int,
+    uncalibrated: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    raw = calibrated_probabilities(logits, 1.0)
+    """Scores of one method; ``uncalibrated``: its logits before calibration where they are
+    not ``logits`` at temperature 1 (a space-group model's sums, tempered per group)."""
+    raw = calibrated_probabilities(logits if uncalibrated is None else uncalibrated, 1.0)
     cal = calibrated_probabilities(logits, temperature)
-    pred = raw.argmax(1)
+    pred = cal.argmax(1)  # a temperature keeps the order
     report = u.classification_report(y, pred, classes)
     report["ece_uncalibrated"] = ece_interval(raw, y, seed=seed).as_dict()
     report["ece_calibrated"] = ece_interval(cal, y, seed=seed).as_dict()
@@ -360,12 +363,14 @@ def joined_with_indexing(
     uncalibrated = {}
     for name in list(methods):
         m = methods[name]
-        raw = combine(calibrated_probabilities(m["logits"], 1.0), outcomes, table, LATTICE_SYSTEMS)
+        before = m.get("uncalibrated_logits", m["logits"])
+        raw = combine(calibrated_probabilities(before, 1.0), outcomes, table, LATTICE_SYSTEMS)
         uncalibrated[name] = ece_interval(raw, y).as_dict()  # joined without the temperature
         p = calibrated_probabilities(m["logits"], m["temperature"])
         joined = combine(p, outcomes, table, LATTICE_SYSTEMS)
         methods[f"{name}+indexing"] = {
             "logits": np.log(np.maximum(joined, 1e-12)),
+            "uncalibrated_logits": np.log(np.maximum(raw, 1e-12)),
             "temperature": 1.0,
         }
     found = np.array(outcomes)
@@ -379,18 +384,15 @@ def joined_with_indexing(
         "seconds": seconds,
         "table_source": table.source,
         "ece_joined_without_temperature": uncalibrated,
+        "outcomes": outcomes,  # per pattern; not written to the JSON
     }
 
 
-def space_group_report(
-    path: Path, rendered: np.ndarray, profile: ProfileConfig, test: pd.DataFrame, draws: int
-) -> dict[str, Any]:
-    """Space-group top-1 and top-5 of a space-group classifier on the test renders.
-
-    A real structure whose space group is not among the classifier's classes (a group with
-    too few synthetic crystals, excluded in training) counts as wrong; ``covered`` is the share
-    of patterns whose group is a class, and ``*_covered`` the figures on those alone.
-    """
+def space_group_model(path: Path, rendered: np.ndarray, profile: ProfileConfig) -> dict[str, Any]:
+    """A space-group classifier's calibrated group probabilities on the test renders, and the
+    lattice-system method they give (:func:`xrdpipe.structures.hierarchy.system_probabilities`:
+    the groups' probabilities summed per lattice system, tempered per group first)."""
+    from xrdpipe.structures.hierarchy import system_probabilities
     from xrdpipe.training.classifier_inference import ClassifierPredictor
 
     predictor = ClassifierPredictor.load(path)
@@ -398,23 +400,67 @@ def space_group_report(
         raise SystemExit(f"{path} is a {predictor.target} classifier, not a space-group one")
     xs = np.stack([predictor.prepare(p) for p in scan(rendered, profile)])
     z = predictor.logits(xs)
-    index = {c: i for i, c in enumerate(predictor.classes)}
-    truth = np.repeat([str(int(g)) for g in test["space_group_number"]], draws)
-    y = np.array([index.get(g, -1) for g in truth])
-    top = np.argsort(-z, axis=1)[:, :5]
-    hit1, hit5 = top[:, 0] == y, (top == y[:, None]).any(axis=1)
+    t = float((predictor.metadata.get("calibration") or {}).get("temperature") or 1.0)
+    groups = list(predictor.classes)
+    p = calibrated_probabilities(z, t)
+    sums = system_probabilities(p, groups, "lattice_system")
+    raw = system_probabilities(calibrated_probabilities(z, 1.0), groups, "lattice_system")
+    method = {
+        "logits": np.log(np.maximum(sums, 1e-12)),
+        "uncalibrated_logits": np.log(np.maximum(raw, 1e-12)),
+        "temperature": 1.0,
+    }
+    return {"path": path, "groups": groups, "probabilities": p, "temperature": t, "method": method}
+
+
+def space_group_report(
+    model: dict[str, Any], test: pd.DataFrame, draws: int, outcomes: list[str] | None
+) -> dict[str, Any]:
+    """Space-group top-1 and top-5 of a space-group classifier on the test renders, alone and
+    joined with indexing at the group level (``packaged_table("space_group")``), and the
+    crystal-system accuracy its sums give.
+
+    A real structure whose space group is not among the classifier's classes (a group with
+    too few synthetic crystals, excluded in training) counts as wrong; ``covered`` is the share
+    of patterns whose group is a class, and ``*_covered`` the figures on those alone.
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    from xrdpipe.config import CRYSTAL_SYSTEMS
+    from xrdpipe.indexing import combine, packaged_table
+    from xrdpipe.structures.hierarchy import system_of_space_group, system_probabilities
+
+    groups = model["groups"]
+    index = {c: i for i, c in enumerate(groups)}
+    numbers = np.repeat([int(g) for g in test["space_group_number"]], draws)
+    y = np.array([index.get(str(g), -1) for g in numbers])
+    y_crystal = np.array([CRYSTAL_SYSTEMS.index(system_of_space_group(g)) for g in numbers])
     covered = y >= 0
-    return {
-        "checkpoint": str(path),
-        "n_classes": len(predictor.classes),
+    answers = {"alone": model["probabilities"]}
+    if outcomes is not None:
+        table = packaged_table("space_group")
+        answers["with_indexing"] = combine(model["probabilities"], outcomes, table, groups)
+    report: dict[str, Any] = {
+        "checkpoint": str(model["path"]),
+        "temperature": model["temperature"],
+        "n_classes": len(groups),
         "n_patterns": int(len(y)),
         "covered": float(covered.mean()),
-        "top1": float(hit1.mean()),
-        "top5": float(hit5.mean()),
-        "top1_covered": float(hit1[covered].mean()) if covered.any() else math.nan,
-        "top5_covered": float(hit5[covered].mean()) if covered.any() else math.nan,
-        "chance_top1": 1.0 / len(predictor.classes),
+        "chance_top1": 1.0 / len(groups),
     }
+    for name, p in answers.items():
+        top = np.argsort(-p, axis=1)[:, :5]
+        hit1, hit5 = top[:, 0] == y, (top == y[:, None]).any(axis=1)
+        crystal = system_probabilities(p, groups, "crystal_system").argmax(1)
+        report[name] = {
+            "top1": float(hit1.mean()),
+            "top5": float(hit5.mean()),
+            "top1_covered": float(hit1[covered].mean()) if covered.any() else math.nan,
+            "top5_covered": float(hit5[covered].mean()) if covered.any() else math.nan,
+            "crystal_system": u.classification_report(y_crystal, crystal, list(CRYSTAL_SYSTEMS)),
+            "crystal_system_balanced": float(balanced_accuracy_score(y_crystal, crystal)),
+        }
+    return report
 
 
 def log_to_mlflow(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -550,6 +596,10 @@ def main() -> None:
         methods["synthetic-acnn-short"] = m
     else:
         unavailable["synthetic"] = "no --checkpoint and no --synthetic given"
+    space_group = None
+    if args.space_group_checkpoint is not None:  # its sums are a lattice-system method too
+        space_group = space_group_model(args.space_group_checkpoint, rendered, profile)
+        methods["synthetic-sg"] = space_group["method"]
     methods.update(cod_baselines(test, peaks, profile, y, x_test, draws, args))
 
     results: dict[str, Any] = {"methods": {}, "comparisons": {}, "flag": {}}
@@ -560,13 +610,16 @@ def main() -> None:
             m["temperature"] = m["temperature_per_row"][:, None]
         else:
             m["temperature"] = float(m.get("temperature", 1.0))
+    outcomes = None
     if not args.no_indexing:
         results["indexing"] = joined_with_indexing(methods, rendered, profile, y)
+        outcomes = results["indexing"].pop("outcomes")
     print("results (lattice system, real COD structures never seen in training):")
     for name, m in methods.items():
         t = m["temperature"]
+        before = m.get("uncalibrated_logits")
         results["methods"][name] = method_report(
-            name, y, m["logits"], LATTICE_SYSTEMS, t, groups, args.seed
+            name, y, m["logits"], LATTICE_SYSTEMS, t, groups, args.seed, before
         )
     for a in methods:
         for b in methods:
@@ -710,16 +763,18 @@ def main() -> None:
         "dropped_by_spglib": test.attrs.get("dropped", {}),
         "profile": json.loads(profile.model_dump_json()),
     }
-    if args.space_group_checkpoint is not None:
-        results["space_group"] = space_group_report(
-            args.space_group_checkpoint, rendered, profile, test, draws
-        )
-        sg = results["space_group"]
-        print(
-            f"  space group ({sg['n_classes']} classes): top-1 {sg['top1']:.3f}, top-5 "
-            f"{sg['top5']:.3f}; {sg['covered']:.3f} of the patterns have a space group among "
-            f"the classes (top-1 {sg['top1_covered']:.3f}, top-5 {sg['top5_covered']:.3f} on them)"
-        )
+    if space_group is not None:
+        results["space_group"] = sg = space_group_report(space_group, test, draws, outcomes)
+        print(f"  space group ({sg['n_classes']} classes), {sg['covered']:.3f} of the patterns "
+              "with a group among them:")  # fmt: skip
+        for name in ("alone", "with_indexing"):
+            if name in sg:
+                r = sg[name]
+                print(
+                    f"    {name}: top-1 {r['top1']:.3f}, top-5 {r['top5']:.3f}; crystal system "
+                    f"{r['crystal_system']['accuracy']:.3f} (balanced "
+                    f"{r['crystal_system_balanced']:.3f})"
+                )
     else:
         unavailable["space_group_top1_top5"] = "no --space-group-checkpoint given"
     results["unavailable"] = unavailable

@@ -29,8 +29,10 @@ from xrdpipe.indexing import (
     scan_wavelengths,
 )
 from xrdpipe.indexing.cells import reflection_table
+from xrdpipe.indexing.evidence import space_group_table
 from xrdpipe.indexing.lines import strip_ka2
 from xrdpipe.patterns.config import CU_KA1, CU_KA2, ProfileConfig
+from xrdpipe.structures.hierarchy import system_probabilities
 
 STRUCTURES = {
     "hcp Mg": ("P6_3/mmc", Lattice.hexagonal(3.209, 5.211), ["Mg"], [[1 / 3, 2 / 3, 0.25]]),
@@ -179,6 +181,28 @@ def test_the_packaged_table_covers_the_classes():
         assert like.sum(axis=1) == pytest.approx(np.ones(len(classes)))
         low = [list(classes).index(c) for c in ("triclinic", "monoclinic")]
         assert (like[low, OUTCOMES.index("none")] > 0.8).all()
+
+
+def test_a_space_group_classifier_joins_through_its_lattice_systems():
+    lattice = packaged_table("lattice_system")
+    table = packaged_table("space_group")
+    assert table is not None and set(table.counts) == {str(n) for n in range(1, 231)}
+    assert table.counts["166"] == lattice.counts["rhombohedral"]
+    assert table.counts["164"] == table.counts["194"] == lattice.counts["hexagonal"]
+    with pytest.raises(ValueError, match="lattice_system table"):
+        space_group_table(packaged_table("crystal_system"))
+    groups = ["225", "194", "166", "164", "62", "2"]
+    p = np.random.default_rng(3).dirichlet(np.ones(len(groups)), size=len(OUTCOMES))
+    joined = combine(p, list(OUTCOMES), table, groups)
+    summed = system_probabilities(p, groups, "lattice_system")
+    # summing the joined groups per lattice system is the lattice-system join of the sums
+    np.testing.assert_allclose(
+        system_probabilities(joined, groups, "lattice_system"),
+        combine(summed, list(OUTCOMES), lattice, LATTICE_SYSTEMS),
+        atol=1e-12,
+    )
+    # within a lattice system the groups keep their ratio: 194 against 164 (both hexagonal)
+    np.testing.assert_allclose(joined[:, 1] / joined[:, 3], p[:, 1] / p[:, 3], rtol=1e-12)
 
 
 def test_scan_wavelengths_assume_the_copper_doublet_only_for_copper():

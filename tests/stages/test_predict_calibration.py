@@ -17,6 +17,7 @@ from xrdpipe.stages.predict import (
     ModelEnsemble,
     ModelOutput,
     format_prediction,
+    system_sums,
 )
 
 GRID = ModelGrid(10.0, 80.0, 701, 1.5406)
@@ -149,3 +150,40 @@ def test_the_mixture_detector_is_the_flags_mixture_test() -> None:
     assert reasons == [f"mixture {expected:.3g} > 0.5"]
     ensemble.detector = None  # a run saved without one: the test is skipped, not failed
     assert ensemble.one_phase_flag(mixture, ensemble.predict(mixture[None])[0][0]) == []
+
+
+def test_a_space_group_model_also_answers_crystal_and_lattice_system() -> None:
+    groups = ["225", "194", "166", "164"]
+    weight = torch.randn(4, GRID.n_points, generator=torch.Generator().manual_seed(1)) * 0.2
+    ensemble = ModelEnsemble(
+        name="sg",
+        kind="classifier",
+        task="space-group",
+        chosen="1",
+        how="@champion",
+        labels=groups,
+        formulas=[],
+        grid=GRID,
+        members=[Member("1", "0", _Probabilities(weight), None)],
+        config={},
+    )
+    x = _pattern([30.0, 45.0])
+    mean = ensemble.predict(x[None])[0][0]
+    systems = system_sums(ensemble, mean)
+    # by hand: 166 and 164 are trigonal; 166 rhombohedral, 164 and 194 hexagonal lattices
+    assert systems["crystal_system"]["trigonal"] == pytest.approx(mean[2] + mean[3])
+    assert systems["crystal_system"]["hexagonal"] == pytest.approx(mean[1])
+    assert systems["lattice_system"]["hexagonal"] == pytest.approx(mean[1] + mean[3])
+    assert systems["lattice_system"]["rhombohedral"] == pytest.approx(mean[2])
+    assert systems["lattice_system"]["cubic"] == pytest.approx(mean[0])
+    prepared = PreparedPattern(x, np.ones(GRID.n_points, bool), 1.5406, 1.5406, (10.0, 80.0))
+    out = ModelOutput(
+        "sg v1", "classifier", "space-group", groups, [], mean, mean * 0, 1, prepared,
+        systems=systems,
+    )  # fmt: skip
+    text = format_prediction(FilePrediction(Path("s.xy"), [out], []))
+    best = max(systems["crystal_system"], key=systems["crystal_system"].get)
+    assert f"crystal system: {best} {systems['crystal_system'][best]:.3f}" in text
+    assert out.as_dict()["systems"] == systems
+    lattice_model, _ = _ensemble({})
+    assert system_sums(lattice_model, lattice_model.predict(x[None])[0][0]) == {}

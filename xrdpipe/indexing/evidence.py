@@ -196,10 +196,35 @@ class OutcomeTable:
 
 
 def packaged_table(target: str) -> OutcomeTable | None:
-    """The packaged table of ``target``, or ``None`` where there is none for it."""
+    """The packaged table of ``target``, or ``None`` where there is none for it.
+
+    ``space_group`` is the lattice-system table with one row per space group, its lattice
+    system's (:func:`space_group_table`).
+    """
     text = resources.files("xrdpipe.indexing").joinpath("data", DEFAULT_TABLE).read_text()
     tables = json.loads(text)["tables"]
+    if target == "space_group" and "lattice_system" in tables:
+        return space_group_table(OutcomeTable.from_dict(tables["lattice_system"]))
     return OutcomeTable.from_dict(tables[target]) if target in tables else None
+
+
+def space_group_table(table: OutcomeTable) -> OutcomeTable:
+    """A lattice-system table spread over the 230 space groups (classes ``"1"``...``"230"``).
+
+    Indexing sees only the lattice, so ``P(o | group)`` is ``P(o | its lattice system)``;
+    joined with a space-group classifier (:func:`combine`), each group's probability is
+    weighted by its lattice's likelihood, and summing the joined groups per lattice system
+    gives exactly the lattice-system join of the summed probabilities.
+    """
+    from xrdpipe.structures.hierarchy import system_of_space_group  # pymatgen-free, lazily
+
+    if table.target != "lattice_system":
+        raise ValueError(f"a space-group table needs a lattice_system table, not {table.target}")
+    counts = {
+        str(n): dict(table.counts.get(system_of_space_group(n, "lattice_system"), {}))
+        for n in range(1, 231)
+    }
+    return OutcomeTable("space_group", counts, f"{table.source} (per lattice system)")
 
 
 def combine(

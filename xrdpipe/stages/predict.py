@@ -366,6 +366,7 @@ class ModelOutput:
     calibrated: bool = False
     flag: list[str] | None = None
     indexing: Any = None  # the file's ScanIndexing where it was joined with this classifier
+    systems: dict[str, dict[str, float]] = field(default_factory=dict)  # a space-group model's
 
     def display(self, i: int) -> str:
         """Output ``i`` for people: a phase set's name, else ``<id> <formula>`` (or a class)."""
@@ -396,6 +397,7 @@ class ModelOutput:
                     "calibrated": self.calibrated,
                     "one_phase_flag": self.flag,
                     "indexing": None if self.indexing is None else self.indexing.as_dict(),
+                    **({"systems": self.systems} if self.systems else {}),
                 }
             ),
         }
@@ -417,6 +419,16 @@ class FilePrediction:
             "notes": self.notes,
             "plot": None if self.plot is None else str(self.plot),
         }
+
+
+def system_sums(model: ModelEnsemble, mean: np.ndarray) -> dict[str, dict[str, float]]:
+    """A space-group classifier's crystal- and lattice-system probabilities (sums of groups)."""
+    if model.kind != "classifier" or model.task.replace("-", "_") != "space_group":
+        return {}
+    from xrdpipe.structures.hierarchy import SYSTEMS, system_probabilities
+
+    sums = {s: system_probabilities(mean[None], model.labels, s)[0].tolist() for s in SYSTEMS}
+    return {s: dict(zip(SYSTEMS[s], p, strict=True)) for s, p in sums.items()}
 
 
 def predict_pattern(
@@ -474,6 +486,7 @@ def predict_pattern(
                 calibrated=model.temperature is not None,
                 flag=model.one_phase_flag(prepared.x, own[0]),
                 indexing=joined,
+                systems=system_sums(model, mean[0]),
             )
         )
     return FilePrediction(Path(path), outputs, notes)
@@ -504,6 +517,10 @@ def format_prediction(result: FilePrediction, top: int = 5) -> str:
                 lines.append("    one-phase check: passed")
             if out.indexing is not None:
                 lines.append(f"    indexing: {out.indexing.describe()} (joined)")
+            for system, p in out.systems.items():  # a space-group model's sums
+                best = max(p, key=p.__getitem__)
+                name = system.replace("_", " ")
+                lines.append(f"    {name}: {best} {p[best]:.3f} (sum of groups)")
         phase = "phase" if out.names else "phase (COD id, formula)"
         header = phase if out.kind == "phase-fractions" else "class"
         lines.append(f"    {header:<34} {'mean':>7} {'std':>7}")

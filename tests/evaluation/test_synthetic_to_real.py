@@ -229,3 +229,22 @@ def test_the_stage_adds_the_column_on_the_store_s_materials(tiny_store, tmp_path
     assert "synthetic-to-real/random_forest/accuracy_mean" in evaluation.metrics()
     assert "confusion_synthetic-to-real_naive_bayes" in evaluation.plots
     assert evaluation.config["protocols"] == ["strain", "material", "synthetic-to-real"]
+
+
+def test_the_command_s_bad_option_names_itself(tmp_path):
+    """``xrdpipe evaluate-classifiers --synthetic-*``: refused before anything runs."""
+    from typer.testing import CliRunner
+
+    from xrdpipe.cli import app
+
+    base = ["evaluate-classifiers", "acnn", "--data-dir", str(tmp_path)]
+    missing = CliRunner().invoke(
+        app, [*base, "--synthetic-manifest", str(tmp_path / "missing.parquet")]
+    )
+    assert missing.exit_code != 0 and "synthetic_manifest" in missing.output
+    manifest = tmp_path / "manifest.parquet"
+    _manifest(_structures(1, 3.0)[0]).to_parquet(manifest)
+    too_many = CliRunner().invoke(
+        app, [*base, "--synthetic-manifest", str(manifest), "--synthetic-patterns", "30000"]
+    )
+    assert too_many.exit_code != 0 and "synthetic_patterns must be 8-20000" in too_many.output

@@ -211,8 +211,13 @@ def test_the_stage_adds_the_column_on_the_store_s_materials(tiny_store, tmp_path
     evaluation = run_classification_evaluation(
         tiny_store, TINY_SUBSET, PRESET, **common, synthetic_manifest=path,
         synthetic_draws=2, synthetic_test_draws=3, plot_dir=tmp_path / "plots",
+        synthetic_protocols=("synthetic-to-real", "synthetic+material"),
     )  # fmt: skip
-    assert list(evaluation.results) == ["strain", "material", "synthetic-to-real"]
+    assert list(evaluation.results) == [
+        "strain", "material", "synthetic-to-real", "synthetic+material"
+    ]  # fmt: skip
+    plus = evaluation.results["synthetic+material"]
+    assert plus.n_materials == 7 and len(plus.folds) == 5
     column = evaluation.results["synthetic-to-real"]
     # tested on the store's 7 materials, with the labels of the other two columns
     assert column.n_materials == len(evaluation.material_ids) == 7
@@ -228,7 +233,7 @@ def test_the_stage_adds_the_column_on_the_store_s_materials(tiny_store, tmp_path
     assert "synthetic-to-real" in set(groups)
     assert "synthetic-to-real/random_forest/accuracy_mean" in evaluation.metrics()
     assert "confusion_synthetic-to-real_naive_bayes" in evaluation.plots
-    assert evaluation.config["protocols"] == ["strain", "material", "synthetic-to-real"]
+    assert evaluation.config["protocols"] == list(evaluation.results)
 
 
 def test_the_command_s_bad_option_names_itself(tmp_path):

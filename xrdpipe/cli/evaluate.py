@@ -119,6 +119,13 @@ def classifiers_command(
             "--synthetic-patterns", help="Synthetic training patterns (4 renders a structure)."
         ),
     ] = 20_000,
+    synthetic_protocols: Annotated[
+        str,
+        typer.Option(
+            "--synthetic-protocols",
+            help="synthetic-to-real and/or synthetic+material (comma-separated).",
+        ),
+    ] = "synthetic-to-real",
     catalog: EvaluateCatalogOpt = None,
     data_dir: EvaluateDataDirOpt = None,
     phases: PhasesOpt = None,
@@ -143,6 +150,7 @@ def classifiers_command(
             target=target,
             synthetic_manifest=synthetic_manifest,
             synthetic_patterns=synthetic_patterns,
+            synthetic_protocols=tuple(p.strip() for p in synthetic_protocols.split(",")),
             log=typer.echo,
         )
     except XrdpipeError as exc:

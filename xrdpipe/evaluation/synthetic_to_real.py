@@ -234,6 +234,114 @@ def render_prepared(
     return prepare_renders(render_structures(peaks, profile, draws, seed, stream=stream), profile)
 
 
+def check_inputs(
+    methods: Sequence[str],
+    draws: int,
+    test_draws: int,
+    n_train: int,
+    sets: dict[str, tuple[Sequence[Structure], np.ndarray]],
+) -> None:
+    """ConfigError: unknown methods, draws below 1, too many training patterns, bad sets.
+
+    ``sets`` maps a name to (structures, labels); unequal or zero lengths are refused.
+    """
+    unknown = [m for m in methods if m not in ACNN_METHODS and m not in CLASSICAL_METHODS]
+    if unknown or not methods:
+        raise ConfigError(
+            f"methods {unknown or methods} not allowed; use {[*ACNN_METHODS, *CLASSICAL_METHODS]}"
+        )
+    if draws < 1 or test_draws < 1:
+        raise ConfigError(f"draws ({draws}) and test_draws ({test_draws}) must be at least 1")
+    if n_train > MAX_TRAINING_PATTERNS:
+        raise ConfigError(
+            f"{n_train} training patterns (structures x draws {draws}); at most "
+            f"{MAX_TRAINING_PATTERNS}"
+        )
+    for name, (structures, labels) in sets.items():
+        if len(structures) != len(labels) or len(structures) == 0:
+            raise ConfigError(
+                f"{len(labels)} {name} labels for {len(structures)} {name} structures"
+            )
+
+
+def synthetic_renders(
+    train: Sequence[Structure],
+    validation: Sequence[Structure],
+    profile: ProfileConfig,
+    draws: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prepared measured-like renders of the synthetic training and validation structures."""
+    x_fit = render_prepared(train, profile, draws, seed, SYNTHETIC_TRAIN_STREAM)
+    x_val = render_prepared(validation, profile, draws, seed_for(seed, 1), SYNTHETIC_TRAIN_STREAM)
+    return x_fit, x_val
+
+
+def fit_methods(
+    methods: Sequence[str],
+    fit: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    class_names: Sequence[str],
+    fold: int,
+    *,
+    profile: ProfileConfig,
+    preset: ClassifierPreset,
+    seed: int,
+    n_bins: int,
+    device: str | None,
+    n_jobs: int | None,
+    callbacks: Sequence[Callback],
+    progress: bool,
+) -> tuple[dict[str, MethodFold], dict[str, np.ndarray], dict[str, Any]]:
+    """Fit every method on one training set and score it on one test set.
+
+    The a-CNN (:func:`~xrdpipe.evaluation.cv.fit_predict_acnn`) trains on ``fit`` (patterns,
+    labels) with early stopping on ``validation``; the classical methods
+    (:func:`~xrdpipe.evaluation.cv.fit_predict_classical`) fit both, binned to ``n_bins``.
+
+    Returns:
+        ``(method -> MethodFold of fold number fold, method -> predictions, a-CNN configs)``.
+    """
+    (x_fit, y_fit), (x_val, y_val), (x_test, y) = fit, validation, test
+    labels_idx = list(range(len(class_names)))
+    if any(m in CLASSICAL_METHODS for m in methods):
+        binned_train = bin_patterns(np.concatenate([x_fit, x_val]), n_bins).astype(np.float32)
+        binned_test = bin_patterns(x_test, n_bins).astype(np.float32)
+        y_train = np.concatenate([y_fit, y_val])
+    results: dict[str, MethodFold] = {}
+    predictions: dict[str, np.ndarray] = {}
+    model_configs: dict[str, Any] = {}
+    for method in methods:
+        extra: dict[str, Any] = {}
+        if method in ACNN_METHODS:
+            model, y_pred, extra, fit_s, predict_s = fit_predict_acnn(
+                method,
+                x_fit,
+                y_fit,
+                x_val,
+                y_val,
+                x_test,
+                len(class_names),
+                preset,
+                step_deg=profile.step_deg,
+                two_theta_start=profile.two_theta_min,
+                seed=seed_for(seed, fold, 1),
+                device=device,
+                callbacks=with_prefix(callbacks, f"{method}/fold{fold}/"),
+                progress=progress,
+            )
+            model_configs[method] = config_to_dict(model.config)
+        else:
+            y_pred, fit_s, predict_s = fit_predict_classical(
+                method, binned_train, y_train, binned_test, seed, n_jobs
+            )
+        predictions[method] = y_pred
+        metrics = classification_metrics(y, y_pred, labels_idx, class_names)
+        results[method] = MethodFold(method, fold, metrics, fit_s, predict_s, None, extra)
+    return results, predictions, model_configs
+
+
 def synthetic_to_real(
     train_structures: Sequence[Structure],
     train_labels: np.ndarray,
@@ -289,75 +397,35 @@ def synthetic_to_real(
             patterns, draws below 1, labels that do not match the structures.
     """
     start = time.perf_counter()
-    unknown = [m for m in methods if m not in ACNN_METHODS and m not in CLASSICAL_METHODS]
-    if unknown or not methods:
-        raise ConfigError(
-            f"methods {unknown or methods} not allowed; use {[*ACNN_METHODS, *CLASSICAL_METHODS]}"
-        )
-    if draws < 1 or test_draws < 1:
-        raise ConfigError(f"draws ({draws}) and test_draws ({test_draws}) must be at least 1")
     n_train = (len(train_structures) + len(validation_structures)) * draws
-    if n_train > MAX_TRAINING_PATTERNS:
-        raise ConfigError(
-            f"{n_train} synthetic training patterns (structures x draws {draws}); at most "
-            f"{MAX_TRAINING_PATTERNS}"
-        )
-    for name, s, y in (
-        ("train", train_structures, train_labels),
-        ("validation", validation_structures, validation_labels),
-        ("test", test_structures, test_labels),
-    ):
-        if len(s) != len(y) or len(s) == 0:
-            raise ConfigError(f"{len(y)} {name} labels for {len(s)} {name} structures")
+    check_inputs(
+        methods,
+        draws,
+        test_draws,
+        n_train,
+        {
+            "train": (train_structures, train_labels),
+            "validation": (validation_structures, validation_labels),
+            "test": (test_structures, test_labels),
+        },
+    )
     measured = measured_like_profile(profile)
     t0 = time.perf_counter()
-    x_fit = render_prepared(train_structures, measured, draws, seed, SYNTHETIC_TRAIN_STREAM)
-    x_val = render_prepared(
-        validation_structures, measured, draws, seed_for(seed, 1), SYNTHETIC_TRAIN_STREAM
-    )
+    x_fit, x_val = synthetic_renders(train_structures, validation_structures, measured, draws, seed)
     x_test = render_prepared(test_structures, measured, test_draws, seed, TEST_STREAM)
     render_s = time.perf_counter() - t0
     y_fit = np.repeat(np.asarray(train_labels, np.int64), draws)
     y_val = np.repeat(np.asarray(validation_labels, np.int64), draws)
     y = np.repeat(np.asarray(test_labels, np.int64), test_draws)
-    labels_idx = list(range(len(class_names)))
     names = [str(c) for c in class_names]
-    classical = any(m in CLASSICAL_METHODS for m in methods)
-    if classical:
-        binned_train = bin_patterns(np.concatenate([x_fit, x_val]), n_bins).astype(np.float32)
-        binned_test = bin_patterns(x_test, n_bins).astype(np.float32)
-        y_train = np.concatenate([y_fit, y_val])
     test_all = np.arange(len(y))
-    per_fold: dict[str, list[MethodFold]] = {}
-    predictions: dict[str, np.ndarray] = {}
-    model_configs: dict[str, Any] = {}
-    for method in methods:
-        extra: dict[str, Any] = {}
-        if method in ACNN_METHODS:
-            model, y_pred, extra, fit_s, predict_s = fit_predict_acnn(
-                method,
-                x_fit,
-                y_fit,
-                x_val,
-                y_val,
-                x_test,
-                len(class_names),
-                preset,
-                step_deg=measured.step_deg,
-                two_theta_start=measured.two_theta_min,
-                seed=seed_for(seed, 0, 1),
-                device=device,
-                callbacks=with_prefix(callbacks, f"{method}/"),
-                progress=progress,
-            )
-            model_configs[method] = config_to_dict(model.config)
-        else:
-            y_pred, fit_s, predict_s = fit_predict_classical(
-                method, binned_train, y_train, binned_test, seed, n_jobs
-            )
-        predictions[method] = y_pred
-        metrics = classification_metrics(y, y_pred, labels_idx, names)
-        per_fold[method] = [MethodFold(method, 0, metrics, fit_s, predict_s, None, extra)]
+    folds, predictions, model_configs = fit_methods(
+        methods, (x_fit, y_fit), (x_val, y_val), (x_test, y), names, 0,
+        profile=measured, preset=preset, seed=seed, n_bins=n_bins, device=device,
+        n_jobs=n_jobs, callbacks=callbacks, progress=progress,
+    )  # fmt: skip
+    per_fold = {m: [folds[m]] for m in methods}
+    labels_idx = list(range(len(class_names)))
     groups = np.repeat(np.arange(len(test_structures)), test_draws)
     std = bootstrap_std(y, predictions, groups, labels_idx, names, n_boot, seed_for(seed, 2))
     training = {

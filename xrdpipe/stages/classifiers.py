@@ -21,9 +21,9 @@ from xrdpipe import store
 from xrdpipe.config import ClassifierPreset, SubsetConfig
 from xrdpipe.errors import ConfigError, StoreError
 from xrdpipe.evaluation.cv import METHODS, CVResult, cross_validate_classifiers
+from xrdpipe.evaluation.synthetic_plus_material import synthetic_plus_material
 from xrdpipe.evaluation.synthetic_to_real import (
     MAX_TRAINING_PATTERNS,
-    PROTOCOL,
     structures_of,
     synthetic_to_real,
     synthetic_training_set,
@@ -109,10 +109,23 @@ def _subsample_materials(y_mat: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([picked, extra])[:n])
 
 
+SYNTHETIC_PROTOCOLS = ("synthetic-to-real", "synthetic+material")
+"""The columns trained on a synthetic manifest (issue 18)."""
+
+
 def check_synthetic_options(
-    synthetic_manifest: str | Path | None, synthetic_patterns: int, synthetic_draws: int
+    synthetic_manifest: str | Path | None,
+    synthetic_patterns: int,
+    synthetic_draws: int,
+    synthetic_protocols: Sequence[str] = SYNTHETIC_PROTOCOLS[:1],
 ) -> None:
     """ConfigError naming the option when a synthetic-to-real setting is out of range."""
+    unknown = [p for p in synthetic_protocols if p not in SYNTHETIC_PROTOCOLS]
+    if unknown or not synthetic_protocols:
+        raise ConfigError(
+            f"synthetic_protocols {unknown or list(synthetic_protocols)} not allowed; use one "
+            f"or both of {list(SYNTHETIC_PROTOCOLS)}"
+        )
     if synthetic_manifest is not None and not Path(synthetic_manifest).is_file():
         raise ConfigError(
             f"synthetic_manifest {str(synthetic_manifest)!r} is not a file; give a synthetic "
@@ -127,7 +140,7 @@ def check_synthetic_options(
         )
 
 
-def synthetic_to_real_column(
+def synthetic_columns(
     synthetic_manifest: Path,
     manifest: Path,
     material_ids: Sequence[str],
@@ -138,6 +151,8 @@ def synthetic_to_real_column(
     target: Target,
     *,
     methods: Sequence[str],
+    protocols: Sequence[str],
+    n_folds: int,
     n_patterns: int,
     draws: int,
     test_draws: int,
@@ -149,23 +164,27 @@ def synthetic_to_real_column(
     callbacks: Sequence[Callback],
     progress: bool,
 ) -> CVResult:
-    """The ``synthetic-to-real`` column on the materials of the other two.
+    """The ``synthetic-to-real`` (and ``synthetic+material``) columns on these materials.
 
     Reads the synthetic manifest (labels by ``target`` as the store's materials are
     labelled, :func:`~xrdpipe.evaluation.synthetic_to_real.synthetic_training_set`) and the
-    subset's manifest (the structures of ``material_ids``), and runs
-    :func:`~xrdpipe.evaluation.synthetic_to_real.synthetic_to_real` on the subset's grid with
-    the a-CNN capped at ``minutes`` (``None``: the preset's epochs alone).
+    subset's manifest (the structures of ``material_ids``), and runs on the subset's grid
+    :func:`~xrdpipe.evaluation.synthetic_to_real.synthetic_to_real` with the a-CNN capped at
+    ``minutes`` (``None``: the preset's epochs alone) and
+    :func:`~xrdpipe.evaluation.synthetic_plus_material.synthetic_plus_material` with the
+    preset's own cap per fold. Both use one synthetic set: ``n_patterns // draws`` structures,
+    less the real structures when ``synthetic+material`` runs (their renders count too).
     """
     synthetic = pd.read_parquet(synthetic_manifest)
     if target not in synthetic.columns and target != "space_group":
         raise ConfigError(
             f"target {target!r} is not a column of synthetic_manifest {str(synthetic_manifest)!r}"
         )
+    n_real = len(material_ids) if "synthetic+material" in protocols else 0
     train_rows, val_rows, y_syn = synthetic_training_set(
         target_labels(synthetic, target, synthetic_manifest).tolist(),
         class_names,
-        n_patterns // draws,
+        n_patterns // draws - n_real,
         preset,
         seed,
     )
@@ -180,7 +199,7 @@ def synthetic_to_real_column(
     timed = preset.model_copy(
         update={"train": preset.train.model_copy(update={"max_minutes": minutes})}
     )
-    return synthetic_to_real(
+    sets = (
         structures_of(synthetic, train_rows),
         y_syn[train_rows],
         structures_of(synthetic, val_rows),
@@ -188,19 +207,29 @@ def synthetic_to_real_column(
         structures_of(real, [where[m] for m in material_ids]),
         y_mat,
         class_names,
-        profile=subset_config.profile,
-        preset=timed,
-        methods=methods,
-        draws=draws,
-        test_draws=test_draws,
-        seed=seed,
-        n_bins=n_bins,
-        target=target,
-        device=device,
-        n_jobs=n_jobs,
-        callbacks=callbacks,
-        progress=progress,
     )
+    common: dict[str, Any] = {
+        "profile": subset_config.profile,
+        "methods": methods,
+        "draws": draws,
+        "test_draws": test_draws,
+        "seed": seed,
+        "n_bins": n_bins,
+        "target": target,
+        "device": device,
+        "n_jobs": n_jobs,
+        "progress": progress,
+    }
+    out: dict[str, CVResult] = {}
+    for protocol in protocols:
+        prefixed = with_prefix(callbacks, f"{protocol}/")
+        if protocol == "synthetic-to-real":
+            out[protocol] = synthetic_to_real(*sets, preset=timed, callbacks=prefixed, **common)
+        else:
+            out[protocol] = synthetic_plus_material(
+                *sets, preset=preset, n_folds=n_folds, callbacks=prefixed, **common
+            )
+    return out
 
 
 def run_classification_evaluation(
@@ -224,6 +253,7 @@ def run_classification_evaluation(
     synthetic_draws: int = 4,
     synthetic_test_draws: int = 10,
     synthetic_minutes: float | None = None,
+    synthetic_protocols: Sequence[str] = SYNTHETIC_PROTOCOLS[:1],
     plot_dir: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
@@ -240,7 +270,7 @@ def run_classification_evaluation(
     (:func:`~xrdpipe.evaluation.cv_plots.write_cv_plots`).
 
     With ``synthetic_manifest``, a third column ``synthetic-to-real``
-    (:func:`synthetic_to_real_column`): the same methods trained on synthetic crystals and
+    (:func:`synthetic_columns`): the same methods trained on synthetic crystals and
     tested on measured-like renders of these materials' structures.
 
     Args:
@@ -268,6 +298,9 @@ def run_classification_evaluation(
         synthetic_test_draws: measured-like renders of each real structure.
         synthetic_minutes: the a-CNN's training minutes on the synthetic patterns (default
             ``n_folds`` x the preset's ``max_minutes``: the time of one cross-validated column).
+        synthetic_protocols: ``synthetic-to-real`` and/or ``synthetic+material`` (the
+            ``material`` folds, each trained on the synthetic patterns plus the other folds'
+            real structures, rendered measured-like).
         plot_dir: where figures go (``None``: none).
         callbacks: a-CNN epoch records, prefixed ``<protocol>/<method>/fold<k>/``.
         progress: tqdm bars.
@@ -277,7 +310,9 @@ def run_classification_evaluation(
         ConfigError: a synthetic option out of range, or a manifest without the structures.
     """
     start = time.perf_counter()
-    check_synthetic_options(synthetic_manifest, synthetic_patterns, synthetic_draws)
+    check_synthetic_options(
+        synthetic_manifest, synthetic_patterns, synthetic_draws, synthetic_protocols
+    )
     seed = subset_config.seed if seed is None else seed
     identity = store_identity(store_path)
     if identity["strain_mode"] == "unconstrained":
@@ -331,7 +366,7 @@ def run_classification_evaluation(
     if synthetic_manifest is not None:
         max_minutes = preset.train.max_minutes
         column_minutes = None if max_minutes is None else n_folds * max_minutes
-        results[PROTOCOL] = synthetic_to_real_column(
+        results |= synthetic_columns(
             Path(synthetic_manifest),
             manifest,
             material_ids,
@@ -341,6 +376,8 @@ def run_classification_evaluation(
             preset,
             target,
             methods=methods,
+            protocols=synthetic_protocols,
+            n_folds=n_folds,
             n_patterns=synthetic_patterns,
             draws=synthetic_draws,
             test_draws=synthetic_test_draws,
@@ -349,7 +386,7 @@ def run_classification_evaluation(
             n_bins=n_bins,
             device=device,
             n_jobs=n_jobs,
-            callbacks=with_prefix(callbacks, f"{PROTOCOL}/"),
+            callbacks=callbacks,
             progress=progress,
         )
     plots: dict[str, Path] = {}

@@ -67,8 +67,6 @@ from xrdpipe.evaluation.ood import (
 )
 from xrdpipe.models import ACNNConfig
 from xrdpipe.patterns.config import ProfileConfig
-from xrdpipe.readers import ModelGrid, prepare_pattern
-from xrdpipe.readers.base import MeasuredPattern
 from xrdpipe.training.classifier import fit_acnn
 from xrdpipe.training.mixture_detector import mixture_probability
 from xrdpipe.training.splits import bin_patterns
@@ -78,32 +76,10 @@ TRAIN_STREAM = 0xC0D_7A1
 """Seed root of the COD baselines' training renders (not the evaluation's stream)."""
 
 
-def prepare(profiles: np.ndarray, profile: ProfileConfig, background: bool = True) -> np.ndarray:
-    """``predict``'s preparation of rendered scans onto their own grid (background, min-max)."""
-    grid = ModelGrid(
-        profile.two_theta_min, profile.two_theta_max, profile.n_points, profile.ka1, True
-    )
-    out = np.empty(profiles.shape, dtype=np.float32)
-    for i, pattern in enumerate(scan(profiles, profile)):  # the same grid: linspace of profile
-        out[i] = prepare_pattern(pattern, grid, background=background).x
-    return out
-
-
-def scan(profiles: np.ndarray, profile: ProfileConfig) -> list[MeasuredPattern]:
-    """Rendered rows as measured patterns (for a predictor's own ``prepare``)."""
-    tt = np.linspace(profile.two_theta_min, profile.two_theta_max, profile.n_points)
-    return [
-        MeasuredPattern(
-            f"render-{i}",
-            tt,
-            np.asarray(y, np.float64) + 1e-9,
-            profile.ka1,
-            profile.ka2,
-            profile.ka2_ratio,
-            "user",
-        )
-        for i, y in enumerate(profiles)
-    ]
+prepare = u.prepare_renders
+"""Preparation of rendered scans (:func:`xrdpipe.evaluation.unseen.prepare_renders`)."""
+scan = u.rendered_scans
+"""Rendered rows as measured patterns (:func:`xrdpipe.evaluation.unseen.rendered_scans`)."""
 
 
 def method_report(

@@ -238,6 +238,86 @@ def _class_indices(labels: Sequence[Any] | np.ndarray, class_names: Sequence[str
     return np.array([index[str(v)] for v in labels], dtype=np.int64)
 
 
+def fit_predict_classical(
+    method: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    seed: int,
+    n_jobs: int | None = 1,
+) -> tuple[np.ndarray, float, float]:
+    """Fit one classical method on (binned) patterns and predict others.
+
+    :func:`~xrdpipe.evaluation.estimators.classical_estimator` under ``n_jobs`` OpenMP/BLAS
+    threads, convergence warnings of capped iterations silenced.
+
+    Returns:
+        ``(predicted class indices, fit seconds, predict seconds)``.
+    """
+    t0 = time.perf_counter()
+    estimator = classical_estimator(method, seed, n_jobs)
+    with _thread_limit(n_jobs), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings of capped iterations
+        estimator.fit(x_train, y_train)
+        t1 = time.perf_counter()
+        y_pred = np.asarray(estimator.predict(x_test), dtype=np.int64)
+    return y_pred, t1 - t0, time.perf_counter() - t1
+
+
+def fit_predict_acnn(
+    method: str,
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_test: np.ndarray,
+    n_classes: int,
+    preset: ClassifierPreset,
+    *,
+    step_deg: float = 1.0,
+    two_theta_start: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = False,
+) -> tuple[ACNN, np.ndarray, dict[str, Any], float, float]:
+    """Train one a-CNN method (:data:`ACNN_METHODS`) and predict ``x_test``.
+
+    :func:`~xrdpipe.training.classifier.fit_acnn` with early stopping on ``(x_val, y_val)``,
+    then :func:`predict_acnn`.
+
+    Returns:
+        ``(model, predicted class indices, details, fit seconds, predict seconds)``; the
+        details are the best epoch, epochs run, stop reason, variant and validation size.
+    """
+    t0 = time.perf_counter()
+    model, result = fit_acnn(
+        x_fit,
+        y_fit,
+        x_val,
+        y_val,
+        n_classes,
+        preset,
+        variant=ACNN_METHODS[method],
+        step_deg=step_deg,
+        two_theta_start=two_theta_start,
+        seed=seed,
+        device=device,
+        callbacks=callbacks,
+        progress=progress,
+    )
+    t1 = time.perf_counter()
+    y_pred = predict_acnn(model, x_test).argmax(axis=1)
+    extra = {
+        "best_epoch": result.best_epoch,
+        "epochs": len(result.history),
+        "stop_reason": result.stop_reason,
+        "variant": ACNN_METHODS[method] or preset.model.variants[0],
+        "n_validation": int(len(y_val)),
+    }
+    return model, y_pred, extra, t1 - t0, time.perf_counter() - t1
+
+
 def cross_validate_classifiers(
     profiles: np.ndarray,
     labels: Sequence[Any] | np.ndarray,
@@ -328,18 +408,18 @@ def cross_validate_classifiers(
             seed_for(seed, fold.index),
         )
         for method in methods:
-            t0 = time.perf_counter()
             model: ACNN | None = None
             extra: dict[str, Any] = {}
             if method in ACNN_METHODS:
-                model, result = fit_acnn(
+                model, y_pred, extra, fit_s, predict_s = fit_predict_acnn(
+                    method,
                     x[fit_idx],
                     y[fit_idx],
                     x[val_idx],
                     y[val_idx],
+                    x[fold.test],
                     len(class_names),
                     preset,
-                    variant=ACNN_METHODS[method],
                     step_deg=step_deg,
                     two_theta_start=two_theta_start,
                     seed=seed_for(seed, fold.index, 1),
@@ -347,33 +427,20 @@ def cross_validate_classifiers(
                     callbacks=with_prefix(callbacks, f"{method}/fold{fold.index}/"),
                     progress=progress,
                 )
-                t1 = time.perf_counter()
-                y_pred = predict_acnn(model, x[fold.test]).argmax(axis=1)
-                extra = {
-                    "best_epoch": result.best_epoch,
-                    "epochs": len(result.history),
-                    "stop_reason": result.stop_reason,
-                    "variant": ACNN_METHODS[method] or preset.model.variants[0],
-                    "n_validation": int(len(val_idx)),
-                }
                 model = model.cpu() if keep_models else None
             else:
                 assert binned is not None
-                estimator = classical_estimator(method, seed, n_jobs)
-                with _thread_limit(n_jobs), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # convergence warnings of capped iterations
-                    estimator.fit(binned[fold.train], y[fold.train])
-                    t1 = time.perf_counter()
-                    y_pred = np.asarray(estimator.predict(binned[fold.test]), dtype=np.int64)
-            t2 = time.perf_counter()
+                y_pred, fit_s, predict_s = fit_predict_classical(
+                    method, binned[fold.train], y[fold.train], binned[fold.test], seed, n_jobs
+                )
             predictions[method][fold.test] = y_pred
             per_fold[method].append(
                 MethodFold(
                     method=method,
                     fold=fold.index,
                     metrics=classification_metrics(y[fold.test], y_pred, labels_idx, names),
-                    fit_s=t1 - t0,
-                    predict_s=t2 - t1,
+                    fit_s=fit_s,
+                    predict_s=predict_s,
                     model=model,
                     extra=extra,
                 )

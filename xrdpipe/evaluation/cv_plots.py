@@ -31,7 +31,8 @@ def write_cv_plots(
                 result.pooled[method]["confusion"],
                 result.class_names,
                 folder / f"{name}.png",
-                f"{METHOD_LABELS.get(method, method)}, {protocol} protocol, pooled over folds",
+                f"{METHOD_LABELS.get(method, method)}, {protocol} protocol"
+                + (", pooled over folds" if len(result.folds) > 1 else ""),
             )
         acnn = [m for m in result.methods if m in ACNN_METHODS]
         if not acnn or result.per_fold[acnn[0]][0].model is None:

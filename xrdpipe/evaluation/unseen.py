@@ -41,6 +41,8 @@ from xrdpipe.patterns.config import (
     TCHWidthConfig,
 )
 from xrdpipe.patterns.render import render_profiles
+from xrdpipe.readers import ModelGrid, prepare_pattern
+from xrdpipe.readers.base import MeasuredPattern
 from xrdpipe.structures.symmetry import analyse_symmetry, wyckoff_letters
 
 TEST_SUBSETS = ("acnn", "demo", "hoefer2024")
@@ -353,6 +355,39 @@ def render_structures(
         )
         out.append(rendered.numpy())
     return np.concatenate(out) if out else np.zeros((0, profile.n_points), np.float32)
+
+
+def rendered_scans(profiles: np.ndarray, profile: ProfileConfig) -> list[MeasuredPattern]:
+    """Rendered rows as measured patterns on the profile's grid (for a predictor's ``prepare``)."""
+    tt = np.linspace(profile.two_theta_min, profile.two_theta_max, profile.n_points)
+    return [
+        MeasuredPattern(
+            f"render-{i}",
+            tt,
+            np.asarray(y, np.float64) + 1e-9,
+            profile.ka1,
+            profile.ka2,
+            profile.ka2_ratio,
+            "user",
+        )
+        for i, y in enumerate(profiles)
+    ]
+
+
+def prepare_renders(
+    profiles: np.ndarray, profile: ProfileConfig, background: bool = True
+) -> np.ndarray:
+    """``predict``'s preparation of rendered scans on their own grid (background, min-max).
+
+    :func:`~xrdpipe.readers.prepare_pattern` of each row of :func:`rendered_scans`, float32.
+    """
+    grid = ModelGrid(
+        profile.two_theta_min, profile.two_theta_max, profile.n_points, profile.ka1, True
+    )
+    out = np.empty(profiles.shape, dtype=np.float32)
+    for i, pattern in enumerate(rendered_scans(profiles, profile)):
+        out[i] = prepare_pattern(pattern, grid, background=background).x
+    return out
 
 
 # --- metrics -------------------------------------------------------------------------------

@@ -69,7 +69,8 @@ def predict_command(
         bool,
         typer.Option(
             "--indexing/--no-indexing",
-            help="Join a lattice/crystal-system classifier with each scan's powder indexing.",
+            help="Join a lattice-, crystal-system or space-group classifier"
+            " with the scan's indexing.",
         ),
     ] = True,
     out: Annotated[

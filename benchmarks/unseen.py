@@ -386,6 +386,7 @@ def space_group_model(path: Path, rendered: np.ndarray, profile: ProfileConfig) 
         "uncalibrated_logits": np.log(np.maximum(raw, 1e-12)),
         "temperature": 1.0,
     }
+    method.update(prepared=xs, predictor=predictor, logits_fn=predictor.logits, flag_temperature=t)
     return {"path": path, "groups": groups, "probabilities": p, "temperature": t, "method": method}
 
 
@@ -553,7 +554,12 @@ def main() -> None:
             return predictor.logits(xs)[:, order]
 
         xs = np.stack([predictor.prepare(p) for p in scan(rendered, profile)])
-        methods["synthetic"] = {"logits": checkpoint_logits(xs), "prepared": xs}
+        methods["synthetic"] = {
+            "logits": checkpoint_logits(xs),
+            "prepared": xs,
+            "predictor": predictor,
+            "logits_fn": checkpoint_logits,
+        }
         calibration = predictor.metadata.get("calibration") or {}
         if calibration.get("temperature"):
             methods["synthetic"]["temperature"] = float(calibration["temperature"])
@@ -607,27 +613,28 @@ def main() -> None:
             print(f"  {a} - {b}: {interval.value:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]")
     for name, m in methods.items():
         t = m["temperature"]
-        if "prepared" in m:  # the checkpoint: its own preparation, rule on even structures
+        if "prepared" in m:  # a checkpoint: its own preparation, rule on even structures
             half = groups % 2 == 0
+            ck, t_flag = m["predictor"], m.get("flag_temperature", t)
             others = {
-                k: np.stack([predictor.prepare(p) for p in scan(v, profile)])
-                for k, v in raw.items()
+                k: np.stack([ck.prepare(p) for p in scan(v, profile)]) for k, v in raw.items()
             }
 
-            def scores_ck(x: np.ndarray, t: np.ndarray = t) -> dict[str, np.ndarray]:
-                tt_ = float(np.median(t))
+            def scores_ck(
+                x: np.ndarray, ck: Any = ck, m: dict = m, t: Any = t_flag
+            ) -> dict[str, np.ndarray]:
                 mixture = None
-                if predictor.detector is not None:  # the mixture detector saved beside it
-                    mixture = mixture_probability(predictor.detector, x)
+                if ck.detector is not None:  # the mixture detector saved beside it
+                    mixture = mixture_probability(ck.detector, x)
                 return one_phase_scores(
                     x,
                     profile.step_deg,
-                    logits=checkpoint_logits(x),
-                    temperature=tt_,
+                    logits=m["logits_fn"](x),
+                    temperature=float(np.median(t)),
                     mixture=mixture,
                 )
 
-            stored = (predictor.metadata.get("calibration") or {}).get("flag_rule")
+            stored = (ck.metadata.get("calibration") or {}).get("flag_rule")
             if stored:  # the rule predict uses; every real structure is a test structure
                 rule, fitted_on, singles = FlagRule.from_dict(stored), "stored", m["prepared"]
             else:

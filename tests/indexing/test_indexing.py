@@ -18,6 +18,7 @@ from xrdpipe.config import CRYSTAL_SYSTEMS, LATTICE_SYSTEMS
 from xrdpipe.evaluation import unseen as u
 from xrdpipe.indexing import (
     OUTCOMES,
+    IndexedCell,
     ObservedLines,
     OutcomeTable,
     combine,
@@ -29,7 +30,11 @@ from xrdpipe.indexing import (
     scan_wavelengths,
 )
 from xrdpipe.indexing.cells import reflection_table
-from xrdpipe.indexing.evidence import space_group_table
+from xrdpipe.indexing.evidence import (
+    CUBIC_CALCULATED_RATIO,
+    CUBIC_FIGURE_OF_MERIT,
+    space_group_table,
+)
 from xrdpipe.indexing.lines import strip_ka2
 from xrdpipe.patterns.config import CU_KA1, CU_KA2, ProfileConfig
 from xrdpipe.structures.hierarchy import system_probabilities
@@ -181,6 +186,24 @@ def test_the_packaged_table_covers_the_classes():
         assert like.sum(axis=1) == pytest.approx(np.ones(len(classes)))
         low = [list(classes).index(c) for c in ("triclinic", "monoclinic")]
         assert (like[low, OUTCOMES.index("none")] > 0.8).all()
+
+
+def test_a_large_cubic_cell_on_a_few_lines_does_not_outrank_the_cell_that_explains_them():
+    def cell(family, a, c, figure, n_calculated):
+        return IndexedCell(family, a, c, 0.05, figure, 5, 5, n_calculated, a)
+
+    # an hcp metal's five lines (Zn, 36-70 deg): hexagonal P indexes them with 6 lines,
+    # a 15.6 angstrom cubic I cell with 62 and still a figure above CUBIC_FIGURE_OF_MERIT
+    hcp = {
+        "cubic I": cell("cubic I", 15.645, 15.645, 80.7, 62),
+        "hexagonal P": cell("hexagonal P", 2.664, 4.947, 1018.3, 6),
+    }
+    assert hcp["cubic I"].figure_of_merit > CUBIC_FIGURE_OF_MERIT
+    assert indexing_outcome(hcp)[0] == "hexagonal"
+    # a cubic cell predicting no more than twice the best cell's lines keeps the cubic rule
+    near = {**hcp, "cubic I": cell("cubic I", 4.0, 4.0, 80.7, 12)}
+    assert indexing_outcome(near)[0] == "cubic"
+    assert CUBIC_CALCULATED_RATIO == 2.0
 
 
 def test_a_space_group_classifier_joins_through_its_lattice_systems():

@@ -7,7 +7,8 @@ lattice is a special tetragonal, rhombohedral and hexagonal one, so those famili
 cubic pattern too, often with a figure close to the cubic one's, or higher where a few
 lines let their second free value absorb the noise: the outcome is ``cubic`` when the best
 cubic family reaches :data:`CUBIC_SHARE` of the best figure or
-:data:`CUBIC_FIGURE_OF_MERIT`, or when the best cell has a cubic metric
+:data:`CUBIC_FIGURE_OF_MERIT` without predicting more than :data:`CUBIC_CALCULATED_RATIO`
+times the best cell's lines, or when the best cell has a cubic metric
 (:data:`PSEUDO_CUBIC`). The orthorhombic cell is tried only where none of those families
 reaches the figure (:data:`~xrdpipe.indexing.cells.HIGHER_SYMMETRY_FIGURE`): an orthorhombic
 cell indexes their patterns too. ``none`` is evidence as well: a triclinic or monoclinic
@@ -51,7 +52,13 @@ MIN_FIGURE_OF_MERIT = HIGHER_SYMMETRY_FIGURE
 CUBIC_SHARE = 0.4
 """The outcome is cubic when the best cubic cell's figure reaches this share of the best..."""
 CUBIC_FIGURE_OF_MERIT = 50.0
-"""... or this figure itself (one free value indexing every line that well is the answer)..."""
+"""... or this figure itself (one free value indexing every line that well is the answer),
+provided that the cubic cell predicts at most ..."""
+CUBIC_CALCULATED_RATIO = 2.0
+"""... this many times the distinct lines the best cell predicts up to the same ``Q``: a large
+cubic cell fits a handful of lines to a high figure while predicting ten times as many lines as
+the cell that explains them (an hcp metal's five lines: hexagonal P with 6, cubic I of 15.6
+angstrom with 62) ..."""
 PSEUDO_CUBIC = {
     "tetragonal": (1.0, math.sqrt(2.0), math.sqrt(0.5)),
     "rhombohedral": (math.sqrt(6.0), math.sqrt(1.5), math.sqrt(6.0) / 4.0),
@@ -77,9 +84,13 @@ def indexing_outcome(cells: Mapping[str, IndexedCell | None]) -> tuple[str, Inde
         return "none", None
     cubic = [c for c in found.values() if LATTICE_OF_FAMILY[c.family] == "cubic"]
     top = max(cubic, key=lambda c: c.figure_of_merit) if cubic else None
-    if top is not None and (
-        top.figure_of_merit >= CUBIC_SHARE * best.figure_of_merit
-        or top.figure_of_merit >= CUBIC_FIGURE_OF_MERIT
+    if (
+        top is not None
+        and top.n_calculated <= CUBIC_CALCULATED_RATIO * best.n_calculated
+        and (
+            top.figure_of_merit >= CUBIC_SHARE * best.figure_of_merit
+            or top.figure_of_merit >= CUBIC_FIGURE_OF_MERIT
+        )
     ):
         return "cubic", top
     ratio = best.c / best.a

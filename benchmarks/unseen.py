@@ -461,7 +461,16 @@ def log_to_mlflow(args: argparse.Namespace, results: dict[str, Any]) -> None:
             metrics[f"{name}/flagged/{kind}"] = r["flagged"]
     for pair, interval in results["comparisons"].items():
         metrics[f"difference/{pair.replace(' ', '')}"] = interval["value"]
-    tracking.finish_grid_run(run_id, [args.out], metrics)
+    from xrdpipe.evaluation.calibration_plots import plot_flag_rates, plot_reliability
+
+    folder = args.out.parent
+    diagrams = {n: m["reliability_calibrated"] for n, m in results["methods"].items()}
+    plots = [
+        plot_reliability(diagrams, folder / "unseen_reliability.png"),
+        plot_flag_rates(results["flag"], folder / "unseen_flag.png"),
+    ]
+    metrics = {k.replace("+", "_plus_"): v for k, v in metrics.items()}  # MLflow's name rules
+    tracking.finish_grid_run(run_id, [args.out, *plots], metrics)
     print(f"MLflow run {run_id} ({args.mlflow})")
 
 

@@ -74,3 +74,22 @@ def test_bad_inputs_name_the_problem() -> None:
         expected_calibration_error(np.ones(3), [0, 0, 0])
     with pytest.raises(ValueError, match="temperature"):
         calibrated_probabilities(np.ones((2, 2)), 0.0)
+
+
+def test_reliability_and_flag_plots_are_written(tmp_path):
+    from xrdpipe.evaluation.calibration import reliability
+    from xrdpipe.evaluation.calibration_plots import plot_flag_rates, plot_reliability
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), size=200)
+    y = rng.integers(0, 3, size=200)
+    diagram = reliability(p, y)
+    assert sum(diagram["count"]) == 200 and len(diagram["confidence"]) == 10
+    png = plot_reliability({"m": diagram}, tmp_path / "r.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rates = {"rates": {"single": {"flagged": 0.02, "n": 10}, "mixture": {"flagged": 0.6, "n": 5}}}
+    assert plot_flag_rates({"a": rates, "b": rates}, tmp_path / "f.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="differ"):
+        plot_reliability({"m": {"confidence": [0.5], "accuracy": [0.4, 0.6]}}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="at least one"):
+        plot_flag_rates({}, tmp_path / "y.png")

@@ -227,7 +227,7 @@ def space_group_table(table: OutcomeTable) -> OutcomeTable:
     weighted by its lattice's likelihood, and summing the joined groups per lattice system
     gives exactly the lattice-system join of the summed probabilities.
     """
-    from xrdpipe.structures.hierarchy import system_of_space_group  # pymatgen-free, lazily
+    from xrdpipe.structures.hierarchy import system_of_space_group  # lazily: pymatgen
 
     if table.target != "lattice_system":
         raise ValueError(f"a space-group table needs a lattice_system table, not {table.target}")

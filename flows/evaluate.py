@@ -30,6 +30,7 @@ def evaluate(
     device: str | None = None,
     classification_subset: str | None = None,
     classification_preset: str = "cv",
+    classification_synthetic_manifest: str | None = None,
     catalog: str | None = None,
 ) -> dict:
     """Train and score every (N, K, seed) cell, the baselines beside, and report.
@@ -49,6 +50,8 @@ def evaluate(
         classification_subset: also run paper 000's classifier tables on this subset.
         classification_preset: the a-CNN's preset in those tables (``cv``: 45 s a fold;
             or a catalog classifier preset).
+        classification_synthetic_manifest: a synthetic store's ``manifest.parquet``: those
+            tables gain the synthetic-to-real column (docs/evaluation.md).
         catalog: path of another catalog file.
     """
     logger = get_run_logger()
@@ -69,6 +72,7 @@ def evaluate(
         device=device,
         classification_subset=classification_subset,
         classification_preset=classification_preset,
+        classification_synthetic_manifest=classification_synthetic_manifest,
         catalog=catalog,
         log=logger.info,
     )

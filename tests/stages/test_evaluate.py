@@ -215,3 +215,20 @@ def test_classifier_tables_command_logs_one_run_with_every_method_and_the_report
         f"tiny-classification-{run.info.run_id[:8]}*"
     )
     assert "binned" in next(report).read_text()
+
+
+def test_the_flows_synthetic_manifest_reaches_the_classifier_tables(tmp_path):
+    """``evaluate(classification_synthetic_manifest=...)`` goes through ``run_evaluation`` to
+    the tables' options check: a missing manifest is named before any run starts."""
+    from xrdpipe.config import Settings, load_catalog, resolve_subset
+    from xrdpipe.stages.evaluate import run_evaluation
+
+    settings = Settings(data_dir=tmp_path)
+    config = resolve_subset(load_catalog(None, settings), "demo", settings)
+    missing = tmp_path / "synthetic" / "manifest.parquet"
+    with pytest.raises(ConfigError, match="synthetic_manifest .*manifest.parquet' is not a file"):
+        run_evaluation(
+            settings, "demo", config, "tiny", TINY_PHASE_PRESET, GridSpec(),
+            classification_subset="demo", classification_synthetic_manifest=missing,
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []  # nothing was logged or written

@@ -142,6 +142,7 @@ def run_evaluation(
     classification: Callable[[Path], dict[str, Any]] | None = None,
     classification_subset: str | None = None,
     classification_preset: str = "cv",
+    classification_synthetic_manifest: str | Path | None = None,
     catalog: str | Path | None = None,
     log: Log = print,
 ) -> EvaluationOutcome:
@@ -162,13 +163,20 @@ def run_evaluation(
         classification_subset: else, when given, those tables on this subset
             (:func:`classification_runner` with ``classification_preset`` and ``catalog``).
         classification_preset: the classifier preset of those tables.
+        classification_synthetic_manifest: a synthetic store's manifest: those tables gain
+            the ``synthetic-to-real`` column (:func:`classification_runner`).
         catalog: the catalog file they read (default the packaged one).
         log: progress lines.
     """
     start = time.perf_counter()
     if classification is None and classification_subset:
         classification = classification_runner(
-            settings, classification_subset, classification_preset, catalog, log=log
+            settings,
+            classification_subset,
+            classification_preset,
+            catalog,
+            synthetic_manifest=classification_synthetic_manifest,
+            log=log,
         )
     store_path = settings.store_path(subset)
     tracking.configure(settings.tracking_uri())
@@ -327,7 +335,8 @@ def evaluate_subset(
 
     Reads the catalog (``catalog``, else the settings' or the packaged one) and checks that
     the subset's store exists; ``options`` are :func:`run_evaluation`'s keywords
-    (``cell_workers``, ``device``, ``classification_subset``, ``classification_preset``).
+    (``cell_workers``, ``device``, ``classification_subset``, ``classification_preset``,
+    ``classification_synthetic_manifest``).
 
     Raises:
         ConfigError: an unknown subset or phase-fraction preset.

@@ -36,16 +36,22 @@ class _Probabilities(torch.nn.Module):
         return torch.softmax(self.linear(x), dim=1)
 
 
-def _ensemble(calibration: dict) -> tuple[ModelEnsemble, torch.Tensor]:
-    weight = torch.randn(3, GRID.n_points, generator=torch.Generator().manual_seed(0)) * 0.2
+def _ensemble(
+    calibration: dict,
+    labels: tuple[str, ...] = ("cubic", "hexagonal", "triclinic"),
+    task: str = "lattice-system",
+    seed: int = 0,
+) -> tuple[ModelEnsemble, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(len(labels), GRID.n_points, generator=generator) * 0.2
     member = Member("1", "0", _Probabilities(weight), None)
     ensemble = ModelEnsemble(
         name="m",
         kind="classifier",
-        task="lattice-system",
+        task=task,
         chosen="1",
         how="@champion",
-        labels=["cubic", "hexagonal", "triclinic"],
+        labels=list(labels),
         formulas=[],
         grid=GRID,
         members=[member],
@@ -154,19 +160,7 @@ def test_the_mixture_detector_is_the_flags_mixture_test() -> None:
 
 def test_a_space_group_model_also_answers_crystal_and_lattice_system() -> None:
     groups = ["225", "194", "166", "164"]
-    weight = torch.randn(4, GRID.n_points, generator=torch.Generator().manual_seed(1)) * 0.2
-    ensemble = ModelEnsemble(
-        name="sg",
-        kind="classifier",
-        task="space-group",
-        chosen="1",
-        how="@champion",
-        labels=groups,
-        formulas=[],
-        grid=GRID,
-        members=[Member("1", "0", _Probabilities(weight), None)],
-        config={},
-    )
+    ensemble, _ = _ensemble({}, tuple(groups), "space-group", seed=1)
     x = _pattern([30.0, 45.0])
     mean = ensemble.predict(x[None])[0][0]
     systems = system_sums(ensemble, mean)

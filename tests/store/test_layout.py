@@ -255,3 +255,29 @@ def test_open_missing_store(tmp_path):
     with pytest.raises(StoreError, match="no pattern store"):
         st.open_store(tmp_path / "nothing.zarr")
     assert not st.store_exists(tmp_path / "nothing.zarr")
+
+
+def test_read_materials_equals_the_datasets_selection(store):
+    st.write_block(store, 0, 2, block(0, 2))
+    st.mark_completed(store, 0, 2)
+    arrays = block(2, 4)
+    arrays["status"][0] = st.STATUS_QUARANTINED  # material 2: completed, not kept
+    st.write_block(store, 2, 4, arrays)
+    st.mark_completed(store, 2, 4)
+    rows = st.completed_indices(store)
+    assert rows.tolist() == [0, 1, 3]
+    assert st.completed_indices(store, include_quarantined=True).tolist() == [0, 1, 2, 3]
+    strains = np.array([N_STRAIN - 1, 0])  # the reference first, as training reads them
+    names = ("two_theta", "intensity", "peak_mask", "hkl")
+    got = st.read_materials(store, names, rows[1:], strains, 3)
+    ds = st.load_completed(store).isel(material=slice(1, 3), strain=strains, peak=slice(0, 3))
+    for name in names:
+        np.testing.assert_array_equal(got[name], ds[name].values)
+        assert got[name].dtype == ds[name].dtype
+    assert got["two_theta"].shape == (2, 2, 3) and got["hkl"].shape == (2, 2, 3, 3)
+    # material 3's reference condition: 20 + 3 + 0.5 (the value encodes index and strain)
+    assert got["two_theta"][1, 0, 0] == pytest.approx(23.5)
+    with pytest.raises(StoreError, match="'volume' is not a per-peak variable"):
+        st.read_materials(store, ("volume",), rows, strains, 3)
+    with pytest.raises(StoreError, match="'nope' is not a variable"):
+        st.read_materials(store, ("nope",), rows, strains, 3)

@@ -154,12 +154,13 @@ def load_peak_lists(
     Reads :data:`STORED_CONDITIONS` strain conditions per completed material (the unstrained
     one first), one Zarr chunk of materials at a time and only as far along the peak axis as
     that chunk's longest list: a synthetic store's peak axis is as long as its largest cell's
-    list (tens of thousands), its median list a hundred.
+    list (tens of thousands), its median list a hundred (:func:`xrdpipe.store.read_materials`).
 
     Returns:
         ``(peaks (M, S, max_peaks), materials frame, wavelength in angstrom)``.
     """
     ds = store.load_completed(store_path)
+    rows = store.completed_indices(store_path)
     split = ds["split"].values.astype(object)
     strains = np.concatenate(
         [np.flatnonzero(split == "reference"), np.flatnonzero(split == "train")]
@@ -174,9 +175,8 @@ def load_peak_lists(
     block = store.materials_per_chunk(store_path)
     for a in range(0, n_mat, block):
         used = max(int(n_peaks[a : a + block].max()), 1)
-        part = ds.isel(material=slice(a, min(a + block, n_mat)), strain=strains)
-        part = part.isel(peak=slice(0, used))
-        arrays = strongest_peaks({n: part[n].values for n in names}, max_peaks)
+        part = store.read_materials(store_path, names, rows[a : a + block], strains, used)
+        arrays = strongest_peaks(part, max_peaks)
         width = arrays["intensity"].shape[-1]
         for n, value in arrays.items():
             pad = [(0, 0)] * value.ndim

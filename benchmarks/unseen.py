@@ -289,8 +289,11 @@ def flag_rates(
     mix_x: np.ndarray,
     amorphous: np.ndarray,
     noise: np.ndarray,
+    mixture_phases: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Flagged shares per kind of scan, and which test fired."""
+    """Flagged shares per kind of scan, and which test fired; for the mixtures also per
+    number of phases (``mixture_phases``, one per row of ``mix_x``): two phases are the hard
+    case."""
     out = {}
     for kind, x in (
         ("single_phase_real", test_x),
@@ -306,6 +309,11 @@ def flag_rates(
             for t in rule.thresholds
         }
         out[kind] = {"n": int(len(x)), "flagged": float(flagged.mean()), "by_test": by_test}
+        if kind == "mixtures_2_3" and mixture_phases is not None:
+            out[kind]["by_phases"] = {
+                str(k): float(flagged[mixture_phases == k].mean())
+                for k in np.unique(mixture_phases)
+            }
     return out
 
 
@@ -545,6 +553,7 @@ def main() -> None:
     y = np.repeat(y_struct, draws)
     groups = np.repeat(np.arange(len(test)), draws)
     mixtures, weights, index, members = u.mixture_peaks(peaks, args.mixtures, args.seed)
+    n_phases = (members >= 0).sum(axis=1)
     raw = {
         "mixtures_2_3": u.render_structures(
             mixtures, profile, 1, args.seed + 1, weights=weights, phase_index=index
@@ -660,6 +669,7 @@ def main() -> None:
                     others["mixtures_2_3"],
                     others["amorphous"],
                     others["noise_only"],
+                    n_phases,
                 ),
             }
             continue
@@ -679,7 +689,7 @@ def main() -> None:
         results["flag"][name] = {
             "rule": rule.as_dict(),
             "fitted_on": "single-phase validation renders of the training distribution",
-            "rates": flag_rates(rule, scores_of, x_test, mix_x, amorphous, noise),
+            "rates": flag_rates(rule, scores_of, x_test, mix_x, amorphous, noise, n_phases),
         }
         if "logits_of" in m:  # each test alone at the whole budget, to choose the rule
             results["flag"][name]["single_tests"] = {
@@ -695,7 +705,10 @@ def main() -> None:
             }
     for name, f in results["flag"].items():
         for kind, r in f["rates"].items():
-            print(f"  flag ({name}) {kind}: {r['flagged']:.3f} of {r['n']} ({r['by_test']})")
+            phases = f", by phases {r['by_phases']}" if "by_phases" in r else ""
+            print(
+                f"  flag ({name}) {kind}: {r['flagged']:.3f} of {r['n']} ({r['by_test']}){phases}"
+            )
     training_manifest = None
     if args.training_manifest is not None:
         training_manifest = pd.read_parquet(args.training_manifest)

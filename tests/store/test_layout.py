@@ -13,6 +13,7 @@ import zarr
 from xrdpipe.config import SimulationConfig, SubsetConfig
 from xrdpipe.errors import StoreError
 from xrdpipe.store import layout as st
+from xrdpipe.store.reading import read_materials
 
 N_TRAIN, N_TEST, N_PEAKS, CHUNK = 3, 2, 4, 2
 N_STRAIN = N_TRAIN + N_TEST + 1
@@ -269,7 +270,7 @@ def test_read_materials_equals_the_datasets_selection(store):
     assert st.completed_indices(store, include_quarantined=True).tolist() == [0, 1, 2, 3]
     strains = np.array([N_STRAIN - 1, 0])  # the reference first, as training reads them
     names = ("two_theta", "intensity", "peak_mask", "hkl")
-    got = st.read_materials(store, names, rows[1:], strains, 3)
+    got = read_materials(store, names, rows[1:], strains, 3)
     ds = st.load_completed(store).isel(material=slice(1, 3), strain=strains, peak=slice(0, 3))
     for name in names:
         np.testing.assert_array_equal(got[name], ds[name].values)
@@ -278,6 +279,6 @@ def test_read_materials_equals_the_datasets_selection(store):
     # material 3's reference condition: 20 + 3 + 0.5 (the value encodes index and strain)
     assert got["two_theta"][1, 0, 0] == pytest.approx(23.5)
     with pytest.raises(StoreError, match="'volume' is not a per-peak variable"):
-        st.read_materials(store, ("volume",), rows, strains, 3)
+        read_materials(store, ("volume",), rows, strains, 3)
     with pytest.raises(StoreError, match="'nope' is not a variable"):
-        st.read_materials(store, ("nope",), rows, strains, 3)
+        read_materials(store, ("nope",), rows, strains, 3)

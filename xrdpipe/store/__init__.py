@@ -16,13 +16,13 @@ from xrdpipe.store.layout import (
     mark_completed,
     materials_per_chunk,
     open_store,
-    read_materials,
     store_exists,
     store_fingerprint,
     store_identity,
     write_block,
 )
 from xrdpipe.store.profiles import create_profiles, open_profiles, profiles_key, write_profiles
+from xrdpipe.store.reading import read_materials
 
 __all__ = [
     "BLOCK_VARIABLES",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -449,10 +449,10 @@ def _check_region(start: int, stop: int, chunk: int, n_materials: int) -> None:
         )
 
 
-def _open_group(path: StorePath) -> zarr.Group:
-    """The store's Zarr group, for region writes (raises StoreError when absent)."""
+def _open_group(path: StorePath, mode: str = "r+") -> zarr.Group:
+    """The store's Zarr group, for region writes or ``mode="r"`` reads (StoreError if absent)."""
     try:
-        return zarr.open_group(_url(path), mode="r+", zarr_format=3)
+        return zarr.open_group(_url(path), mode=mode, zarr_format=3)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError) as exc:
         raise StoreError(
             f"no pattern store at {_url(path)}: run the simulation first ({exc})"
@@ -582,51 +582,6 @@ def _kept(store: xr.Dataset, include_quarantined: bool) -> np.ndarray:
 def completed_indices(path: StorePath, include_quarantined: bool = False) -> np.ndarray:
     """Store indices of the materials :func:`load_completed` keeps, in order."""
     return _kept(open_store(path), include_quarantined)
-
-
-def read_materials(
-    path: StorePath,
-    names: Sequence[str],
-    materials: np.ndarray,
-    strains: np.ndarray,
-    n_peaks: int,
-) -> dict[str, np.ndarray]:
-    """Per-material arrays of a few materials, read by Zarr directly (no dask).
-
-    The same values as ``open_store(path)[name].values[materials][:, strains, :n_peaks]``
-    (the first three axes; trailing axes whole), but one orthogonal selection per array: a
-    store's peak axis is chunked by 128, so a block of materials with a long list spans many
-    chunks, and the dask-backed dataset pays a task per chunk (a synthetic store of 19,000
-    materials: 2.2 s per 32 materials through dask, 0.09 s here, equal arrays).
-
-    Args:
-        path: the store.
-        names: variables over ``(material, strain, peak, ...)``.
-        materials: store indices (e.g. from :func:`completed_indices`), increasing.
-        strains: strain-condition indices.
-        n_peaks: the leading peaks read.
-
-    Raises:
-        StoreError: no store at ``path``, or a name that is not a per-peak variable.
-    """
-    try:
-        group = zarr.open_group(_url(path), mode="r", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError) as exc:
-        raise StoreError(
-            f"no pattern store at {_url(path)}: run the simulation first ({exc})"
-        ) from exc
-    rows = np.asarray(materials, dtype=np.int64)
-    cols = np.asarray(strains, dtype=np.int64)
-    out = {}
-    for name in names:
-        if name not in BLOCK_VARIABLES or name not in group:
-            raise StoreError(f"{name!r} is not a variable of the store {_url(path)}")
-        array = group[name]
-        if array.ndim < 3:
-            raise StoreError(f"{name!r} is not a per-peak variable (shape {array.shape})")
-        selection = (rows, cols, slice(0, int(n_peaks))) + (slice(None),) * (array.ndim - 3)
-        out[name] = np.asarray(array.get_orthogonal_selection(selection))
-    return out
 
 
 def load_completed(path: StorePath, include_quarantined: bool = False) -> xr.Dataset:

@@ -16,10 +16,13 @@ from xrdpipe.training.measured_like import (
     MeasuredLikeSampler,
 )
 from xrdpipe.training.mixture_detector import (
+    MAX_REPEATS,
+    line_count_pool,
     load_detector,
     mixture_labels,
     mixture_probability,
     save_detector,
+    strong_line_counts,
 )
 
 D_SPACINGS = (2.6, 2.0, 1.7)  # one line each: 34.47, 45.31, 53.89 deg
@@ -58,6 +61,42 @@ def test_mixture_draws_hold_each_phase_line_once_and_are_seeded():
     again = sampler.sample_mixtures(8)
     for a, b in zip(first, again, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_strong_lines_are_counted_inside_the_grid_at_one_percent_of_the_strongest():
+    # material 0: 100, 50, 1 (at the share), 0.9 (below), one line outside 20-60 deg;
+    # material 1: one line; material 2: two lines, the second padding
+    tt = np.array([[30.0, 35.0, 40.0, 45.0, 70.0], [25.0, 0, 0, 0, 0], [50.0, 55.0, 0, 0, 0]])
+    intensity = np.array([[100, 50, 1.0, 0.9, 500], [7, 0, 0, 0, 0], [3, 3, 9, 0, 0]])
+    mask = np.array([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0]], dtype=bool)
+    peaks = PeakArrays.from_arrays(tt[:, None], intensity[:, None], mask[:, None])
+    assert strong_line_counts(peaks, PLAIN).tolist() == [3, 1, 2]
+
+
+def test_the_line_count_pool_weighs_each_octave_alike_up_to_the_cap():
+    # octaves: 1 line (1 material), 2-3 (2), 4-7 (4), 32-63 (8)
+    counts = np.array([1, 2, 3, 4, 5, 6, 7] + [40] * 8)
+    pool = line_count_pool(counts, np.arange(15))
+    repeats = np.bincount(pool, minlength=15)
+    assert repeats.tolist() == [8, 4, 4, 2, 2, 2, 2] + [1] * 8  # round(8 / n) each
+    assert np.all(np.diff(pool) >= 0)  # order kept
+    octave_weight = [repeats[:1].sum(), repeats[1:3].sum(), repeats[3:7].sum(), repeats[7:].sum()]
+    assert octave_weight == [8, 8, 8, 8]
+    # a rare octave is capped; only the given indices are pooled; no line counts as one
+    counts = np.array([0] + [100] * 30)
+    assert np.bincount(line_count_pool(counts, np.arange(31)))[0] == MAX_REPEATS
+    assert line_count_pool(counts, np.array([3, 5])).tolist() == [3, 5]
+    assert line_count_pool(counts, np.array([], dtype=int)).size == 0
+
+
+def test_balance_line_counts_dumps_only_when_set():
+    from xrdpipe.config.presets import MixtureDetectorSettings
+
+    # detectors trained before the option keep their recorded settings (and identities)
+    assert MixtureDetectorSettings().model_dump() == {
+        "max_minutes": 10.0, "max_phases": 3, "min_fraction": 0.1,
+    }  # fmt: skip
+    assert MixtureDetectorSettings(balance_line_counts=True).model_dump()["balance_line_counts"]
 
 
 def test_one_phase_sampler_keeps_its_draws():

@@ -253,11 +253,21 @@ class MixtureDetectorSettings(Section):
         max_phases: most phases of a training mixture (1 to this many, uniform).
         min_fraction: a mixture is labelled so when its smallest intensity fraction is at
             least this; mixtures with a smaller minor phase are left out of the loss.
+        balance_line_counts: draw the materials so that each octave of strong-line count
+            (1, 2-3, 4-7, 8-15, ... lines) weighs alike, a material repeated at most
+            :data:`~xrdpipe.training.mixture_detector.MAX_REPEATS` times
+            (:func:`~xrdpipe.training.mixture_detector.line_count_pool`); off: each material
+            once.
     """
 
     max_minutes: float = Field(default=10.0, gt=0)
     max_phases: int = Field(default=3, ge=2, le=5)
     min_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
+    balance_line_counts: bool = False
+
+    @model_serializer(mode="wrap")
+    def _new_fields_when_set(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return without_defaults(self, handler(self), ("balance_line_counts",))
 
 
 class ClassifierData(Section):

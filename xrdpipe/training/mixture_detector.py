@@ -129,8 +129,8 @@ def line_count_pool(
     materials have over 67 strong lines, about 9 % under 16), and a mixture of two such
     phases is what a detector trained on each material once misses (docs/evaluation.md).
     With repeats, the distinct draw of a mixture's phases can pick one material twice
-    (about 1 in 1,000 three-phase draws of the `synthetic` pool): such a draw is labelled a
-    mixture of one phase's pattern.
+    (under 1 in 1,000 three-phase draws of the `synthetic` pool): such a draw is one phase
+    labelled a mixture.
     """
     indices = np.asarray(indices)
     if indices.size == 0:

@@ -456,3 +456,47 @@ def test_a_time_budgeted_bar_counts_minutes_of_the_budget_and_epochs(capsys):
     assert "0.5/2.5 min" in err and "epoch=3/40" in err and "budget 2.5 min" in err
     steps = TrainingBar(dataclasses.replace(cfg, max_minutes=None), 3, False, time.perf_counter())
     assert steps.total == 40_000 and steps.bar.n == 2_000  # a resumed run starts at epoch 3
+
+
+class _AutocastProbe(torch.nn.Module):
+    """An a-CNN that records, per forward pass, whether CPU bf16 autocast was on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = small_acnn()
+        self.seen: list[tuple[bool, torch.dtype]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        self.seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        return out
+
+
+def test_cpu_bf16_autocasts_the_forward_passes_and_still_learns():
+    val = classes_batch(96, torch.Generator().manual_seed(99))
+    runs = {}
+    for cpu_bf16 in (False, True):
+        model = _AutocastProbe()
+        result = train(
+            model,
+            epoch_source(classes_batch, steps=10),
+            val,
+            classification_loss(),
+            quick_config(epochs=4, steps_per_epoch=10, lr=1e-2, cpu_bf16=cpu_bf16),
+            metric_fns={"accuracy": accuracy},
+            progress=False,
+        )
+        runs[cpu_bf16] = result
+        # every training and validation pass, and only under the option
+        assert {on for on, _ in model.seen} == {cpu_bf16}
+        assert {dtype for _, dtype in model.seen} == (
+            {torch.bfloat16} if cpu_bf16 else {torch.float32}
+        )
+        # the weights stay float32 (the checkpoint and inference are unchanged)
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+    for result in runs.values():
+        losses = [r["train_loss"] for r in result.history]
+        assert losses[-1] < 0.5 * losses[0], losses
+        assert result.history[-1]["metrics"]["accuracy"] > 0.9
+    # not the float32 run in disguise
+    assert runs[True].history[-1]["val_loss"] != runs[False].history[-1]["val_loss"]

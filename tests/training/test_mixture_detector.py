@@ -97,6 +97,20 @@ def test_balance_line_counts_dumps_only_when_set():
         "max_minutes": 10.0, "max_phases": 3, "min_fraction": 0.1,
     }  # fmt: skip
     assert MixtureDetectorSettings(balance_line_counts=True).model_dump()["balance_line_counts"]
+    assert MixtureDetectorSettings(cpu_bf16=True).model_dump()["cpu_bf16"]
+
+
+def test_cpu_bf16_dumps_only_when_set_and_reaches_the_loop():
+    from xrdpipe.config.presets import ClassifierPreset, LoopSettings
+    from xrdpipe.training.classifier import classifier_train_config
+
+    # presets logged before the option keep their parameters (and training identities)
+    assert "cpu_bf16" not in LoopSettings().model_dump()
+    assert LoopSettings(cpu_bf16=True).model_dump()["cpu_bf16"] is True
+    assert "cpu_bf16" not in ClassifierPreset().model_dump()["train"]
+    on = ClassifierPreset().model_copy(update={"cpu_bf16": True})  # routed to train
+    assert classifier_train_config(on, 0, "cpu").cpu_bf16
+    assert not classifier_train_config(ClassifierPreset(), 0, "cpu").cpu_bf16
 
 
 def test_one_phase_sampler_keeps_its_draws():

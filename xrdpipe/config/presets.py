@@ -88,6 +88,8 @@ class LoopSettings(Section):
         max_minutes: wall-clock budget of the loop (``None``: none).
         device: ``auto``, ``cpu``, ``cuda``...
         num_threads: torch CPU threads during training (``None``: as is).
+        cpu_bf16: bf16 autocast of the forward passes on a CPU (CUDA always uses it); about
+            1.9x the steps per minute on a CPU with AVX512-BF16. Dumped only when set.
     """
 
     maps_to: ClassVar[str | None] = "TrainConfig"
@@ -103,6 +105,11 @@ class LoopSettings(Section):
     max_minutes: float | None = Field(default=None, gt=0)
     device: str = "auto"
     num_threads: int | None = Field(default=None, ge=1)
+    cpu_bf16: bool = False
+
+    @model_serializer(mode="wrap")
+    def _new_fields_when_set(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return without_defaults(self, handler(self), ("cpu_bf16",))
 
 
 class PhaseFractionLoop(LoopSettings):
@@ -258,16 +265,20 @@ class MixtureDetectorSettings(Section):
             :data:`~xrdpipe.training.mixture_detector.MAX_REPEATS` times
             (:func:`~xrdpipe.training.mixture_detector.line_count_pool`); off: each material
             once.
+        cpu_bf16: train the detector under bf16 autocast on a CPU (``train.cpu_bf16`` for
+            the detector alone): about 1.4x its patterns per minute with the on-the-fly
+            rendering. Either setting turns it on.
     """
 
     max_minutes: float = Field(default=10.0, gt=0)
     max_phases: int = Field(default=3, ge=2, le=5)
     min_fraction: float = Field(default=0.1, ge=0.0, lt=0.5)
     balance_line_counts: bool = False
+    cpu_bf16: bool = False
 
     @model_serializer(mode="wrap")
     def _new_fields_when_set(self, handler: SerializerFunctionWrapHandler) -> Any:
-        return without_defaults(self, handler(self), ("balance_line_counts",))
+        return without_defaults(self, handler(self), ("balance_line_counts", "cpu_bf16"))
 
 
 class ClassifierData(Section):

@@ -65,9 +65,12 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def autocast(device: torch.device, amp_bf16: bool) -> contextlib.AbstractContextManager:
-    if amp_bf16 and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+def autocast(
+    device: torch.device, amp_bf16: bool, cpu_bf16: bool = False
+) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA with ``amp_bf16``, on a CPU with ``cpu_bf16``; else none."""
+    if (amp_bf16 and device.type == "cuda") or (cpu_bf16 and device.type == "cpu"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

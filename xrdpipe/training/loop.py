@@ -90,6 +90,7 @@ def train_one_epoch(
     *,
     steps: int | None = None,
     amp_bf16: bool = True,
+    cpu_bf16: bool = False,
     grad_clip: float | None = None,
     sync_timing: bool = True,
     deadline: float | None = None,
@@ -106,6 +107,7 @@ def train_one_epoch(
         device: where the model lives.
         steps: steps to run at most.
         amp_bf16: bf16 autocast of the forward pass on CUDA.
+        cpu_bf16: bf16 autocast of the forward pass on a CPU.
         grad_clip: maximum global gradient norm, or ``None``.
         sync_timing: synchronise the accelerator so batch-production time is exact.
         deadline: ``time.perf_counter()`` value after which the epoch is cut short.
@@ -135,7 +137,7 @@ def train_one_epoch(
         if sync:
             synchronize(device)
         data_s += time.perf_counter() - t0
-        with autocast(device, amp_bf16):
+        with autocast(device, amp_bf16, cpu_bf16):
             outputs = model(x)
         loss = loss_fn(outputs.float(), y)
         optimizer.zero_grad(set_to_none=True)
@@ -179,6 +181,7 @@ def evaluate(
     metric_fns: Mapping[str, MetricFn] | None = None,
     batch_size: int = 1024,
     amp_bf16: bool = True,
+    cpu_bf16: bool = False,
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on a validation set, in chunks of ``batch_size``.
 
@@ -194,6 +197,7 @@ def evaluate(
         metric_fns: name -> ``fn(outputs, targets)`` returning a number or a 0-d tensor.
         batch_size: chunk size.
         amp_bf16: bf16 autocast on CUDA.
+        cpu_bf16: bf16 autocast on a CPU.
 
     Returns:
         ``{"loss": ..., <metric name>: ...}``.
@@ -203,7 +207,7 @@ def evaluate(
     outputs = []
     for start in range(0, x.shape[0], batch_size):
         chunk = x[start : start + batch_size].to(device, non_blocking=True)
-        with autocast(device, amp_bf16):
+        with autocast(device, amp_bf16, cpu_bf16):
             outputs.append(model(chunk).float())
     logits = torch.cat(outputs)
     targets = y.to(device)
@@ -286,6 +290,7 @@ def train(
                     device,
                     steps=steps,
                     amp_bf16=amp,
+                    cpu_bf16=cfg.cpu_bf16,
                     grad_clip=cfg.grad_clip,
                     sync_timing=cfg.sync_timing,
                     deadline=deadline,
@@ -534,6 +539,7 @@ def _validate(
             metric_fns=metric_fns,
             batch_size=cfg.eval_batch_size or cfg.batch_size,
             amp_bf16=amp,
+            cpu_bf16=cfg.cpu_bf16,
         )
     loss = float(result.pop("loss"))
     return loss, {k: float(v) for k, v in result.items()}

@@ -17,8 +17,9 @@ it, from the same training materials as the classifier and through the same inst
   ``min_fraction``; patterns with a smaller minor phase are left out of the loss (a 2 %
   phase may not show: no label is right for it);
 * network: the classifier preset's architecture with two outputs, the preset's loop
-  settings with ``max_minutes`` of its own, a cosine learning rate over them and a moving
-  average of the weights (:data:`EMA_DECAY`); early stopping on validation mixtures of the
+  settings with ``max_minutes`` of its own, a cosine learning rate over them, a moving
+  average of the weights (:data:`EMA_DECAY`) and, with ``cpu_bf16``, bf16 forward passes on
+  a CPU; early stopping on validation mixtures of the
   held-out validation materials (drawn once, seeded).
 
 Its output ``p(mixture)`` is the ``mixture`` test of the flag rule; the threshold is a
@@ -233,6 +234,7 @@ def train_mixture_detector(
             "max_minutes": settings.max_minutes,
             "lr_schedule": "cosine",
             "ema_decay": EMA_DECAY,
+            "cpu_bf16": settings.cpu_bf16 or preset.train.cpu_bf16,
         }
     )
     cfg = classifier_train_config(loop, seed, str(dev))

@@ -13,6 +13,7 @@ from xrdpipe.evaluation.ood import (
     fit_flag_rule,
     one_phase_scores,
     peak_scores,
+    spend_flag_budget,
 )
 from xrdpipe.patterns.config import CountingNoiseConfig, ProfileConfig
 
@@ -105,6 +106,27 @@ def test_the_budget_can_be_shared_unevenly() -> None:
     ]
     with pytest.raises(ValueError, match="positive share, summing to 1"):
         fit_flag_rule(scores, 0.05, ("sharpness", "mixture"), {"sharpness": 0.5, "mixture": 0.6})
+
+
+def test_a_capped_test_leaves_its_budget_to_the_detector() -> None:
+    # 100 validation patterns: sharpness 1..100 (low is bad), p(mixture) 0.00..0.99
+    scores = {"sharpness": np.arange(1.0, 101.0), "mixture": np.arange(100) / 100}
+    rule = fit_flag_rule(scores, 0.05, ("sharpness", "mixture"), {"sharpness": 0.2, "mixture": 0.8})
+    capped = FlagRule({**rule.thresholds, "sharpness": 0.5}, rule.alpha, 100)  # flags none
+    assert capped.flags(scores).sum() == 4  # the union bound spends 4 of the 5 allowed
+    spent = spend_flag_budget(capped, scores, "mixture")
+    # the five largest (0.95..0.99) are flagged: midway between 0.94 and 0.95
+    assert spent.thresholds == {"sharpness": 0.5, "mixture": pytest.approx(0.945)}
+    assert spent.flags(scores).sum() == 5
+    # with sharpness flagging 1, 2 and 3, three patterns flagged by both count once
+    scores["mixture"] = np.r_[0.995, 0.996, 0.997, np.arange(97) / 100]
+    three = FlagRule({"sharpness": 3.5, "mixture": 0.99}, 0.05, 100)
+    spent = spend_flag_budget(three, scores, "mixture")
+    assert spent.thresholds["mixture"] == pytest.approx(0.945)  # and 0.96, 0.95 of the rest
+    assert spent.flags(scores).sum() == 5
+    # others already spending the budget: unchanged
+    full = FlagRule({"sharpness": 6.5, "mixture": 0.99}, 0.05, 100)
+    assert spend_flag_budget(full, scores, "mixture") == full
 
 
 def test_scores_from_logits_and_from_probabilities_agree() -> None:

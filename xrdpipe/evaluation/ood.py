@@ -28,7 +28,7 @@ one-sided), so at most ``alpha`` of single-phase patterns like the validation on
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -190,6 +190,34 @@ def fit_flag_rule(
         level = q if LOW_IS_BAD[test] else 1.0 - q
         thresholds[test] = float(np.quantile(values, level, method="linear"))
     return FlagRule(thresholds, alpha, int(len(next(iter(scores.values())))))
+
+
+def spend_flag_budget(rule: FlagRule, scores: dict[str, np.ndarray], test: str) -> FlagRule:
+    """``rule`` with ``test``'s threshold moved so that the rule flags ``alpha`` of ``scores``.
+
+    :func:`fit_flag_rule` sets each test at its share of ``alpha`` (a union bound). A
+    threshold capped afterwards (the sharpness test's, :data:`~xrdpipe.training.
+    measured_like.NO_PEAK_SHARPNESS`) flags fewer validation patterns than its share, and
+    tests that flag the same patterns overlap: the rule then flags less than ``alpha``.
+    Here ``test`` takes what the other tests leave: its threshold is the quantile of the
+    patterns they do not flag at which the whole rule flags ``round(alpha * n)`` of the
+    ``n`` single-phase validation patterns (unchanged when the others already flag that
+    many).
+    """
+    others = FlagRule({k: v for k, v in rule.thresholds.items() if k != test}, rule.alpha)
+    n = len(scores[test])
+    flagged = others.flags(scores) if others.thresholds else np.zeros(n, dtype=bool)
+    left = int(round(rule.alpha * n)) - int(flagged.sum())
+    values = np.sort(np.asarray(scores[test], dtype=np.float64)[~flagged])
+    if left <= 0 or values.size <= left:
+        return rule
+    # the left-th most extreme value is flagged, the next one is not: the midpoint between
+    threshold = (
+        0.5 * (values[left - 1] + values[left])
+        if LOW_IS_BAD[test]
+        else 0.5 * (values[-left] + values[-left - 1])
+    )
+    return replace(rule, thresholds={**rule.thresholds, test: float(threshold)})
 
 
 def amorphous_scans(two_theta: np.ndarray, n: int, seed: int = 0, hump: bool = True) -> np.ndarray:

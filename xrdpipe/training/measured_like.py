@@ -288,13 +288,13 @@ def validation_calibration(
     The temperature minimises the validation NLL (:func:`~xrdpipe.evaluation.calibration.
     fit_temperature`); the flag rule's thresholds are quantiles of the validation patterns'
     scores (:func:`~xrdpipe.evaluation.ood.fit_flag_rule`): :data:`FLAG_TESTS`, or with the
-    detector's ``p(mixture)`` of the same patterns (``mixture``) :data:`FLAG_TESTS_WITH_DETECTOR`
-    with :data:`FLAG_SHARES_WITH_DETECTOR` of the budget; the sharpness threshold is at most
-    :data:`NO_PEAK_SHARPNESS`.
-    The validation patterns are renders of held-out materials, never of training ones.
+    detector's ``p(mixture)`` (``mixture``) :data:`FLAG_TESTS_WITH_DETECTOR` with
+    :data:`FLAG_SHARES_WITH_DETECTOR` of the budget, the sharpness threshold at most
+    :data:`NO_PEAK_SHARPNESS` and the rest of the budget to the detector's (:func:`~xrdpipe.
+    evaluation.ood.spend_flag_budget`). The validation patterns are of held-out materials.
     """
     from xrdpipe.evaluation.calibration import fit_temperature
-    from xrdpipe.evaluation.ood import fit_flag_rule, one_phase_scores
+    from xrdpipe.evaluation.ood import fit_flag_rule, one_phase_scores, spend_flag_budget
 
     temperature = fit_temperature(val_logits, y_va)
     step = (profile.two_theta_max - profile.two_theta_min) / (profile.n_points - 1)
@@ -309,6 +309,7 @@ def validation_calibration(
         )
     sharpness = min(rule.thresholds["sharpness"], NO_PEAK_SHARPNESS)
     rule = replace(rule, thresholds={**rule.thresholds, "sharpness": sharpness})
+    rule = rule if mixture is None else spend_flag_budget(rule, scores, "mixture")
     return {
         "temperature": float(temperature),
         "flag_rule": {

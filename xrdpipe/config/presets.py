@@ -89,7 +89,7 @@ class LoopSettings(Section):
         device: ``auto``, ``cpu``, ``cuda``...
         num_threads: torch CPU threads during training (``None``: as is).
         cpu_bf16: bf16 autocast of the forward passes on a CPU (CUDA always uses it); about
-            1.9x the steps per minute on a CPU with AVX512-BF16. Dumped only when set.
+            1.7x the steps per minute on a CPU with AVX512-BF16. Dumped only when set.
     """
 
     maps_to: ClassVar[str | None] = "TrainConfig"

@@ -211,7 +211,7 @@ def spend_flag_budget(rule: FlagRule, scores: dict[str, np.ndarray], test: str) 
     values = np.sort(np.asarray(scores[test], dtype=np.float64)[~flagged])
     if left <= 0 or values.size <= left:
         return rule
-    # the left-th most extreme value is flagged, the next one is not: the midpoint between
+    # the left-th most extreme value is flagged, the next is not: the threshold is midway
     threshold = (
         0.5 * (values[left - 1] + values[left])
         if LOW_IS_BAD[test]

@@ -16,6 +16,7 @@ from xrdpipe.structures.synthetic import (
     SYNTHETIC_COLUMNS,
     SyntheticConfig,
     SyntheticDraw,
+    SyntheticDrawFailure,
     assign_wyckoff_sites,
     draw_parameters,
     material_id,
@@ -272,3 +273,51 @@ def test_cell_size_is_dumped_only_when_primitive():
     assert SyntheticConfig.model_validate(primitive).cell_size == "primitive"
     with pytest.raises(ValidationError, match="cell_size"):
         SyntheticConfig(cell_size="reduced")
+
+
+def _parameters(index: int, config: SyntheticConfig) -> SyntheticDraw:
+    """The draw of ``index`` (seed 11), also when its sites do not fit."""
+    try:
+        return draw_parameters(index, 11, config)
+    except SyntheticDrawFailure as failure:
+        return failure.draw
+
+
+def test_pseudo_symmetric_draws_sit_near_the_eighths_and_change_nothing_else():
+    # off (the default): dumped as before, no draw pseudo-symmetric, the rows' column False
+    assert "pseudo_symmetric_share" not in SyntheticConfig().model_dump(mode="json")
+    assert not any(_parameters(i, SMALL).pseudo_symmetric for i in range(40))
+    # a share of 0.5 decides each structure on its own stream: about half, deterministic,
+    # and steps 1-3 (group, elements, sites, volume) are the draws of the share-0 subset
+    half = SMALL.model_copy(update={"pseudo_symmetric_share": 0.5})
+    assert half.model_dump(mode="json")["pseudo_symmetry_offset"] == 0.02
+    flags = [_parameters(i, half).pseudo_symmetric for i in range(200)]
+    assert 70 <= sum(flags) <= 130
+    assert flags == [_parameters(i, half).pseudo_symmetric for i in range(200)]
+    for i in range(20):
+        plain, pseudo = _parameters(i, SMALL), _parameters(i, half)
+        assert pseudo.sites == plain.sites and pseudo.volume_factor == plain.volume_factor
+    # every structure pseudo-symmetric, offsets of 0.005: each atom's coordinates within
+    # 5 sigma of a multiple of 1/8 (outside the hexagonal family, whose operations and
+    # fixed sites hold thirds, the Wyckoff operations map eighths onto eighths)
+    tight = SMALL.model_copy(
+        update={"pseudo_symmetric_share": 1.0, "pseudo_symmetry_offset": 0.005}
+    )
+    kept = 0
+    for i in range(30):
+        row, _ = synthesize_structure(i, 11, tight, 0.1, 5.0)
+        if row is None or 143 <= row["requested_space_group"] <= 194:
+            continue
+        kept += 1
+        assert row["pseudo_symmetric"] is True
+        frac = structure_from_json(row["structure_json"]).frac_coords
+        assert np.abs(frac * 8 - np.round(frac * 8)).max() < 8 * 5 * 0.005
+    assert kept >= 10
+    # the plain generator's coordinates are not near the eighths
+    rows = [synthesize_structure(i, 11, SMALL, 0.1, 5.0)[0] for i in range(30)]
+    rows = [r for r in rows if r is not None and not 143 <= r["requested_space_group"] <= 194]
+    far = [structure_from_json(r["structure_json"]).frac_coords * 8 for r in rows]
+    assert all(r["pseudo_symmetric"] is False for r in rows)
+    assert np.median([np.abs(f - np.round(f)).max() for f in far]) > 0.3
+    with pytest.raises(ValidationError, match="pseudo_symmetric_share"):
+        SyntheticConfig(pseudo_symmetric_share=1.5)

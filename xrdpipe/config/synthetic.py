@@ -78,6 +78,13 @@ class SyntheticConfig(BaseModel):
         lattice_attempts: random lattices (each with a new volume) tried per draw.
         placement_attempts: random points tried per orbit with free coordinates.
         structures_per_task: structure indices per Dask task.
+        pseudo_symmetric_share: the share of structures (each drawn on its own stream) whose
+            free coordinates are drawn near the eighths of the cell, each coordinate a
+            multiple of 1/8 plus a normal offset of ``pseudo_symmetry_offset``: real
+            crystals often hold atoms close to higher-symmetry sites (sub-cells,
+            distorted parents), which gives a few strong lines and many weak ones; random
+            coordinates rarely do (docs/synthetic.md, "Pseudo-symmetric crystals").
+        pseudo_symmetry_offset: the standard deviation of that offset, fractional units.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,6 +103,8 @@ class SyntheticConfig(BaseModel):
     lattice_attempts: int = Field(default=10, ge=1, le=1000)
     placement_attempts: int = Field(default=20, ge=1, le=1000)
     structures_per_task: int = Field(default=50, ge=1)
+    pseudo_symmetric_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    pseudo_symmetry_offset: float = Field(default=0.02, gt=0.0, le=0.1)
 
     @field_validator("elements")
     @classmethod
@@ -141,14 +150,18 @@ class SyntheticConfig(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_default_cell_size(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Dumps without ``cell_size`` when it is ``conventional``.
+        """Dumps without the options at their defaults (``cell_size``, pseudo-symmetry).
 
-        That was the only behaviour before the option: the subsets, run fingerprints and
-        chunk folders made before it read exactly as they did.
+        ``cell_size`` is left out when ``conventional``, the pseudo-symmetry settings when
+        no structure is pseudo-symmetric. That was the only behaviour before the options:
+        the subsets, run fingerprints and chunk folders made before them read as they did.
         """
         data = handler(self)
         if isinstance(data, dict) and data.get("cell_size") == "conventional":
             data.pop("cell_size")
+        if isinstance(data, dict) and not self.pseudo_symmetric_share:
+            data.pop("pseudo_symmetric_share", None)
+            data.pop("pseudo_symmetry_offset", None)
         return data
 
 

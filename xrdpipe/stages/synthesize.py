@@ -212,6 +212,9 @@ def _read_chunk(chunk_dir: Path, start: int, stop: int) -> ChunkResult | None:
     except Exception:  # noqa: BLE001 - an unreadable chunk file is simply recomputed
         return None
     manifest["dimensionality"] = manifest["dimensionality"].astype("Int64")
+    for frame in (manifest, table):  # a chunk written before the column: no such draw
+        if "pseudo_symmetric" not in frame:
+            frame["pseudo_symmetric"] = False
     return ChunkResult(start, stop, manifest, table)
 
 

@@ -79,6 +79,7 @@ SYNTHETIC_COLUMNS = (
     "spglib_wyckoff_letters",
     "target_atoms",
     "volume_factor",
+    "pseudo_symmetric",
     "symmetry_changed",
 )
 """Columns a synthetic manifest has after :data:`~xrdpipe.structures.manifest.MANIFEST_COLUMNS`
@@ -112,6 +113,8 @@ class SyntheticDraw:
         target_atoms: the drawn target of atoms per cell (``config.cell_size``: the
             conventional cell, or the primitive one).
         volume_factor: the cell volume over the sum of per-atom volumes.
+        pseudo_symmetric: its free coordinates are drawn near the eighths of the cell
+            (``config.pseudo_symmetric_share``, decided on the seed's third stream).
     """
 
     index: int
@@ -122,6 +125,7 @@ class SyntheticDraw:
     sites: tuple[tuple[str, ...], ...]
     target_atoms: int
     volume_factor: float
+    pseudo_symmetric: bool = False
 
     @property
     def num_ions(self) -> tuple[int, ...]:
@@ -280,6 +284,10 @@ def draw_parameters(index: int, seed: int, config: SyntheticConfig) -> Synthetic
         sites=sites or tuple(() for _ in species),
         target_atoms=target,
         volume_factor=round(volume_factor, 6),
+        pseudo_symmetric=bool(
+            config.pseudo_symmetric_share
+            and np.random.default_rng([own_seed, 2]).random() < config.pseudo_symmetric_share
+        ),
     )
     if sites is None:
         raise SyntheticDrawFailure(
@@ -351,6 +359,7 @@ def generate_structure(draw: SyntheticDraw, config: SyntheticConfig) -> Any:
             config.axis_ratio,
             config.placement_attempts,
             rng,
+            config.pseudo_symmetry_offset if draw.pseudo_symmetric else None,
         )
         if placed is None:
             continue
@@ -379,6 +388,7 @@ def draw_columns(draw: SyntheticDraw) -> dict[str, Any]:
         "wyckoff_sites": draw.wyckoff_sites,
         "target_atoms": draw.target_atoms,
         "volume_factor": draw.volume_factor,
+        "pseudo_symmetric": draw.pseudo_symmetric,
     }
 
 

@@ -261,6 +261,11 @@ def shortest_distance_violation(structure: Any, distance_factor: float) -> str |
     )
 
 
+PSEUDO_SYMMETRY_GRID = 8
+"""A pseudo-symmetric point's coordinates sit near multiples of 1/8 (halves, quarters and
+eighths of the cell: the sites of common parent structures)."""
+
+
 def place_orbits(
     space_group: int,
     sites: list[tuple[str, WyckoffPosition]],
@@ -269,6 +274,7 @@ def place_orbits(
     axis_ratio: float,
     placement_attempts: int,
     rng: np.random.Generator,
+    pseudo_symmetry_offset: float | None = None,
 ) -> tuple[np.ndarray, list[str], np.ndarray] | None:
     """One random lattice, then the orbits one at a time at random points, or ``None``.
 
@@ -283,6 +289,9 @@ def place_orbits(
         axis_ratio: the largest ratio of two independent axes (:func:`random_lattice`).
         placement_attempts: random points per orbit with free coordinates.
         rng: the draw's generator.
+        pseudo_symmetry_offset: ``None``: uniform random points; else each coordinate of a
+            point is the nearest multiple of :data:`PSEUDO_SYMMETRY_GRID` plus a normal
+            offset of this standard deviation (atoms near higher-symmetry sites).
 
     Returns:
         ``(lattice matrix, species, fractional coordinates)``, or ``None`` when an orbit
@@ -299,7 +308,11 @@ def place_orbits(
             position.multiplicity, minimum_distance(element, element, distance_factor) / 2
         )
         for _ in range(placement_attempts if position.free else 1):
-            orbit = position.orbit(rng.random(3))
+            point = rng.random(3)
+            if pseudo_symmetry_offset is not None:
+                point = np.round(point * PSEUDO_SYMMETRY_GRID) / PSEUDO_SYMMETRY_GRID
+                point = point + rng.normal(0.0, pseudo_symmetry_offset, 3)
+            orbit = position.orbit(point)
             if not _too_close(orbit, own, placed, limits, matrix):
                 break
         else:

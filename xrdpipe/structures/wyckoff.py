@@ -290,7 +290,7 @@ def place_orbits(
         placement_attempts: random points per orbit with free coordinates.
         rng: the draw's generator.
         pseudo_symmetry_offset: ``None``: uniform random points; else each coordinate of a
-            point is the nearest multiple of :data:`PSEUDO_SYMMETRY_GRID` plus a normal
+            point is the nearest multiple of 1 / :data:`PSEUDO_SYMMETRY_GRID` plus a normal
             offset of this standard deviation (atoms near higher-symmetry sites).
 
     Returns:

@@ -205,9 +205,8 @@ def spend_flag_budget(rule: FlagRule, scores: dict[str, np.ndarray], test: str) 
     many).
     """
     others = FlagRule({k: v for k, v in rule.thresholds.items() if k != test}, rule.alpha)
-    n = len(scores[test])
-    flagged = others.flags(scores) if others.thresholds else np.zeros(n, dtype=bool)
-    left = int(round(rule.alpha * n)) - int(flagged.sum())
+    flagged = others.flags(scores)  # none without other tests
+    left = int(round(rule.alpha * len(scores[test]))) - int(flagged.sum())
     values = np.sort(np.asarray(scores[test], dtype=np.float64)[~flagged])
     if left <= 0 or values.size <= left:
         return rule

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.refinement.conftest import jacobian_errors
+from tests.refinement.conftest import MIXTURE_IDS, jacobian_errors
 from tests.refinement.engine_scan import Planted, engine_scan
 from xrdpipe.refinement import LineSettings, RefinementOptions
-from xrdpipe.refinement.model import background_basis, unit_area_pseudo_voigt
+from xrdpipe.refinement.model import (
+    PhaseParameters,
+    background_basis,
+    phase_lines,
+    unit_area_pseudo_voigt,
+)
 from xrdpipe.refinement.parameters import build_layout
 from xrdpipe.refinement.problem import Problem
 
@@ -39,10 +44,10 @@ PLANTED = Planted(
 )
 
 
-def truth_problem(phases, structures, weights=None):
+def truth_problem(phases, structures, weights=None, **option_changes):
     """The expected counts of an engine scan and the model's parameters at the truth."""
     two_theta, expected = engine_scan(structures, PLANTED)
-    options = RefinementOptions(widths="per_phase", background_order=3)
+    options = RefinementOptions(widths="per_phase", background_order=3, **option_changes)
     layout = build_layout(phases, options, zero_shift_deg=0.03, sample_displacement_mm=0.08)
     theta = layout.values.copy()
     for p, structure in enumerate(structures):
@@ -83,6 +88,27 @@ def test_model_equals_the_engine_at_the_planted_values(mixture_phases, planted_s
 def test_jacobian_matches_finite_differences(mixture_phases, planted_structures):
     """At the truth (residual ~ 0) Kaufman's Jacobian is the full one."""
     problem, theta = truth_problem(mixture_phases, planted_structures)
+    for name, error, scale in jacobian_errors(problem, theta, problem.layout.free.copy()):
+        assert error <= 0.02 * scale, name
+
+
+def test_b_shift_scales_each_line_by_its_debye_waller_factor(mixture_phases, planted_structures):
+    """``dB`` multiplies every line by ``exp(-dB / 2d^2)`` (by hand at d = 1 and 2
+    angstrom: 0.7788 and 0.9394 for dB = 0.5); the Jacobian holds with ``dB`` free."""
+    phase = mixture_phases[2]
+    lattice = np.asarray(phase.lattice.start)
+    widths = np.array([PLANTED.u, PLANTED.v, PLANTED.w, 0.05, 0.02])
+    lines = [
+        phase_lines(phase, PhaseParameters(lattice, widths, b_shift=b), 0.0, 0.0, LineSettings())
+        for b in (0.0, 0.5)
+    ]
+    d = np.tile(phase.d_spacings(lattice), 2)  # K-alpha1 and K-alpha2 lines
+    np.testing.assert_allclose(lines[1].intensity, lines[0].intensity * np.exp(-0.25 / d**2))
+    assert np.exp(-0.25 / 1.0**2) == pytest.approx(0.7788, abs=1e-4)
+    assert np.exp(-0.25 / 2.0**2) == pytest.approx(0.9394, abs=1e-4)
+    problem, theta = truth_problem(mixture_phases, planted_structures, refine_b_shift=True)
+    names = [n for n in problem.layout.names if n.endswith(".b_shift")]
+    assert names == [f"{i}.b_shift" for i in MIXTURE_IDS]
     for name, error, scale in jacobian_errors(problem, theta, problem.layout.free.copy()):
         assert error <= 0.02 * scale, name
 

@@ -5,7 +5,7 @@ See ``docs/refinement.md``. :func:`refine` fits a scan with candidate phases
 fits a standard and returns the instrument; :func:`residual_peaks` flags what no phase explains.
 """
 
-from xrdpipe.refinement.fit import PolishResult, polish, refine
+from xrdpipe.refinement.fit import refine
 from xrdpipe.refinement.model import LineSettings
 from xrdpipe.refinement.parameters import RefinementOptions
 from xrdpipe.refinement.phases import (
@@ -14,6 +14,7 @@ from xrdpipe.refinement.phases import (
     lattice_model,
     phase_from_structure,
 )
+from xrdpipe.refinement.polish import PolishResult, polish
 from xrdpipe.refinement.results import PhaseResult, RefinementResult
 from xrdpipe.refinement.solution import weight_fractions
 

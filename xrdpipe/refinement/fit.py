@@ -12,25 +12,29 @@ Algorithm (:func:`refine`):
 3. Stages of ``scipy.optimize.least_squares`` (trust region reflective, bounds, analytic
    variable-projection Jacobian): (a) zero, displacement and the width terms W and X;
    (b) the same and the lattices; (c) everything free (the asymmetry only here). After
-   (a), the own parameters (lattice, widths, ratio) of phases below ``minor_fraction`` are
-   held: a minor phase's cell and widths are poorly determined; its scale stays free.
+   (a), the own parameters (lattice, widths, ratio, B shift) of phases below
+   ``minor_fraction`` are held: a minor phase's cell and widths are poorly determined; its
+   scale stays free (a B shift is held below ``b_shift_min_fraction`` too).
 4. With ``select_phases`` (default), which phases: a forward search from a start set with
    drops (:func:`_select`; the tests in :mod:`xrdpipe.refinement.search`).
+   Then, when asked, the March-Dollase axis search (:func:`_orientation_search`) and the
+   B-shift refit (:func:`_b_shift_refit`), neither of which changes the phase set.
 5. At the solution, esds from the Jacobian of the full problem (linear and nonlinear),
    scaled by ``chi^2`` and the residuals' serial-correlation factor
    (:mod:`xrdpipe.refinement.solution`); Hill-Howard weight fractions.
 
 Uses: :func:`refine` with every candidate phase offered (a baseline; the search starts from
-the best single phase), and :func:`polish`, which starts the search from a given answer (a
-CNN's phases at or above a threshold; variable projection needs no starting scales; the
-given fractions are kept for the comparison in :class:`PolishResult`).
+the best single phase), and :func:`~xrdpipe.refinement.polish.polish`, which starts the
+search from a given answer (a CNN's phases at or above a threshold; variable projection
+needs no starting scales; the given fractions are kept for the comparison in its
+``PolishResult``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from scipy import optimize
@@ -46,7 +50,7 @@ from xrdpipe.refinement.parameters import (
 from xrdpipe.refinement.phases import RefinementPhase, cell_volume
 from xrdpipe.refinement.problem import Problem
 from xrdpipe.refinement.results import RefinementResult
-from xrdpipe.refinement.search import fitted_gains, pinned, screen_candidates
+from xrdpipe.refinement.search import PINNED_TOL, fitted_gains, pinned, screen_candidates
 from xrdpipe.refinement.solution import (
     absent_phase,
     fractions_at,
@@ -69,11 +73,14 @@ STAGE_WIDTHS = ("W", "X")
 """Width terms free in the first stage (a mean width per phase before its angle terms)."""
 
 
-def _minor_phase_entries(problem: Problem, theta: np.ndarray, minor: float) -> np.ndarray:
+def _minor_phase_entries(
+    problem: Problem, theta: np.ndarray, minor: float, b_shift_minor: float = 0.0
+) -> np.ndarray:
     """Entries owned by phases below ``minor`` weight fraction (held after the first stage).
 
-    A phase's own lattice, widths (not the shared ones) and March-Dollase ratio: a minor
-    phase's are poorly determined and cost evaluations; its scale stays free.
+    A phase's own lattice, widths (not the shared ones), March-Dollase ratio and B shift: a
+    minor phase's are poorly determined and cost evaluations; its scale stays free. The B
+    shift is also held below ``b_shift_minor``: it trades with the scale itself.
     """
     layout = problem.layout
     scales = problem.evaluate(theta).scales
@@ -89,10 +96,13 @@ def _minor_phase_entries(problem: Problem, theta: np.ndarray, minor: float) -> n
         for q in range(p + 1, len(problem.phases)):
             shared |= set(layout.phase_widths[p]) & set(layout.phase_widths[q])
     for p, fraction in enumerate(fractions):
+        b_shift = layout.own_b_shift(p)
+        if b_shift is not None and fraction < b_shift_minor:
+            held[b_shift] = True
         if fraction < minor:
             own = [i for i in layout.phase_widths[p] if i not in shared]
-            ratio = [] if layout.phase_ratio[p] is None else [layout.phase_ratio[p]]
-            held[np.concatenate([layout.phase_lattice[p], own, ratio]).astype(np.int64)] = True
+            extra = [i for i in (layout.phase_ratio[p], layout.own_b_shift(p)) if i is not None]
+            held[np.concatenate([layout.phase_lattice[p], own, extra]).astype(np.int64)] = True
     return held
 
 
@@ -218,7 +228,8 @@ def refine(
     }
     # small dense algebra: one BLAS thread is ~50x faster than several fighting for cores
     with threadpool_limits(limits=1, user_api="blas"):
-        fit_args = (two_theta, intensity, settings, options, start, weights)
+        searched = replace(options, refine_b_shift=False)  # the B shifts come last
+        fit_args = (two_theta, intensity, settings, searched, start, weights)
         for field_name, named in (
             ("start_phases", start_phases or ()),
             ("march_dollase", options.march_dollase),
@@ -235,12 +246,14 @@ def refine(
         else:
             kept = [ph for ph in phases if start_phases is None or ph.name in start_phases]
             problem, theta = _fit(
-                two_theta, intensity, kept, settings, _for(options, kept), start, weights
+                two_theta, intensity, kept, settings, _for(searched, kept), start, weights
             )
-        current = _for(options, kept)
+        current = _for(searched, kept)
+        last_args = (two_theta, intensity, kept, settings, current, start, weights)
         if options.orientation_search:
-            orientation_args = (two_theta, intensity, kept, settings, current, start, weights)
-            problem, theta = _orientation_search(problem, theta, orientation_args)
+            problem, theta = _orientation_search(problem, theta, last_args)
+        if options.refine_b_shift:
+            problem, theta = _b_shift_refit(problem, theta, last_args)
         result = refinement_result(problem, theta, options, time.perf_counter() - started)
     kept_names = {ph.name for ph in kept}
     if kept_names == set(names):
@@ -403,7 +416,9 @@ def _fit(
     for i, free in enumerate(stages):
         last = i == len(stages) - 1
         if i > 0 or previous is not None:
-            free = free & ~_minor_phase_entries(problem, theta, options.minor_fraction)
+            free = free & ~_minor_phase_entries(
+                problem, theta, options.minor_fraction, options.b_shift_min_fraction
+            )
         nfev = options.max_nfev if last else EARLY_STAGE_NFEV
         theta = _least_squares(problem, theta, free, nfev, FINAL_TOL if last else EARLY_TOL)
     return problem, theta
@@ -442,6 +457,38 @@ def orientation_axes(crystal_system: str) -> tuple[tuple[int, int, int], ...]:
     if crystal_system in ("tetragonal", "hexagonal", "trigonal"):
         return ((0, 0, 1), (1, 0, 0), (1, 1, 0))
     return ((0, 0, 1), (1, 0, 0), (0, 1, 0), (1, 1, 0), (1, 1, 1))
+
+
+def _b_shift_refit(
+    problem: Problem, theta: np.ndarray, fit_args: tuple
+) -> tuple[Problem, np.ndarray]:
+    """The final set refitted with each phase's B shift free (``refine_b_shift``).
+
+    The last stage from the fit's values; phases below ``b_shift_min_fraction`` keep theirs
+    at 0. After the phase search and the axis search, not inside them: freed there, a B
+    shift let a phase the scan does not hold keep only its low-angle lines and take misfit
+    (+3 angstrom^2, its bound), and a present phase that ran to the bound was dropped. If a
+    shift still runs to its upper bound here, the fit without shifts stands.
+    """
+    two_theta, intensity, kept, settings, options, start, weights = fit_args
+    axes = {
+        ph.name: tuple(int(v) for v in axis)
+        for ph, axis in zip(kept, problem.axes, strict=True)
+        if axis is not None
+    }
+    shifted = replace(options, refine_b_shift=True, march_dollase=axes)
+    previous = dict(zip(problem.layout.names, theta.tolist(), strict=True))
+    new_problem, new_theta = _fit(
+        two_theta, intensity, kept, settings, shifted, start, weights, previous
+    )
+    layout = new_problem.layout
+    for p in range(len(kept)):
+        index = layout.own_b_shift(p)
+        if index is not None and new_theta[index] >= layout.upper[index] - PINNED_TOL * (
+            layout.upper[index] - layout.lower[index]
+        ):
+            return problem, theta
+    return new_problem, new_theta
 
 
 def _orientation_search(
@@ -487,92 +534,3 @@ def _orientation_search(
         return problem, theta
     final = replace(options, march_dollase={**options.march_dollase, **chosen})
     return _fit(two_theta, intensity, kept, settings, final, start, weights, previous)
-
-
-@dataclass(frozen=True)
-class PolishResult:
-    """A given answer (e.g. a CNN's) and the refinement that started from it.
-
-    Attributes:
-        given: the given weight fractions by phase (every phase offered).
-        kept: the phases of the final refinement (the search may have dropped some of
-            the given ones and added others).
-        refinement: the refinement of the kept phases.
-        difference: refined minus given weight fraction, by phase (dropped phases: minus
-            the given value).
-        started: the phases fitted first (given fraction at or above the threshold).
-    """
-
-    given: dict[str, float]
-    kept: tuple[str, ...]
-    refinement: RefinementResult
-    difference: dict[str, float]
-    started: tuple[str, ...] = ()
-
-
-def polish(
-    two_theta: np.ndarray,
-    intensity: np.ndarray,
-    phases: Sequence[RefinementPhase],
-    fractions: Mapping[str, float],
-    settings: LineSettings | None = None,
-    options: RefinementOptions | None = None,
-    *,
-    threshold: float = 0.01,
-    floors: Mapping[str, float] | None = None,
-    **start: object,
-) -> PolishResult:
-    """Refines from a given phase set and fractions (``--refine`` after a CNN).
-
-    The phases whose given fraction reaches ``threshold`` (and the phase's own floor, where
-    ``floors`` gives one: e.g. the CNN's detection limit) are fitted first; with
-    ``options.select_phases`` (the default) the search of :func:`refine` then drops those
-    the scan does not support and adds offered phases the answer missed (a CNN's phase
-    under 1 wt% is often a present minor phase). The scales are solved, not started from
-    the fractions: variable projection needs no linear starting values.
-
-    Args:
-        two_theta: degrees.
-        intensity: counts.
-        phases: every candidate phase (names must match ``fractions``' keys).
-        fractions: the given weight fractions by phase name (missing names count as 0).
-        settings: lines and geometry.
-        options: what is refined.
-        threshold: the least given fraction fitted first (0.01: 1 wt%).
-        floors: per phase name, a least given fraction fitted first above ``threshold``
-            (a fraction under the giver's detection limit is no evidence: such a phase
-            enters only if the search's own test adds it).
-        **start: starting values passed to :func:`refine` (``zero_shift_deg``, ...).
-
-    Returns:
-        The :class:`PolishResult`.
-
-    Raises:
-        ValueError: ``fractions`` names an unknown phase, or no phase reaches the threshold
-            while the selection is off.
-    """
-    by_name = {ph.name: ph for ph in phases}
-    unknown = set(fractions) - set(by_name)
-    if unknown:
-        raise ValueError(
-            f"fractions name unknown phases {sorted(unknown)}; known: {sorted(by_name)}"
-        )
-    options = options or RefinementOptions()
-    given = {name: float(fractions.get(name, 0.0)) for name in by_name}
-    floors = floors or {}
-    first = tuple(name for name in by_name if given[name] >= max(threshold, floors.get(name, 0.0)))
-    if not first and not options.select_phases:
-        raise ValueError(f"no phase has a given fraction >= threshold {threshold}: {given}")
-    result = refine(
-        two_theta,
-        intensity,
-        list(phases),
-        settings,
-        options,
-        start_phases=first or None,
-        **start,  # type: ignore[arg-type]
-    )
-    kept = tuple(name for name in by_name if name not in result.dropped)
-    refined = result.weight_fractions()
-    difference = {name: refined.get(name, 0.0) - given[name] for name in by_name}
-    return PolishResult(given, kept, result, difference, first)

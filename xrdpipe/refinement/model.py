@@ -7,7 +7,8 @@ with, per phase ``p``, reflection ``hkl`` and emission line ``j`` (K-alpha1, K-a
 share ``1 / (1 + ratio)`` and ``ratio / (1 + ratio)``):
 
 1. ``d`` from ``hkl`` and the refined cell (:meth:`RefinementPhase.d_spacings`);
-2. intensity ``I = |F|^2(d) m LP(2theta(lambda_ref, d)) P_MD(r) share_j``, times the
+2. intensity ``I = |F|^2(d) m LP(2theta(lambda_ref, d)) P_MD(r) exp(-dB / 2d^2) share_j``
+   (``dB``: the phase's overall B shift, angstrom^2, 0 unless refined), times the
    monochromator polarisation ratio and, for an automatic slit, ``sin(theta)``, both at the
    line's Bragg angle ``2theta_j = 2 asin(lambda_j / 2d)`` (as the engine,
    :mod:`xrdpipe.patterns.instrument`);
@@ -95,7 +96,7 @@ ASYMMETRY_CUT_FWHM = GAUSS_CUT_FWHM
 """FWHMs beyond which ``A(z) = 1``: ``|F_b(4)| = 5e-5``, on a profile that is there below
 1.5 % of its height (``pV`` within the Gaussian's cut, one mask for both)."""
 
-DERIVATIVE_STEP = {"lattice": 1e-5, "width": 1e-6, "global": 1e-5, "ratio": 1e-5}
+DERIVATIVE_STEP = {"lattice": 1e-5, "width": 1e-6, "global": 1e-5, "ratio": 1e-5, "thermal": 1e-5}
 """Central-difference steps of the per-line scalars (relative for lattice values)."""
 
 
@@ -149,11 +150,14 @@ class PhaseParameters:
         lattice: the free lattice values (:class:`~xrdpipe.refinement.phases.LatticeModel`).
         widths: ``(U, V, W, X, Y)``.
         march_dollase_ratio: r (1: random powder).
+        b_shift: the overall B shift ``dB``, angstrom^2, added to every site's B (0: the
+            phase's own B).
     """
 
     lattice: np.ndarray
     widths: np.ndarray
     march_dollase_ratio: float = 1.0
+    b_shift: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,8 @@ def phase_lines(
     )
     if axis_hkl is not None and params.march_dollase_ratio != 1.0:
         base = base * march_dollase_family(phase, axis_hkl, params.march_dollase_ratio)
+    if params.b_shift != 0.0:  # Debye-Waller: exp(-2 dB s^2), s = 1 / 2d
+        base = base * np.exp(-params.b_shift / (2.0 * d**2))
     positions, fwhms, etas, intensities, braggs = [], [], [], [], []
     for wavelength, share in settings.lines:
         bragg = bragg_two_theta_deg(d, wavelength)  # NaN where lambda > 2d

@@ -4,8 +4,9 @@ Layout: ``zero_shift_deg``, ``sample_displacement_mm``, the asymmetry ``asymmetr
 ``asymmetry_p2`` (:func:`~xrdpipe.refinement.model.asymmetry_factor`); then the width sets
 (five values ``U, V, W, X, Y`` each, shared between phases as
 :class:`RefinementOptions.widths` says); then each phase's free lattice values and, when
-refined, its March-Dollase ``r``. The linear parameters (scales, Chebyshev coefficients)
-are not here: the fit solves them at each step (variable projection).
+refined, its March-Dollase ``r`` and its overall ``B`` shift. The linear parameters (scales,
+Chebyshev coefficients) are not here: the fit solves them at each step (variable
+projection).
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ RATIO_BOUNDS = (0.5, 1.5)
 """March-Dollase r bounds: the range of real powders (platy r < 1, needles r > 1); beyond
 it the ratio of a minor phase takes misfit (seen 0.4, 1.76 and 2.24 under (0.3, 3))."""
 
+B_SHIFT_BOUNDS = (-1.0, 3.0)
+"""Bounds of a phase's overall ``B`` shift, angstrom^2: room-temperature B of inorganic
+solids are ~0.2-2; a negative shift stands for surface roughness, which lowers the low-angle
+intensities of a Bragg-Brentano scan as a negative B would."""
+
 
 @dataclass(frozen=True)
 class RefinementOptions:
@@ -91,6 +97,17 @@ class RefinementOptions:
             (``fit.orientation_axes``, scaled BIC). Off by default: ~25 screening fits per
             scan with four phases (docs/refinement.md).
         orientation_min_fraction: the least weight fraction searched (0.05).
+        refine_b_shift: refine each phase's overall ``B`` shift ``dB`` (angstrom^2, added
+            to every site's B: each line's intensity times ``exp(-dB / (2 d^2))``) in a last
+            refit after the phase and axis searches (``fit._b_shift_refit``), phases below
+            ``b_shift_min_fraction`` held at 0. A CIF's B belong to
+            another temperature or are missing (the phase set then assumes
+            ``overall_b``), and surface roughness acts as a negative B; a B off by 0.5
+            scales a line at d = 1 angstrom by 0.78, and the scale (so the weight fraction)
+            absorbs it. Off by default (on the independent benchmark it changed no phase
+            set and raised the MAE by 0.1 wt%; docs/refinement.md, "B shift").
+        b_shift_min_fraction: the least weight fraction whose B shift is refined (0.1: a
+            minor phase's few lines cannot tell a B from its scale).
         max_sample_width_deg: upper bound of a phase's size and strain widths X and Y,
             degrees (0.5: Scherrer crystallites of ~16 nm at Cu K-alpha, or a microstrain
             of ~2e-3). Without it a phase the scan does not hold widens to a few degrees
@@ -118,6 +135,8 @@ class RefinementOptions:
     orientation_search: bool = False
     orientation_min_fraction: float = 0.05
     max_sample_width_deg: float = 0.5
+    refine_b_shift: bool = False
+    b_shift_min_fraction: float = 0.1
 
 
 @dataclass
@@ -128,11 +147,13 @@ class ParameterLayout:
         names: one per entry (``zero_shift_deg``, ``width0.U``, ``<phase>.a``, ...).
         values: the current values.
         lower, upper: bounds.
-        kinds: ``global``, ``asymmetry``, ``width``, ``lattice`` or ``ratio``.
+        kinds: ``global``, ``asymmetry``, ``width``, ``lattice``, ``ratio`` or
+            ``thermal``.
         free: which entries the fit may move.
         phase_widths: per phase, the 5 indices of its U, V, W, X, Y.
         phase_lattice: per phase, the indices of its free lattice values.
         phase_ratio: per phase, the index of its March-Dollase r, or None.
+        phase_b_shift: per phase, the index of its overall B shift, or None.
     """
 
     names: list[str]
@@ -144,19 +165,25 @@ class ParameterLayout:
     phase_widths: list[np.ndarray]
     phase_lattice: list[np.ndarray]
     phase_ratio: list[int | None]
+    phase_b_shift: list[int | None]
 
     ZERO = 0
     DISPLACEMENT = 1
     ASYMMETRY = (2, 3)
 
     def phase_parameters(self, theta: np.ndarray, p: int) -> PhaseParameters:
-        """Phase ``p``'s lattice, widths and ratio at the vector ``theta``."""
-        ratio = self.phase_ratio[p]
+        """Phase ``p``'s lattice, widths, ratio and B shift at the vector ``theta``."""
+        ratio, b_shift = self.phase_ratio[p], self.own_b_shift(p)
         return PhaseParameters(
             lattice=theta[self.phase_lattice[p]],
             widths=theta[self.phase_widths[p]],
             march_dollase_ratio=1.0 if ratio is None else float(theta[ratio]),
+            b_shift=0.0 if b_shift is None else float(theta[b_shift]),
         )
+
+    def own_b_shift(self, p: int) -> int | None:
+        """The index of phase ``p``'s overall B shift, or None (not refined)."""
+        return self.phase_b_shift[p]
 
     def asymmetry(self, theta: np.ndarray) -> tuple[float, float]:
         """``(P_1, P_2)`` at the vector ``theta``."""
@@ -174,8 +201,7 @@ class ParameterLayout:
 
     def dependencies(self, p: int) -> np.ndarray:
         """Indices of every entry that moves phase ``p``'s lines."""
-        ratio = self.phase_ratio[p]
-        extra = [] if ratio is None else [ratio]
+        extra = [i for i in (self.phase_ratio[p], self.own_b_shift(p)) if i is not None]
         return np.concatenate(
             [
                 [self.ZERO, self.DISPLACEMENT, *self.ASYMMETRY],
@@ -254,7 +280,7 @@ def build_layout(
                 f"{sorted(offered)}"
             )
 
-    phase_widths, phase_lattice, phase_ratio = [], [], []
+    phase_widths, phase_lattice, phase_ratio, phase_b_shift = [], [], [], []
     for phase in phases:
         own = width_set(phase.name, [i for i in range(5) if i not in shared])
         phase_widths.append(np.array([shared.get(i, own.get(i)) for i in range(5)]))
@@ -275,6 +301,11 @@ def build_layout(
             )
         else:
             phase_ratio.append(None)
+        phase_b_shift.append(
+            add(f"{phase.name}.b_shift", 0.0, B_SHIFT_BOUNDS, "thermal", True)
+            if options.refine_b_shift
+            else None
+        )
     return ParameterLayout(
         names=names,
         values=np.array(values, dtype=np.float64),
@@ -285,4 +316,5 @@ def build_layout(
         phase_widths=phase_widths,
         phase_lattice=phase_lattice,
         phase_ratio=phase_ratio,
+        phase_b_shift=phase_b_shift,
     )

@@ -46,6 +46,8 @@ class PhaseResult:
         contribution: the phase's calculated pattern, counts (for plots).
         march_dollase_axis: the March-Dollase axis ``(h, k, l)`` (given or found by the
             axis search), or None.
+        b_shift: the refined overall B shift, angstrom^2 (0 when not refined).
+        b_shift_esd: its esd (NaN when not refined).
     """
 
     name: str
@@ -63,6 +65,8 @@ class PhaseResult:
     march_dollase_ratio_esd: float
     contribution: np.ndarray = field(repr=False)
     march_dollase_axis: tuple[int, int, int] | None = None
+    b_shift: float = 0.0
+    b_shift_esd: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,7 @@ class RefinementResult:
                     **{f"cell_{k}": v for k, v in zip(CELL_NAMES, p.cell, strict=True)},
                     **{f"width_{k}": v for k, v in p.widths.items()},
                     "march_dollase_r": p.march_dollase_ratio,
+                    "b_shift": p.b_shift,
                     "rwp": self.rwp,
                     "chi2": self.chi2,
                 }

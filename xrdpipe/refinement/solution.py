@@ -156,6 +156,7 @@ def refinement_result(
     phases = []
     for p, ph in enumerate(problem.phases):
         lat, wid, ratio = layout.phase_lattice[p], layout.phase_widths[p], layout.phase_ratio[p]
+        b_shift = layout.own_b_shift(p)
         phases.append(
             PhaseResult(
                 name=ph.name,
@@ -175,6 +176,8 @@ def refinement_result(
                 march_dollase_axis=None
                 if problem.axes[p] is None
                 else tuple(int(v) for v in problem.axes[p]),
+                b_shift=0.0 if b_shift is None else float(theta[b_shift]),
+                b_shift_esd=np.nan if b_shift is None else float(theta_esd[b_shift]),
             )
         )
     weighted_obs = float(np.sum((problem.weights * problem.intensity) ** 2))

@@ -531,15 +531,17 @@ def main() -> None:
         flush=True,
     )
     predictor = None
-    if args.checkpoint is not None:
+    grid_from = args.checkpoint or args.space_group_checkpoint  # the scans match its grid
+    if grid_from is not None:
         from xrdpipe.training.classifier_inference import ClassifierPredictor
 
-        predictor = ClassifierPredictor.load(args.checkpoint)
-        g = predictor.grid
+        loaded = ClassifierPredictor.load(grid_from)
+        predictor = loaded if args.checkpoint is not None else None
+        g = loaded.grid
         base = ProfileConfig(
             two_theta_min=g.two_theta_min, two_theta_max=g.two_theta_max, n_points=g.n_points
         )
-        print(f"  checkpoint: {predictor.target}, classes {predictor.classes}, grid {g}")
+        print(f"  grid from {grid_from}: {loaded.target}, {len(loaded.classes)} classes, {g}")
     else:
         base = ProfileConfig()
     profile = u.measured_like_profile(base)
